@@ -1,0 +1,485 @@
+//! Stage 2: validates JSON values by walking stage 1's structural indexes, without building a
+//! tape and without unescaping strings.
+//!
+//! Stage 1 already guarantees valid UTF-8, balanced quotes and no raw control characters inside
+//! strings, so a string's extent is known from the structurals alone and only its backslash
+//! escapes need a look (a `memchr` scan). Numbers and literals are checked by grammar. This is
+//! where the decoder wins over a full parse: long `message` strings cost a SIMD scan, not a copy.
+
+use std::cell::Cell;
+
+use record::RejectReason;
+
+/// The deepest nesting a record may have.
+pub(crate) const MAX_DEPTH: usize = 128;
+
+/// A syntax error somewhere in the value being walked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Invalid;
+
+type Walk<T> = Result<T, Invalid>;
+
+/// A routing field found at depth 1: the structural index of its string value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct FieldAt {
+    /// Index into the structural list of the value's opening quote, if present as a string.
+    pub(crate) k: Option<usize>,
+    /// Whether the raw string contents hold an escape.
+    pub(crate) escaped: bool,
+}
+
+/// What a walk of one top-level object found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Fields {
+    pub(crate) id: FieldAt,
+    pub(crate) project_id: FieldAt,
+    pub(crate) source: FieldAt,
+    pub(crate) level: FieldAt,
+    pub(crate) environment: FieldAt,
+    pub(crate) has_timestamp: bool,
+}
+
+impl Fields {
+    /// The first missing required field, if any.
+    pub(crate) fn missing(&self) -> Option<RejectReason> {
+        if self.id.k.is_none() {
+            Some(RejectReason::MissingId)
+        } else if self.project_id.k.is_none() {
+            Some(RejectReason::MissingProjectId)
+        } else if !self.has_timestamp {
+            Some(RejectReason::MissingTimestamp)
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Key {
+    Id,
+    ProjectId,
+    Timestamp,
+    Source,
+    Level,
+    Environment,
+    Other,
+}
+
+/// A walker over the structurals `idx[..lim]` of `buf`, whose current record ends at byte `end`.
+pub(crate) struct Walker<'a> {
+    buf: &'a [u8],
+    idx: &'a [u32],
+    lim: usize,
+    end: usize,
+    stack: Vec<u8>,
+    /// No backslash lies in `buf[bs_from..bs_at]`; `bs_at` is one (or `buf.len()`).
+    bs_from: Cell<usize>,
+    bs_at: Cell<usize>,
+}
+
+impl<'a> Walker<'a> {
+    pub(crate) fn new(buf: &'a [u8], idx: &'a [u32]) -> Walker<'a> {
+        Walker {
+            buf,
+            idx,
+            lim: idx.len(),
+            end: buf.len(),
+            stack: Vec::with_capacity(16),
+            bs_from: Cell::new(0),
+            bs_at: Cell::new(0),
+        }
+    }
+
+    /// Restricts the walk to the structurals before `lim` and the bytes before `end`.
+    pub(crate) fn bound(&mut self, lim: usize, end: usize) {
+        self.lim = lim.min(self.idx.len());
+        self.end = end.min(self.buf.len());
+    }
+
+    /// The walked buffer.
+    pub(crate) fn input(&self) -> &'a [u8] {
+        self.buf
+    }
+
+    /// Byte position of structural `k`.
+    #[inline]
+    pub(crate) fn pos(&self, k: usize) -> usize {
+        self.idx[k] as usize
+    }
+
+    /// The byte at structural `k`, or `Invalid` past the bound.
+    #[inline]
+    fn byte(&self, k: usize) -> Walk<u8> {
+        if k < self.lim {
+            Ok(self.buf[self.idx[k] as usize])
+        } else {
+            Err(Invalid)
+        }
+    }
+
+    /// The end of the token that starts at structural `k`: the next structural (or the record
+    /// end), less any whitespace before it.
+    #[inline]
+    pub(crate) fn token_end(&self, k: usize) -> usize {
+        let start = self.idx[k] as usize;
+        let mut end = if k + 1 < self.lim { self.idx[k + 1] as usize } else { self.end };
+        while end > start + 1 && is_ws(self.buf[end - 1]) {
+            end -= 1;
+        }
+        end
+    }
+
+    /// Whether no whitespace separates the tokens of structurals `from..to`.
+    pub(crate) fn is_compact(&self, from: usize, to: usize) -> bool {
+        (from..to.saturating_sub(1)).all(|k| !is_ws(self.buf[self.idx[k + 1] as usize - 1]))
+    }
+
+    /// Validates the string token at `k`; returns whether its contents hold an escape.
+    #[inline]
+    fn string(&self, k: usize) -> Walk<bool> {
+        let start = self.pos(k);
+        let end = self.token_end(k);
+        if end < start + 2 || self.buf[end - 1] != b'"' {
+            return Err(Invalid);
+        }
+        match self.first_backslash(start + 1, end - 1) {
+            None => Ok(false),
+            Some(first) => {
+                validate_escapes(&self.buf[start + 1..end - 1], first - start - 1).map(|()| true)
+            }
+        }
+    }
+
+    /// The first backslash in `buf[from..to]`.
+    ///
+    /// Most strings hold none, and most are short, so one `memchr` per string would cost more in
+    /// calls than in scanning. Instead the position of the next backslash is remembered: strings
+    /// are visited in body order, so each byte is scanned about once per body.
+    #[inline]
+    fn first_backslash(&self, from: usize, to: usize) -> Option<usize> {
+        if from < self.bs_from.get() || self.bs_at.get() < from {
+            let at = memchr::memchr(b'\\', &self.buf[from..]).map_or(self.buf.len(), |i| from + i);
+            self.bs_from.set(from);
+            self.bs_at.set(at);
+        }
+        let at = self.bs_at.get();
+        (at < to).then_some(at)
+    }
+
+    /// Validates `"key" :` at `k`; returns the structural index of the value.
+    #[inline]
+    fn key(&self, k: usize) -> Walk<usize> {
+        if self.byte(k)? != b'"' {
+            return Err(Invalid);
+        }
+        self.string(k)?;
+        if self.byte(k + 1)? != b':' {
+            return Err(Invalid);
+        }
+        Ok(k + 2)
+    }
+
+    /// Validates the scalar token at `k` (number or literal).
+    #[inline]
+    fn scalar(&self, k: usize) -> Walk<()> {
+        let token = &self.buf[self.pos(k)..self.token_end(k)];
+        let ok = match token[0] {
+            b't' => token == b"true",
+            b'f' => token == b"false",
+            b'n' => token == b"null",
+            _ => is_number(token),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Invalid)
+        }
+    }
+
+    /// Validates any JSON value starting at structural `k`; returns the index after it.
+    pub(crate) fn value(&mut self, mut k: usize) -> Walk<usize> {
+        self.stack.clear();
+        loop {
+            match self.byte(k)? {
+                b'{' => {
+                    if self.byte(k + 1)? == b'}' {
+                        k += 2;
+                    } else {
+                        self.push(b'{')?;
+                        k = self.key(k + 1)?;
+                        continue;
+                    }
+                }
+                b'[' => {
+                    if self.byte(k + 1)? == b']' {
+                        k += 2;
+                    } else {
+                        self.push(b'[')?;
+                        k += 1;
+                        continue;
+                    }
+                }
+                b'"' => {
+                    self.string(k)?;
+                    k += 1;
+                }
+                b'}' | b']' | b',' | b':' => return Err(Invalid),
+                _ => {
+                    self.scalar(k)?;
+                    k += 1;
+                }
+            }
+            // A value is complete: close containers until one expects another element.
+            loop {
+                match self.stack.last() {
+                    None => return Ok(k),
+                    Some(b'{') => match self.byte(k)? {
+                        b',' => {
+                            k = self.key(k + 1)?;
+                            break;
+                        }
+                        b'}' => {
+                            k += 1;
+                            self.stack.pop();
+                        }
+                        _ => return Err(Invalid),
+                    },
+                    Some(_) => match self.byte(k)? {
+                        b',' => {
+                            k += 1;
+                            break;
+                        }
+                        b']' => {
+                            k += 1;
+                            self.stack.pop();
+                        }
+                        _ => return Err(Invalid),
+                    },
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, container: u8) -> Walk<()> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(Invalid);
+        }
+        self.stack.push(container);
+        Ok(())
+    }
+
+    /// Walks the top-level object at `k` (which must be `{`), noting the routing fields.
+    /// Returns the fields and the index after the object.
+    pub(crate) fn object(&mut self, k: usize) -> Walk<(Fields, usize)> {
+        let mut fields = Fields::default();
+        if self.byte(k)? != b'{' {
+            return Err(Invalid);
+        }
+        if self.byte(k + 1)? == b'}' {
+            return Ok((fields, k + 2));
+        }
+        let mut k = k + 1;
+        loop {
+            if self.byte(k)? != b'"' {
+                return Err(Invalid);
+            }
+            let key_escaped = self.string(k)?;
+            let key = self.classify(k, key_escaped);
+            if self.byte(k + 1)? != b':' {
+                return Err(Invalid);
+            }
+            k += 2;
+            let value_is_string = self.byte(k)? == b'"';
+            let slot = match key {
+                Key::Id => Some(&mut fields.id),
+                Key::ProjectId => Some(&mut fields.project_id),
+                Key::Source => Some(&mut fields.source),
+                Key::Level => Some(&mut fields.level),
+                Key::Environment => Some(&mut fields.environment),
+                Key::Timestamp => {
+                    let first = self.byte(k)?;
+                    if first == b'-' || first.is_ascii_digit() {
+                        fields.has_timestamp = true;
+                    }
+                    None
+                }
+                Key::Other => None,
+            };
+            match slot {
+                Some(slot) if value_is_string => {
+                    let escaped = self.string(k)?;
+                    if slot.k.is_none() {
+                        *slot = FieldAt { k: Some(k), escaped };
+                    }
+                    k += 1;
+                }
+                _ => k = self.value(k)?,
+            }
+            match self.byte(k)? {
+                b',' => k += 1,
+                b'}' => return Ok((fields, k + 1)),
+                _ => return Err(Invalid),
+            }
+        }
+    }
+
+    fn classify(&self, k: usize, escaped: bool) -> Key {
+        let start = self.pos(k) + 1;
+        let raw = &self.buf[start..self.token_end(k) - 1];
+        let unescaped;
+        let name: &[u8] = if escaped {
+            match record::FieldSpan::new(0, raw.len() as u32, true).value(raw) {
+                Some(s) => {
+                    unescaped = s.into_owned();
+                    unescaped.as_bytes()
+                }
+                None => return Key::Other,
+            }
+        } else {
+            raw
+        };
+        match name {
+            b"id" => Key::Id,
+            b"projectId" => Key::ProjectId,
+            b"timestamp" => Key::Timestamp,
+            b"source" => Key::Source,
+            b"level" => Key::Level,
+            b"environment" => Key::Environment,
+            _ => Key::Other,
+        }
+    }
+
+    /// From a structural `k` inside a broken array element, the index of the `,` or `]` that
+    /// ends the element at array depth, or `None` if the array never closes.
+    pub(crate) fn resync(&self, mut k: usize) -> Option<usize> {
+        let mut depth = 0usize;
+        while k < self.lim {
+            match self.buf[self.pos(k)] {
+                b'{' | b'[' => depth += 1,
+                b'}' => depth = depth.saturating_sub(1),
+                b']' if depth == 0 => return Some(k),
+                b']' => depth -= 1,
+                b',' if depth == 0 => return Some(k),
+                _ => {}
+            }
+            k += 1;
+        }
+        None
+    }
+}
+
+/// JSON insignificant whitespace.
+#[inline]
+pub(crate) fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+fn validate_escapes(content: &[u8], mut at: usize) -> Walk<()> {
+    loop {
+        // `at` is a backslash.
+        let kind = *content.get(at + 1).ok_or(Invalid)?;
+        at += match kind {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => 2,
+            b'u' => {
+                let unit = hex4(content, at + 2)?;
+                if (0xD800..0xDC00).contains(&unit) {
+                    if content.get(at + 6) != Some(&b'\\') || content.get(at + 7) != Some(&b'u') {
+                        return Err(Invalid);
+                    }
+                    if !(0xDC00..0xE000).contains(&hex4(content, at + 8)?) {
+                        return Err(Invalid);
+                    }
+                    12
+                } else if (0xDC00..0xE000).contains(&unit) {
+                    return Err(Invalid);
+                } else {
+                    6
+                }
+            }
+            _ => return Err(Invalid),
+        };
+        match memchr::memchr(b'\\', &content[at..]) {
+            Some(next) => at += next,
+            None => return Ok(()),
+        }
+    }
+}
+
+fn hex4(content: &[u8], at: usize) -> Walk<u32> {
+    let digits = content.get(at..at + 4).ok_or(Invalid)?;
+    let mut value = 0u32;
+    for &d in digits {
+        value = value * 16 + (d as char).to_digit(16).ok_or(Invalid)?;
+    }
+    Ok(value)
+}
+
+/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+fn is_number(t: &[u8]) -> bool {
+    let mut i = usize::from(t.first() == Some(&b'-'));
+    match t.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            while t.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+        }
+        _ => return false,
+    }
+    if t.get(i) == Some(&b'.') {
+        i += 1;
+        let digits = i;
+        while t.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == digits {
+            return false;
+        }
+    }
+    if matches!(t.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(t.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let digits = i;
+        while t.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == digits {
+            return false;
+        }
+    }
+    i == t.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn number_grammar() {
+        for ok in ["0", "-0", "12", "1.5", "-1.5e10", "2.5E+3", "1e-7"] {
+            assert!(is_number(ok.as_bytes()), "{ok}");
+        }
+        for bad in ["", "-", "01", "1.", ".5", "1e", "1e+", "+1", "0x1", "1.5.2", "NaN"] {
+            assert!(!is_number(bad.as_bytes()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn escape_grammar() {
+        let check = |s: &str| {
+            let b = s.as_bytes();
+            match memchr::memchr(b'\\', b) {
+                None => Ok(()),
+                Some(at) => validate_escapes(b, at),
+            }
+        };
+        for ok in [r"plain", r"a\nb", r#"\"\\\/\b\f\n\r\t"#, r"\u00e9", r"\ud83d\ude80"] {
+            assert_eq!(check(ok), Ok(()), "{ok}");
+        }
+        for bad in [r"\x", r"\", r"\u12", r"\u12g4", r"\ud83d", r"\ud83d\u0041", r"\ude80"] {
+            assert_eq!(check(bad), Err(Invalid), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! A decoded delivery on its way to the sinks, and the hand-off trait between ingest and pipeline.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::ack::AckWaiter;
+use crate::record::Record;
+
+/// Why a record was not accepted. The set is closed so that it can label metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// The line or element is not valid JSON.
+    InvalidJson,
+    /// Valid JSON, but not an object.
+    NotAnObject,
+    /// `id` is missing or not a string.
+    MissingId,
+    /// `projectId` is missing or not a string.
+    MissingProjectId,
+    /// `timestamp` is missing or not a number.
+    MissingTimestamp,
+}
+
+impl RejectReason {
+    /// Every reason, for pre-registering metric labels.
+    pub const ALL: [RejectReason; 5] = [
+        RejectReason::InvalidJson,
+        RejectReason::NotAnObject,
+        RejectReason::MissingId,
+        RejectReason::MissingProjectId,
+        RejectReason::MissingTimestamp,
+    ];
+
+    /// A stable snake_case code for files and metrics.
+    pub const fn code(self) -> &'static str {
+        match self {
+            RejectReason::InvalidJson => "invalid_json",
+            RejectReason::NotAnObject => "not_an_object",
+            RejectReason::MissingId => "missing_id",
+            RejectReason::MissingProjectId => "missing_project_id",
+            RejectReason::MissingTimestamp => "missing_timestamp",
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// A record that failed validation, kept with its raw bytes for the dead-letter sink.
+#[derive(Debug, Clone)]
+pub struct Reject {
+    /// The raw bytes of the line or array element, as received (after inflating).
+    pub raw: Bytes,
+    /// Why it was rejected.
+    pub reason: RejectReason,
+    /// Byte offset of the record inside the (inflated) body, for operators.
+    pub offset: usize,
+}
+
+/// One delivery's worth of records, as handed from ingest to the pipeline.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Which drain delivered it (`default` for the single configured drain).
+    pub drain: Arc<str>,
+    /// When it was received, in Unix milliseconds.
+    pub received_at_ms: u64,
+    /// The accepted records.
+    pub records: Vec<Record>,
+    /// The records that failed validation, bound for the dead-letter sink.
+    pub rejects: Vec<Reject>,
+    /// Bytes of memory the batch pins (the decoded body), for admission control.
+    pub pinned_bytes: usize,
+}
+
+/// The pipeline is at its configured limit; the client should retry later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overloaded;
+
+impl fmt::Display for Overloaded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("pipeline is at its in-flight limit")
+    }
+}
+
+impl std::error::Error for Overloaded {}
+
+/// Where the ingest edge hands decoded batches. Implemented by the pipeline; the binary wires
+/// the two together so that neither crate depends on the other.
+///
+/// Implementations never block: a full pipeline answers [`Overloaded`] at once.
+pub trait Dispatch: Send + Sync + 'static {
+    /// Whether a batch of `bytes` would be admitted now. A cheap early check that lets the edge
+    /// refuse before reading a body; `try_submit` still decides.
+    fn has_capacity(&self, bytes: usize) -> bool;
+
+    /// Queues `batch` for every sink that holds part of it. The returned waiter resolves once
+    /// all of those sinks have durably written their part, or one of them failed.
+    fn try_submit(&self, batch: Batch) -> Result<AckWaiter, Overloaded>;
+
+    /// Whether every sink can currently accept writes (for `/readyz`).
+    fn ready(&self) -> bool;
+}

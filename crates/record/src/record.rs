@@ -1,0 +1,197 @@
+//! One accepted log record: a zero-copy slice of the received body plus routing field spans.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+
+/// Where a string field's raw (still JSON-escaped) contents sit inside a record's bytes.
+///
+/// A span of length zero with `start == u32::MAX` means "absent". Spans are kept as offsets
+/// rather than sub-slices so that building a record costs no reference-count traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldSpan {
+    start: u32,
+    len: u32,
+    escaped: bool,
+}
+
+impl FieldSpan {
+    /// The absent field.
+    pub const ABSENT: FieldSpan = FieldSpan { start: u32::MAX, len: 0, escaped: false };
+
+    /// A field whose raw contents are `len` bytes at `start`; `escaped` says whether they hold
+    /// a backslash escape that must be decoded before use.
+    pub const fn new(start: u32, len: u32, escaped: bool) -> FieldSpan {
+        FieldSpan { start, len, escaped }
+    }
+
+    /// Whether the record has this field as a string.
+    pub const fn is_present(&self) -> bool {
+        self.start != u32::MAX
+    }
+
+    /// The raw bytes of the field inside `line`, if present.
+    pub fn raw<'a>(&self, line: &'a [u8]) -> Option<&'a [u8]> {
+        if !self.is_present() {
+            return None;
+        }
+        let start = self.start as usize;
+        line.get(start..start + self.len as usize)
+    }
+
+    /// The decoded string value of the field inside `line`, if present.
+    ///
+    /// Borrowed when the raw contents hold no escape, which is the common case.
+    pub fn value<'a>(&self, line: &'a [u8]) -> Option<Cow<'a, str>> {
+        let raw = self.raw(line)?;
+        if self.escaped {
+            unescape(raw).map(Cow::Owned)
+        } else {
+            std::str::from_utf8(raw).ok().map(Cow::Borrowed)
+        }
+    }
+}
+
+impl Default for FieldSpan {
+    fn default() -> Self {
+        FieldSpan::ABSENT
+    }
+}
+
+/// The routing fields of a record, as spans into its bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordMeta {
+    /// `id`: the de-duplication key downstream.
+    pub id: FieldSpan,
+    /// `projectId`: the partitioning key.
+    pub project_id: FieldSpan,
+    /// `source` (`build`, `edge`, `lambda`, ...), when a string.
+    pub source: FieldSpan,
+    /// `level` (`info`, `warning`, `error`, `fatal`), when a string.
+    pub level: FieldSpan,
+    /// `environment` (`production`, `preview`), when a string.
+    pub environment: FieldSpan,
+}
+
+/// One validated log record: a compact JSON object, the exact bytes a sink writes.
+#[derive(Debug, Clone)]
+pub struct Record {
+    line: Bytes,
+    meta: RecordMeta,
+}
+
+impl Record {
+    /// A record over `line` whose routing fields sit at the spans of `meta`.
+    pub fn new(line: Bytes, meta: RecordMeta) -> Record {
+        Record { line, meta }
+    }
+
+    /// The record's JSON bytes, without a line terminator.
+    pub fn bytes(&self) -> &Bytes {
+        &self.line
+    }
+
+    /// The routing spans.
+    pub fn meta(&self) -> &RecordMeta {
+        &self.meta
+    }
+
+    /// `id`, decoded.
+    pub fn id(&self) -> Option<Cow<'_, str>> {
+        self.meta.id.value(&self.line)
+    }
+
+    /// `projectId`, decoded.
+    pub fn project_id(&self) -> Option<Cow<'_, str>> {
+        self.meta.project_id.value(&self.line)
+    }
+
+    /// `source`, decoded, when the record has it as a string.
+    pub fn source(&self) -> Option<Cow<'_, str>> {
+        self.meta.source.value(&self.line)
+    }
+
+    /// `level`, decoded, when the record has it as a string.
+    pub fn level(&self) -> Option<Cow<'_, str>> {
+        self.meta.level.value(&self.line)
+    }
+
+    /// `environment`, decoded, when the record has it as a string.
+    pub fn environment(&self) -> Option<Cow<'_, str>> {
+        self.meta.environment.value(&self.line)
+    }
+}
+
+/// Decodes the contents of a JSON string (without its quotes). `None` for an invalid escape.
+fn unescape(raw: &[u8]) -> Option<String> {
+    let mut out = String::with_capacity(raw.len());
+    let text = std::str::from_utf8(raw).ok()?;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let decoded = match chars.next()? {
+            '"' => '"',
+            '\\' => '\\',
+            '/' => '/',
+            'b' => '\u{8}',
+            'f' => '\u{c}',
+            'n' => '\n',
+            'r' => '\r',
+            't' => '\t',
+            'u' => {
+                let high = hex4(&mut chars)?;
+                if (0xD800..0xDC00).contains(&high) {
+                    if chars.next()? != '\\' || chars.next()? != 'u' {
+                        return None;
+                    }
+                    let low = hex4(&mut chars)?;
+                    if !(0xDC00..0xE000).contains(&low) {
+                        return None;
+                    }
+                    char::from_u32(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))?
+                } else {
+                    char::from_u32(high)?
+                }
+            }
+            _ => return None,
+        };
+        out.push(decoded);
+    }
+    Some(out)
+}
+
+fn hex4(chars: &mut std::str::Chars<'_>) -> Option<u32> {
+    let mut value = 0;
+    for _ in 0..4 {
+        value = value * 16 + chars.next()?.to_digit(16)?;
+    }
+    Some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaped_field_is_decoded() {
+        let line = br#"{"projectId":"pr\u006a_\ud83d\ude80\n"}"#;
+        let span = FieldSpan::new(14, 23, true);
+        assert_eq!(span.raw(line), Some(&br#"pr\u006a_\ud83d\ude80\n"#[..]));
+        assert_eq!(span.value(line).as_deref(), Some("prj_\u{1F680}\n"));
+    }
+
+    #[test]
+    fn lone_surrogate_is_not_a_value() {
+        let line = br#""\ud83d""#;
+        assert_eq!(FieldSpan::new(1, 6, true).value(line), None);
+    }
+
+    #[test]
+    fn absent_field_has_no_value() {
+        assert_eq!(FieldSpan::ABSENT.value(b"{}"), None);
+        assert!(!FieldSpan::default().is_present());
+    }
+}
