@@ -1,0 +1,415 @@
+//! File sinks: NDJSON files on local disk, rotated by size and age, with a configurable fsync
+//! policy.
+//!
+//! A file being written is named `<prefix>-<unix ms>-<seq>.ndjson.open`; when it is rotated
+//! (or the sink closes) it is synced per the policy and renamed to `….ndjson`. Readers take only
+//! `*.ndjson` files: those are complete and never change again. At start-up, `.open` files left
+//! by a crash are completed the same way, after cutting any partial last line (a write that was
+//! never acknowledged).
+//!
+//! The records sink writes one record per line, exactly the record's bytes. The dead-letter
+//! sink writes one JSON object per rejected record: when and from which drain it came, why it was
+//! rejected, where in the body it sat, and its raw bytes (`raw`, or `raw_base64` when they are
+//! not UTF-8).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use record::{Batch, SinkFailure};
+
+use crate::sink::{Job, Sink, Takes};
+use crate::{PipelineError, PipelineMetrics};
+
+/// The records sink's name.
+pub const RECORDS: &str = "file";
+/// The dead-letter sink's name.
+pub const DEAD_LETTER: &str = "dead_letter";
+
+/// When written data is forced to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// `fdatasync` after every group of batches, before acknowledging them.
+    Batch,
+    /// `fdatasync` at most this often; acknowledgements wait only for the write to the OS.
+    Interval(Duration),
+    /// Never; the OS writes back on its own schedule.
+    Never,
+}
+
+/// Where and how a file sink writes.
+#[derive(Debug, Clone)]
+pub struct FileSinkConfig {
+    /// The directory of the files (created if missing).
+    pub dir: PathBuf,
+    /// A file is completed once it holds at least this many bytes.
+    pub max_file_bytes: u64,
+    /// A file is completed once it has been open this long.
+    pub max_file_age: Duration,
+    /// When data is forced to disk.
+    pub fsync: FsyncPolicy,
+}
+
+impl FileSinkConfig {
+    /// Defaults for `dir`: 128 MiB or 5 minutes per file, fsync per batch.
+    pub fn new(dir: impl Into<PathBuf>) -> FileSinkConfig {
+        FileSinkConfig {
+            dir: dir.into(),
+            max_file_bytes: 128 << 20,
+            max_file_age: Duration::from_secs(300),
+            fsync: FsyncPolicy::Batch,
+        }
+    }
+}
+
+const OPEN_SUFFIX: &str = ".ndjson.open";
+const DONE_SUFFIX: &str = ".ndjson";
+
+struct Current {
+    file: File,
+    path: PathBuf,
+    len: u64,
+    opened: Instant,
+}
+
+/// An append-only NDJSON file that rotates by size and age.
+struct RotatingFile {
+    config: FileSinkConfig,
+    prefix: &'static str,
+    current: Option<Current>,
+    seq: u64,
+    last_sync: Instant,
+    unsynced: bool,
+}
+
+fn millis_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Completes `.open` files left by an earlier process: cuts a partial last line, renames.
+fn recover(dir: &Path, prefix: &str) -> io::Result<usize> {
+    let mut recovered = 0;
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        if !(name.starts_with(prefix) && name.ends_with(OPEN_SUFFIX)) {
+            continue;
+        }
+        let data = fs::read(&path)?;
+        let keep = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let file = OpenOptions::new().write(true).open(&path)?;
+        if keep < data.len() {
+            file.set_len(keep as u64)?;
+        }
+        file.sync_all()?;
+        let done = path
+            .with_file_name(format!("{}{DONE_SUFFIX}", &name[..name.len() - OPEN_SUFFIX.len()]));
+        if keep == 0 {
+            fs::remove_file(&path)?;
+        } else {
+            fs::rename(&path, &done)?;
+            recovered += 1;
+        }
+    }
+    sync_dir(dir)?;
+    Ok(recovered)
+}
+
+impl RotatingFile {
+    fn open(config: FileSinkConfig, prefix: &'static str) -> io::Result<RotatingFile> {
+        fs::create_dir_all(&config.dir)?;
+        let recovered = recover(&config.dir, prefix)?;
+        if recovered > 0 {
+            tracing::info!(dir = %config.dir.display(), files = recovered, "completed files left open by an earlier run");
+        }
+        Ok(RotatingFile {
+            config,
+            prefix,
+            current: None,
+            seq: 0,
+            last_sync: Instant::now(),
+            unsynced: false,
+        })
+    }
+
+    fn current(&mut self) -> io::Result<&mut Current> {
+        if self.current.is_none() {
+            self.seq += 1;
+            let name = format!("{}-{:013}-{:06}{OPEN_SUFFIX}", self.prefix, millis_now(), self.seq);
+            let path = self.config.dir.join(name);
+            let file = OpenOptions::new().create_new(true).append(true).open(&path)?;
+            if self.config.fsync != FsyncPolicy::Never {
+                sync_dir(&self.config.dir)?;
+            }
+            self.current = Some(Current { file, path, len: 0, opened: Instant::now() });
+        }
+        Ok(self.current.as_mut().expect("current was just set"))
+    }
+
+    /// Appends `data` (whole lines). On failure the file is cut back to where it was, so that
+    /// no partial line of an unacknowledged write remains.
+    fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        let current = self.current()?;
+        if let Err(e) = current.file.write_all(data) {
+            let _ = current.file.set_len(current.len);
+            return Err(e);
+        }
+        current.len += data.len() as u64;
+        self.unsynced = true;
+        Ok(())
+    }
+
+    /// Makes appended data durable as the policy asks before acknowledging it.
+    fn commit(&mut self, now: Instant) -> io::Result<()> {
+        match self.config.fsync {
+            FsyncPolicy::Batch => self.sync(now),
+            FsyncPolicy::Interval(every) if now.duration_since(self.last_sync) >= every => {
+                self.sync(now)
+            }
+            FsyncPolicy::Interval(_) | FsyncPolicy::Never => Ok(()),
+        }
+    }
+
+    fn sync(&mut self, now: Instant) -> io::Result<()> {
+        if let (true, Some(current)) = (self.unsynced, self.current.as_ref()) {
+            current.file.sync_data()?;
+        }
+        self.unsynced = false;
+        self.last_sync = now;
+        Ok(())
+    }
+
+    /// Completes the current file if it is over its size or age. Returns whether it did.
+    fn rotate_if_due(&mut self, now: Instant) -> io::Result<bool> {
+        let due = self.current.as_ref().is_some_and(|c| {
+            c.len >= self.config.max_file_bytes
+                || (c.len > 0 && now.duration_since(c.opened) >= self.config.max_file_age)
+        });
+        if due {
+            self.complete()?;
+        }
+        Ok(due)
+    }
+
+    /// Syncs (unless the policy is `Never`), closes and renames the current file to `.ndjson`.
+    fn complete(&mut self) -> io::Result<()> {
+        let Some(current) = self.current.take() else { return Ok(()) };
+        if current.len == 0 {
+            drop(current.file);
+            return fs::remove_file(&current.path);
+        }
+        if self.config.fsync != FsyncPolicy::Never {
+            current.file.sync_all()?;
+        }
+        self.unsynced = false;
+        let path = current.path.to_string_lossy();
+        let done =
+            PathBuf::from(format!("{}{DONE_SUFFIX}", &path[..path.len() - OPEN_SUFFIX.len()]));
+        fs::rename(&current.path, &done)?;
+        if self.config.fsync != FsyncPolicy::Never {
+            sync_dir(&self.config.dir)?;
+        }
+        Ok(())
+    }
+}
+
+/// A bounded code for an I/O error, for failures and metrics.
+fn io_code(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(28) => "disk_full",
+        Some(13) | Some(1) => "permission_denied",
+        Some(30) => "read_only",
+        Some(5) => "io_error",
+        _ => match e.kind() {
+            io::ErrorKind::NotFound => "not_found",
+            _ => "io_error",
+        },
+    }
+}
+
+type Encode = fn(&Batch, &mut Vec<u8>) -> u64;
+
+/// A sink writing NDJSON files: the records themselves, or dead letters.
+pub struct FileSink {
+    name: &'static str,
+    takes: Takes,
+    file: RotatingFile,
+    encode: Encode,
+    buf: Vec<u8>,
+    healthy: bool,
+    metrics: PipelineMetrics,
+}
+
+impl std::fmt::Debug for FileSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileSink")
+            .field("name", &self.name)
+            .field("dir", &self.file.config.dir)
+            .finish()
+    }
+}
+
+fn encode_records(batch: &Batch, buf: &mut Vec<u8>) -> u64 {
+    for record in &batch.records {
+        buf.extend_from_slice(record.bytes());
+        buf.push(b'\n');
+    }
+    batch.records.len() as u64
+}
+
+fn encode_rejects(batch: &Batch, buf: &mut Vec<u8>) -> u64 {
+    for reject in &batch.rejects {
+        let mut line = serde_json::Map::new();
+        line.insert("received_at_ms".into(), batch.received_at_ms.into());
+        line.insert("drain".into(), batch.drain.as_ref().into());
+        line.insert("reason".into(), reject.reason.code().into());
+        line.insert("offset".into(), reject.offset.into());
+        match std::str::from_utf8(&reject.raw) {
+            Ok(text) => line.insert("raw".into(), text.into()),
+            Err(_) => line.insert(
+                "raw_base64".into(),
+                base64::engine::general_purpose::STANDARD.encode(&reject.raw).into(),
+            ),
+        };
+        // Serializing a map of plain values into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *buf, &line);
+        buf.push(b'\n');
+    }
+    batch.rejects.len() as u64
+}
+
+impl FileSink {
+    /// The records sink: files `records-….ndjson` in `config.dir`.
+    pub fn records(
+        config: FileSinkConfig,
+        metrics: &PipelineMetrics,
+    ) -> Result<FileSink, PipelineError> {
+        FileSink::open(RECORDS, Takes::Records, "records", encode_records, config, metrics)
+    }
+
+    /// The dead-letter sink: files `dead-letter-….ndjson` in `config.dir`.
+    pub fn dead_letter(
+        config: FileSinkConfig,
+        metrics: &PipelineMetrics,
+    ) -> Result<FileSink, PipelineError> {
+        FileSink::open(DEAD_LETTER, Takes::Rejects, "dead-letter", encode_rejects, config, metrics)
+    }
+
+    fn open(
+        name: &'static str,
+        takes: Takes,
+        prefix: &'static str,
+        encode: Encode,
+        config: FileSinkConfig,
+        metrics: &PipelineMetrics,
+    ) -> Result<FileSink, PipelineError> {
+        let path = config.dir.display().to_string();
+        let file = RotatingFile::open(config, prefix).map_err(|source| PipelineError::Open {
+            sink: name,
+            path,
+            source,
+        })?;
+        Ok(FileSink {
+            name,
+            takes,
+            file,
+            encode,
+            buf: Vec::new(),
+            healthy: true,
+            metrics: metrics.clone(),
+        })
+    }
+
+    fn fail_all(&mut self, jobs: &mut [Job], e: &io::Error) {
+        let code = io_code(e);
+        tracing::error!(sink = self.name, code, error = %e, "write failed; batches answered 503");
+        self.metrics.write_error(self.name, code);
+        self.healthy = false;
+        for job in jobs {
+            job.fail(SinkFailure { sink: self.name, code });
+        }
+    }
+}
+
+impl Sink for FileSink {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn takes(&self) -> Takes {
+        self.takes
+    }
+
+    fn write(&mut self, jobs: &mut Vec<Job>) {
+        let started = Instant::now();
+        match self.file.rotate_if_due(started) {
+            Ok(true) => self.metrics.file_completed(self.name),
+            Ok(false) => {}
+            Err(e) => {
+                self.file.current = None;
+                return self.fail_all(jobs, &e);
+            }
+        }
+        self.buf.clear();
+        let mut count = 0;
+        for job in jobs.iter() {
+            count += (self.encode)(job.batch(), &mut self.buf);
+        }
+        let written = self.file.append(&self.buf).and_then(|()| self.file.commit(Instant::now()));
+        if let Err(e) = written {
+            // Start afresh in a new file: the old one may be unusable (or the disk full).
+            let _ = self.file.complete();
+            self.file.current = None;
+            return self.fail_all(jobs, &e);
+        }
+        self.healthy = true;
+        self.metrics.written(
+            self.name,
+            count,
+            self.buf.len() as u64,
+            started.elapsed().as_secs_f64(),
+        );
+        for job in jobs.iter_mut() {
+            job.complete();
+        }
+        // Keep memory flat after an unusually large group.
+        if self.buf.capacity() > 64 << 20 {
+            self.buf = Vec::new();
+        }
+    }
+
+    fn tick(&mut self, now: Instant) {
+        if let FsyncPolicy::Interval(every) = self.file.config.fsync {
+            if self.file.unsynced && now.duration_since(self.file.last_sync) >= every {
+                if let Err(e) = self.file.sync(now) {
+                    self.metrics.write_error(self.name, io_code(&e));
+                }
+            }
+        }
+        match self.file.rotate_if_due(now) {
+            Ok(true) => self.metrics.file_completed(self.name),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(sink = self.name, error = %e, "cannot complete file");
+                self.metrics.write_error(self.name, io_code(&e));
+                self.file.current = None;
+            }
+        }
+    }
+
+    fn healthy(&self) -> bool {
+        self.healthy
+    }
+
+    fn close(&mut self) {
+        if let Err(e) = self.file.complete() {
+            tracing::error!(sink = self.name, error = %e, "cannot complete file at shutdown");
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The pipeline's metrics. Labels are bounded: sink names and static error codes only.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+type Labels = [(&'static str, &'static str); 1];
+type ErrorLabels = [(&'static str, &'static str); 2];
+
+/// Counters and histograms the pipeline and its sinks update.
+#[derive(Debug, Clone)]
+pub struct PipelineMetrics {
+    batches_in_flight: Gauge,
+    bytes_in_flight: Gauge,
+    records_written: Family<Labels, Counter>,
+    write_seconds: Family<Labels, Histogram>,
+    write_errors: Family<ErrorLabels, Counter>,
+    files_completed: Family<Labels, Counter>,
+    bytes_written: Family<Labels, Counter<u64, AtomicU64>>,
+}
+
+fn write_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+impl PipelineMetrics {
+    /// Creates the metrics and registers them in `registry` under `spillway_`.
+    pub fn register(registry: &mut Registry) -> PipelineMetrics {
+        let m = PipelineMetrics {
+            batches_in_flight: Gauge::default(),
+            bytes_in_flight: Gauge::default(),
+            records_written: Family::default(),
+            write_seconds: Family::new_with_constructor(write_histogram),
+            write_errors: Family::default(),
+            files_completed: Family::default(),
+            bytes_written: Family::default(),
+        };
+        let r = registry.sub_registry_with_prefix("spillway");
+        r.register(
+            "batches_in_flight",
+            "Batches admitted and not yet acknowledged",
+            m.batches_in_flight.clone(),
+        );
+        r.register(
+            "in_flight_bytes",
+            "Body bytes pinned by batches in flight",
+            m.bytes_in_flight.clone(),
+        );
+        r.register(
+            "sink_records_written",
+            "Records durably written, by sink",
+            m.records_written.clone(),
+        );
+        r.register("sink_written_bytes", "Bytes written, by sink", m.bytes_written.clone());
+        r.register(
+            "sink_write_seconds",
+            "Time to write and sync one group, by sink",
+            m.write_seconds.clone(),
+        );
+        r.register(
+            "sink_write_errors",
+            "Failed writes, by sink and error code",
+            m.write_errors.clone(),
+        );
+        r.register(
+            "sink_files_completed",
+            "Files rotated and complete, by sink",
+            m.files_completed.clone(),
+        );
+        m
+    }
+
+    pub(crate) fn in_flight(&self, batches: usize, bytes: usize) {
+        self.batches_in_flight.set(batches as i64);
+        self.bytes_in_flight.set(bytes as i64);
+    }
+
+    pub(crate) fn written(&self, sink: &'static str, records: u64, bytes: u64, seconds: f64) {
+        self.records_written.get_or_create(&[("sink", sink)]).inc_by(records);
+        self.bytes_written.get_or_create(&[("sink", sink)]).inc_by(bytes);
+        self.write_seconds.get_or_create(&[("sink", sink)]).observe(seconds);
+    }
+
+    pub(crate) fn write_error(&self, sink: &'static str, code: &'static str) {
+        self.write_errors.get_or_create(&[("sink", sink), ("code", code)]).inc();
+    }
+
+    pub(crate) fn file_completed(&self, sink: &'static str) {
+        self.files_completed.get_or_create(&[("sink", sink)]).inc();
+    }
+}

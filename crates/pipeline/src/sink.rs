@@ -1,0 +1,101 @@
+//! The sink abstraction: what a destination implements to be fed by a pipeline worker.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use record::{AckPart, Batch, SinkFailure};
+
+use crate::Permit;
+
+/// A batch admitted into the pipeline, shared by every sink that holds part of it.
+pub(crate) struct Admitted {
+    pub(crate) batch: Batch,
+    /// Released when the last sink lets go of the batch.
+    pub(crate) _permit: Permit,
+}
+
+/// One sink's work item: a shared batch and this sink's part of its acknowledgement.
+pub struct Job {
+    shared: Arc<Admitted>,
+    ack: Option<AckPart>,
+}
+
+impl Job {
+    pub(crate) fn new(shared: Arc<Admitted>, ack: AckPart) -> Job {
+        Job { shared, ack: Some(ack) }
+    }
+
+    /// The batch.
+    pub fn batch(&self) -> &Batch {
+        &self.shared.batch
+    }
+
+    /// Confirms this sink's part as durably written.
+    pub fn complete(&mut self) {
+        if let Some(ack) = self.ack.take() {
+            ack.complete();
+        }
+    }
+
+    /// Reports this sink's part as failed.
+    pub fn fail(&mut self, failure: SinkFailure) {
+        if let Some(ack) = self.ack.take() {
+            ack.fail(failure);
+        }
+    }
+}
+
+impl fmt::Debug for Job {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Job")
+            .field("records", &self.shared.batch.records.len())
+            .field("rejects", &self.shared.batch.rejects.len())
+            .field("settled", &self.ack.is_none())
+            .finish()
+    }
+}
+
+/// Which part of a batch a sink writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takes {
+    /// The accepted records.
+    Records,
+    /// The rejected records (dead letters).
+    Rejects,
+}
+
+impl Takes {
+    /// Whether `batch` holds anything for a sink that takes this part.
+    pub fn holds_part_of(self, batch: &Batch) -> bool {
+        match self {
+            Takes::Records => !batch.records.is_empty(),
+            Takes::Rejects => !batch.rejects.is_empty(),
+        }
+    }
+}
+
+/// A destination fed by one pipeline worker thread.
+///
+/// A sink settles every job it is given: `complete` once its part is durable by the sink's own
+/// standard, or `fail`. A job dropped unsettled fails its batch, so a sink that forgets is never
+/// a silent `200`. Sinks may settle later (after a broker's delivery report) by keeping jobs.
+pub trait Sink: Send + 'static {
+    /// A short static name, used in metrics and failures (`file`, `dead_letter`, `kafka`).
+    fn name(&self) -> &'static str;
+
+    /// Which part of each batch this sink writes.
+    fn takes(&self) -> Takes;
+
+    /// Writes a group of jobs, taken in queue order, and settles them.
+    fn write(&mut self, jobs: &mut Vec<Job>);
+
+    /// Housekeeping, called after every write and at least every pipeline tick.
+    fn tick(&mut self, now: Instant);
+
+    /// Whether the sink can currently accept writes.
+    fn healthy(&self) -> bool;
+
+    /// Makes everything written durable and releases resources; called once, at shutdown.
+    fn close(&mut self);
+}

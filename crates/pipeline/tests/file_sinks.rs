@@ -1,0 +1,250 @@
+//! The pipeline with its file sinks, on a real directory: what is acknowledged is on disk, files
+//! rotate and complete, a crash's leftovers are recovered, and limits answer `Overloaded`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use pipeline::file::{FileSink, FileSinkConfig, FsyncPolicy};
+use pipeline::{Job, Pipeline, PipelineConfig, PipelineMetrics, Sink, Takes, Workers};
+use record::{Batch, Dispatch, FieldSpan, Overloaded, Record, RecordMeta, Reject, RejectReason};
+
+fn record(line: &str) -> Record {
+    Record::new(
+        Bytes::copy_from_slice(line.as_bytes()),
+        RecordMeta { id: FieldSpan::new(7, 1, false), ..RecordMeta::default() },
+    )
+}
+
+fn batch(records: &[&str], rejects: &[&[u8]]) -> Batch {
+    Batch {
+        drain: Arc::from("default"),
+        received_at_ms: 1_700_000_000_000,
+        records: records.iter().map(|l| record(l)).collect(),
+        rejects: rejects
+            .iter()
+            .map(|raw| Reject {
+                raw: Bytes::copy_from_slice(raw),
+                reason: RejectReason::InvalidJson,
+                offset: 3,
+            })
+            .collect(),
+        pinned_bytes: 100,
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+}
+
+fn files(dir: &Path, suffix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.retain(|n| n.ends_with(suffix));
+    names.sort();
+    names
+}
+
+fn read_all(dir: &Path, suffix: &str) -> String {
+    files(dir, suffix).iter().map(|n| std::fs::read_to_string(dir.join(n)).unwrap()).collect()
+}
+
+fn start(root: &Path, config: FileSinkConfig, limits: PipelineConfig) -> (Pipeline, Workers) {
+    let metrics = PipelineMetrics::register(&mut Default::default());
+    let records = FileSink::records(config.clone(), &metrics).unwrap();
+    let dlq =
+        FileSink::dead_letter(FileSinkConfig { dir: root.join("dead-letter"), ..config }, &metrics)
+            .unwrap();
+    Pipeline::start(limits, vec![Box::new(records), Box::new(dlq)], metrics).unwrap()
+}
+
+#[test]
+fn acknowledged_records_and_dead_letters_are_in_their_files() {
+    let root = tempfile::tempdir().unwrap();
+    let logs = root.path().join("logs");
+    let (pipeline, workers) =
+        start(root.path(), FileSinkConfig::new(&logs), PipelineConfig::default());
+    let waiter = pipeline
+        .try_submit(batch(&[r#"{"id":"a","x":1}"#, r#"{"id":"b"}"#], &[b"{bad", b"\xff\xfe"]))
+        .unwrap();
+    assert_eq!(block_on(waiter.wait()), Ok(()));
+    // Acknowledged means written: readable now, before any rotation or shutdown.
+    assert_eq!(read_all(&logs, ".open"), "{\"id\":\"a\",\"x\":1}\n{\"id\":\"b\"}\n");
+    let dead: Vec<serde_json::Value> = read_all(&root.path().join("dead-letter"), ".open")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(dead.len(), 2);
+    assert_eq!(dead[0]["raw"], "{bad");
+    assert_eq!(dead[0]["reason"], "invalid_json");
+    assert_eq!(dead[0]["drain"], "default");
+    assert_eq!(dead[0]["offset"], 3);
+    assert_eq!(dead[1]["raw_base64"], "//4=");
+    drop(pipeline);
+    assert!(workers.join(Duration::from_secs(5)).is_empty());
+    // Shutdown completes the open files.
+    assert!(files(&logs, ".open").is_empty());
+    assert_eq!(files(&logs, ".ndjson").len(), 1);
+    assert_eq!(read_all(&logs, ".ndjson").lines().count(), 2);
+}
+
+fn wait_for(what: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !what() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_file_is_completed_once_it_reaches_its_size() {
+    let root = tempfile::tempdir().unwrap();
+    let logs = root.path().join("logs");
+    let config = FileSinkConfig {
+        max_file_bytes: 40,
+        fsync: FsyncPolicy::Never,
+        ..FileSinkConfig::new(&logs)
+    };
+    let (pipeline, workers) = start(root.path(), config, PipelineConfig::default());
+    for i in 0..3 {
+        let line = format!(r#"{{"id":"{i}","pad":"0123456789012345678901234567890"}}"#);
+        block_on(pipeline.try_submit(batch(&[&line], &[])).unwrap().wait()).unwrap();
+    }
+    wait_for(|| files(&logs, ".ndjson").len() == 3);
+    let done = files(&logs, ".ndjson");
+    assert_eq!(done.len(), 3, "one complete file per write over the limit: {done:?}");
+    for name in &done {
+        assert_eq!(std::fs::read_to_string(logs.join(name)).unwrap().lines().count(), 1);
+    }
+    drop(pipeline);
+    workers.join(Duration::from_secs(5));
+}
+
+#[test]
+fn a_file_is_completed_once_it_reaches_its_age() {
+    let root = tempfile::tempdir().unwrap();
+    let logs = root.path().join("logs");
+    let config = FileSinkConfig {
+        max_file_age: Duration::from_millis(200),
+        fsync: FsyncPolicy::Interval(Duration::from_millis(50)),
+        ..FileSinkConfig::new(&logs)
+    };
+    let limits = PipelineConfig { tick: Duration::from_millis(10), ..PipelineConfig::default() };
+    let (pipeline, workers) = start(root.path(), config, limits);
+    block_on(pipeline.try_submit(batch(&[r#"{"id":"a"}"#, r#"{"id":"b"}"#], &[])).unwrap().wait())
+        .unwrap();
+    assert_eq!(files(&logs, ".open").len(), 1, "young and small: still open");
+    wait_for(|| files(&logs, ".open").is_empty());
+    assert_eq!(files(&logs, ".ndjson").len(), 1);
+    assert_eq!(read_all(&logs, ".ndjson"), "{\"id\":\"a\"}\n{\"id\":\"b\"}\n");
+    drop(pipeline);
+    workers.join(Duration::from_secs(5));
+}
+
+#[test]
+fn files_left_open_by_a_crash_are_completed_without_their_partial_line() {
+    let root = tempfile::tempdir().unwrap();
+    let logs = root.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::write(
+        logs.join("records-1700000000000-000001.ndjson.open"),
+        "{\"id\":\"a\"}\n{\"id\":\"tor",
+    )
+    .unwrap();
+    std::fs::write(logs.join("records-1700000000001-000002.ndjson.open"), "{\"id\":\"par").unwrap();
+    let (pipeline, workers) =
+        start(root.path(), FileSinkConfig::new(&logs), PipelineConfig::default());
+    assert_eq!(files(&logs, ".open"), Vec::<String>::new());
+    assert_eq!(files(&logs, ".ndjson"), vec!["records-1700000000000-000001.ndjson"]);
+    assert_eq!(read_all(&logs, ".ndjson"), "{\"id\":\"a\"}\n");
+    drop(pipeline);
+    workers.join(Duration::from_secs(5));
+}
+
+#[test]
+fn a_failed_write_fails_the_batch_and_the_sink_recovers() {
+    let root = tempfile::tempdir().unwrap();
+    let logs = root.path().join("logs");
+    let (pipeline, workers) =
+        start(root.path(), FileSinkConfig::new(&logs), PipelineConfig::default());
+    std::fs::remove_dir_all(&logs).unwrap();
+    let failure =
+        block_on(pipeline.try_submit(batch(&[r#"{"id":"a"}"#], &[])).unwrap().wait()).unwrap_err();
+    assert_eq!((failure.sink, failure.code), ("file", "not_found"));
+    wait_for(|| !pipeline.ready());
+    assert!(!pipeline.ready(), "a failing sink is not ready");
+    std::fs::create_dir_all(&logs).unwrap();
+    block_on(pipeline.try_submit(batch(&[r#"{"id":"b"}"#], &[])).unwrap().wait()).unwrap();
+    assert!(pipeline.ready());
+    assert_eq!(read_all(&logs, ".open"), "{\"id\":\"b\"}\n");
+    drop(pipeline);
+    workers.join(Duration::from_secs(5));
+}
+
+/// A sink that holds every job until told to let go: a stalled destination.
+struct Stalled {
+    release: crossbeam_channel::Receiver<()>,
+}
+
+impl Sink for Stalled {
+    fn name(&self) -> &'static str {
+        "stalled"
+    }
+    fn takes(&self) -> Takes {
+        Takes::Records
+    }
+    fn write(&mut self, jobs: &mut Vec<Job>) {
+        let _ = self.release.recv();
+        for job in jobs {
+            job.complete();
+        }
+    }
+    fn tick(&mut self, _now: Instant) {}
+    fn healthy(&self) -> bool {
+        true
+    }
+    fn close(&mut self) {}
+}
+
+#[test]
+fn a_stalled_sink_turns_into_overloaded_at_the_in_flight_limit() {
+    let (release, rx) = crossbeam_channel::unbounded();
+    let metrics = PipelineMetrics::register(&mut Default::default());
+    let limits = PipelineConfig { max_in_flight_batches: 2, ..PipelineConfig::default() };
+    let (pipeline, workers) =
+        Pipeline::start(limits, vec![Box::new(Stalled { release: rx })], metrics).unwrap();
+    let first = pipeline.try_submit(batch(&["{}"], &[])).unwrap();
+    let second = pipeline.try_submit(batch(&["{}"], &[])).unwrap();
+    assert!(!pipeline.has_capacity(1));
+    assert_eq!(pipeline.try_submit(batch(&["{}"], &[])).unwrap_err(), Overloaded);
+    release.send(()).unwrap();
+    release.send(()).unwrap();
+    block_on(async {
+        first.wait().await.unwrap();
+        second.wait().await.unwrap();
+    });
+    // The permits are released once the sink lets go of both batches.
+    wait_for(|| pipeline.has_capacity(1));
+    let third = pipeline.try_submit(batch(&["{}"], &[])).unwrap();
+    release.send(()).unwrap();
+    block_on(third.wait()).unwrap();
+    drop(pipeline);
+    workers.join(Duration::from_secs(5));
+}
+
+#[test]
+fn the_byte_limit_bounds_admission_too() {
+    let (release, rx) = crossbeam_channel::unbounded();
+    let metrics = PipelineMetrics::register(&mut Default::default());
+    let limits = PipelineConfig { max_in_flight_bytes: 150, ..PipelineConfig::default() };
+    let (pipeline, workers) =
+        Pipeline::start(limits, vec![Box::new(Stalled { release: rx })], metrics).unwrap();
+    let first = pipeline.try_submit(batch(&["{}"], &[])).unwrap(); // pins 100 bytes
+    assert_eq!(pipeline.try_submit(batch(&["{}"], &[])).unwrap_err(), Overloaded);
+    release.send(()).unwrap();
+    block_on(first.wait()).unwrap();
+    drop(release);
+    drop(pipeline);
+    workers.join(Duration::from_secs(5));
+}
