@@ -1,6 +1,28 @@
-//! The ingest edge of Spillway: Vercel's log-drain delivery protocol over HTTP.
+//! The ingest edge of Spillway: Vercel's log-drain delivery protocol over HTTP/1.1.
 //!
 //! - [`decode`]: the pure body decoder (NDJSON / JSON array -> records and rejects).
+//! - [`Server`]: the hyper server. `POST` on the drain path is a delivery: its signature is
+//!   checked over the raw bytes, gzip is inflated under a cap, the body is decoded, the batch is
+//!   handed to a [`record::Dispatch`] and the client is answered only once every sink holding
+//!   part of it confirmed. `GET`/`HEAD` on the drain path and unsigned `{}` bodies are
+//!   verification probes. `/healthz`, `/readyz` and `/metrics` serve operators.
+//! - [`IngestError`]: every failure, mapped to a status in exactly one place.
+//!
+//! This crate knows nothing of files or Kafka: it sees the pipeline only as a `Dispatch`.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+mod config;
 pub mod decode;
+mod error;
+mod handler;
+mod inflate;
+mod metrics;
+mod server;
+mod signature;
+
+pub use config::IngestConfig;
+pub use error::IngestError;
+pub use handler::RenderMetrics;
+pub use metrics::IngestMetrics;
+pub use server::Server;
+pub use signature::Secret;

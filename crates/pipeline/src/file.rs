@@ -77,6 +77,8 @@ struct Current {
 /// An append-only NDJSON file that rotates by size and age.
 struct RotatingFile {
     config: FileSinkConfig,
+    /// Held for the sink's life: a second process must not write (or recover) here.
+    _lock: File,
     prefix: &'static str,
     current: Option<Current>,
     seq: u64,
@@ -124,12 +126,20 @@ fn recover(dir: &Path, prefix: &str) -> io::Result<usize> {
 impl RotatingFile {
     fn open(config: FileSinkConfig, prefix: &'static str) -> io::Result<RotatingFile> {
         fs::create_dir_all(&config.dir)?;
+        let lock = File::create(config.dir.join(format!(".{prefix}.lock")))?;
+        lock.try_lock().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "another process is writing to this directory",
+            )
+        })?;
         let recovered = recover(&config.dir, prefix)?;
         if recovered > 0 {
             tracing::info!(dir = %config.dir.display(), files = recovered, "completed files left open by an earlier run");
         }
         Ok(RotatingFile {
             config,
+            _lock: lock,
             prefix,
             current: None,
             seq: 0,

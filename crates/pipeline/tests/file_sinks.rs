@@ -163,6 +163,18 @@ fn files_left_open_by_a_crash_are_completed_without_their_partial_line() {
 }
 
 #[test]
+fn a_directory_is_written_by_one_process_at_a_time() {
+    let root = tempfile::tempdir().unwrap();
+    let logs = root.path().join("logs");
+    let metrics = PipelineMetrics::register(&mut Default::default());
+    let first = FileSink::records(FileSinkConfig::new(&logs), &metrics).unwrap();
+    let second = FileSink::records(FileSinkConfig::new(&logs), &metrics).unwrap_err();
+    assert!(format!("{:?}", second).contains("another process"), "{second:?}");
+    drop(first);
+    FileSink::records(FileSinkConfig::new(&logs), &metrics).unwrap();
+}
+
+#[test]
 fn a_failed_write_fails_the_batch_and_the_sink_recovers() {
     let root = tempfile::tempdir().unwrap();
     let logs = root.path().join("logs");

@@ -1,1 +1,85 @@
-//! placeholder
+//! The Spillway application: wires the ingest edge to the pipeline and its sinks.
+//!
+//! The binary (`main.rs`) only parses arguments, loads the [`config`], and runs an [`App`].
+//! Tests start an [`App`] in-process on `127.0.0.1:0`.
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+
+pub mod config;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ingest::{IngestMetrics, Server};
+use pipeline::file::FileSink;
+use pipeline::{Pipeline, PipelineMetrics, Sink, Workers};
+use prometheus_client::registry::Registry;
+
+pub use config::Config;
+
+/// A started application: listening, sinks open, not yet serving.
+#[derive(Debug)]
+pub struct App {
+    server: Server,
+    workers: Workers,
+    shutdown_timeout: Duration,
+}
+
+impl App {
+    /// Opens the sinks, starts their workers and binds the listener.
+    pub async fn start(config: Config) -> anyhow::Result<App> {
+        let mut registry = Registry::default();
+        let pipeline_metrics = PipelineMetrics::register(&mut registry);
+        let ingest_metrics = IngestMetrics::register(&mut registry);
+
+        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+        if let Some(file) = config.file_sink.clone() {
+            sinks.push(Box::new(FileSink::records(file, &pipeline_metrics)?));
+        }
+        sinks.push(Box::new(FileSink::dead_letter(config.dead_letter.clone(), &pipeline_metrics)?));
+        let (pipeline, workers) =
+            Pipeline::start(config.pipeline.clone(), sinks, pipeline_metrics)?;
+
+        let registry = Arc::new(registry);
+        let render = Arc::new(move || {
+            let mut text = String::new();
+            // Writing into a String cannot fail.
+            let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+            text
+        });
+        if config.ingest.drain_secret.is_none() {
+            tracing::warn!(
+                "NO DRAIN SECRET CONFIGURED: deliveries are accepted without signature checks; \
+                 set SPILLWAY_DRAIN_SECRET (or vercel.drain_secret) before exposing this receiver"
+            );
+        }
+        let shutdown_timeout = config.ingest.shutdown_timeout;
+        let server =
+            Server::bind(config.ingest, Arc::new(pipeline), ingest_metrics, render).await?;
+        Ok(App { server, workers, shutdown_timeout })
+    }
+
+    /// Where the server listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` resolves; then stops accepting, lets in-flight deliveries finish,
+    /// drains the sinks and completes their files. Returns whether everything finished in time.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> bool {
+        let addr = self.local_addr();
+        tracing::info!(%addr, "serving");
+        let requests_done = self.server.serve(shutdown).await;
+        // The server (and with it the last handle to the pipeline) is gone: workers drain.
+        let timeout = self.shutdown_timeout;
+        let late = tokio::task::spawn_blocking(move || self.workers.join(timeout))
+            .await
+            .unwrap_or_default();
+        if !late.is_empty() {
+            tracing::error!(sinks = ?late, "sinks did not finish in time");
+        }
+        tracing::info!("stopped");
+        requests_done && late.is_empty()
+    }
+}

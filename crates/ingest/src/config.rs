@@ -1,0 +1,60 @@
+//! The edge's validated configuration.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::signature::Secret;
+
+/// How the edge listens and what it accepts. Built and validated by the binary.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The drain URL path Vercel posts to.
+    pub drain_path: String,
+    /// The name batches from this path carry (in dead letters and metrics).
+    pub drain_name: Arc<str>,
+    /// The drain's signature secret; without one, deliveries are accepted unsigned.
+    pub drain_secret: Option<Secret>,
+    /// The code answered in `x-vercel-verify`.
+    pub verify_code: Option<String>,
+    /// Largest request body accepted, as received.
+    pub max_body_bytes: usize,
+    /// Largest body accepted after inflating gzip.
+    pub max_inflated_bytes: usize,
+    /// Most connections open at once; more are answered `503` and closed.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers.
+    pub header_read_timeout: Duration,
+    /// Time a client has to send a request's body.
+    pub body_read_timeout: Duration,
+    /// Time the sinks have to confirm a batch before the client gets `503`.
+    pub ack_timeout: Duration,
+    /// The `Retry-After` seconds sent with every `503`.
+    pub retry_after_secs: u32,
+    /// Time in-flight requests get to finish at shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+impl IngestConfig {
+    /// Defaults: the drain at `/vercel/logs` on `listen`, no secret, 16 MiB bodies (64 MiB
+    /// inflated), 1024 connections.
+    pub fn new(listen: SocketAddr) -> IngestConfig {
+        IngestConfig {
+            listen,
+            drain_path: "/vercel/logs".into(),
+            drain_name: Arc::from("default"),
+            drain_secret: None,
+            verify_code: None,
+            max_body_bytes: 16 << 20,
+            max_inflated_bytes: 64 << 20,
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            ack_timeout: Duration::from_secs(20),
+            retry_after_secs: 1,
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! One request: routing, the delivery protocol, and the response.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{
+    HeaderValue, ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
+};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use record::{Batch, Dispatch, RejectReason};
+
+use crate::decode::{decode, PaddedBody};
+use crate::inflate::gunzip;
+use crate::{IngestConfig, IngestError, IngestMetrics};
+
+/// Renders the process's metrics in Prometheus text format.
+pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
+
+pub(crate) struct State {
+    pub(crate) config: IngestConfig,
+    pub(crate) dispatch: Arc<dyn Dispatch>,
+    pub(crate) metrics: IngestMetrics,
+    pub(crate) render_metrics: RenderMetrics,
+    pub(crate) verify: Option<HeaderValue>,
+}
+
+const SIGNATURE: &str = "x-vercel-signature";
+const VERIFY: &str = "x-vercel-verify";
+
+enum Encoding {
+    Identity,
+    Gzip,
+}
+
+pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let mut response = match route(&state, req).await {
+        Ok(response) => response,
+        Err(error) => error_response(&state, &error),
+    };
+    if response.status().is_success() {
+        if let Some(code) = &state.verify {
+            response.headers_mut().insert(VERIFY, code.clone());
+        }
+    }
+    state.metrics.request(response.status());
+    response
+}
+
+async fn route(
+    state: &State,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, IngestError> {
+    let path = req.uri().path();
+    if path == state.config.drain_path {
+        return match *req.method() {
+            Method::POST => deliver(state, req).await,
+            Method::GET | Method::HEAD => Ok(json(StatusCode::OK, r#"{"status":"ok"}"#.into())),
+            _ => Err(IngestError::MethodNotAllowed),
+        };
+    }
+    match (req.method(), path) {
+        (&Method::GET, "/healthz") => Ok(json(StatusCode::OK, r#"{"status":"ok"}"#.into())),
+        (&Method::GET, "/readyz") if state.dispatch.ready() => {
+            Ok(json(StatusCode::OK, r#"{"status":"ready"}"#.into()))
+        }
+        (&Method::GET, "/readyz") => Err(IngestError::NotReady),
+        (&Method::GET, "/metrics") => {
+            let mut response = Response::new(Full::new(Bytes::from((state.render_metrics)())));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            Ok(response)
+        }
+        _ => Err(IngestError::NotFound),
+    }
+}
+
+/// A delivery: read, authenticate, inflate, decode, hand off, wait for the sinks, answer.
+async fn deliver(
+    state: &State,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, IngestError> {
+    let config = &state.config;
+    let encoding = content_encoding(req.headers())?;
+    let declared = declared_length(req.headers());
+    if declared.is_some_and(|n| n > config.max_body_bytes) {
+        return Err(IngestError::BodyTooLarge { limit: config.max_body_bytes });
+    }
+    // Refuse before reading when the pipeline is full: a fast 503 instead of a stalled socket.
+    if !state.dispatch.has_capacity(declared.unwrap_or(0)) {
+        return Err(IngestError::Overloaded);
+    }
+    let (parts, body) = req.into_parts();
+    let raw = tokio::time::timeout(
+        config.body_read_timeout,
+        read_body(body, declared, config.max_body_bytes),
+    )
+    .await
+    .map_err(|_| IngestError::BodyTimeout)??;
+    state.metrics.received(raw.len());
+    let signature = parts.headers.get(SIGNATURE).map(HeaderValue::as_bytes);
+
+    let raw_verified = match (&config.drain_secret, signature) {
+        (Some(secret), Some(sig)) => secret.verifies(raw.as_slice(), sig),
+        _ => false,
+    };
+    let body = match encoding {
+        Encoding::Identity => raw,
+        Encoding::Gzip => {
+            let inflated = gunzip(raw.as_slice(), config.max_inflated_bytes)?;
+            state.metrics.inflated(inflated.len());
+            inflated
+        }
+    };
+    if is_probe(body.as_slice()) {
+        // Endpoint verification: answered whether signed or not, and nothing is stored.
+        state.metrics.probe();
+        return Ok(json(StatusCode::OK, r#"{"accepted":0,"dead_lettered":0}"#.into()));
+    }
+    if let Some(secret) = &config.drain_secret {
+        let sig = signature.ok_or(IngestError::MissingSignature)?;
+        if raw_verified {
+            state.metrics.signature("raw");
+        } else if matches!(encoding, Encoding::Gzip) && secret.verifies(body.as_slice(), sig) {
+            state.metrics.signature("inflated");
+        } else {
+            return Err(IngestError::BadSignature);
+        }
+    }
+
+    let pinned_bytes = body.len();
+    let decoded = decode(body);
+    if !decoded.has_json() {
+        return Err(IngestError::NoRecords);
+    }
+    let (accepted, dead_lettered) = (decoded.records.len(), decoded.rejects.len());
+    let batch = Batch {
+        drain: Arc::clone(&config.drain_name),
+        received_at_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        records: decoded.records,
+        rejects: decoded.rejects,
+        pinned_bytes,
+    };
+    let started = Instant::now();
+    let rejected: Vec<RejectReason> = batch.rejects.iter().map(|r| r.reason).collect();
+    let waiter = state.dispatch.try_submit(batch).map_err(|_| IngestError::Overloaded)?;
+    tokio::time::timeout(config.ack_timeout, waiter.wait())
+        .await
+        .map_err(|_| IngestError::AckTimeout)?
+        .map_err(IngestError::SinkUnavailable)?;
+    state.metrics.stored(accepted, &rejected, started.elapsed().as_secs_f64());
+    Ok(json(
+        StatusCode::OK,
+        format!(r#"{{"accepted":{accepted},"dead_lettered":{dead_lettered}}}"#),
+    ))
+}
+
+fn content_encoding(headers: &HeaderMap) -> Result<Encoding, IngestError> {
+    let Some(value) = headers.get(CONTENT_ENCODING) else { return Ok(Encoding::Identity) };
+    let text = value.to_str().unwrap_or("").trim();
+    if text.eq_ignore_ascii_case("gzip") || text.eq_ignore_ascii_case("x-gzip") {
+        Ok(Encoding::Gzip)
+    } else if text.is_empty() || text.eq_ignore_ascii_case("identity") {
+        Ok(Encoding::Identity)
+    } else {
+        let shown: String = text.chars().take(32).collect();
+        Err(IngestError::UnsupportedEncoding(shown))
+    }
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// Reads the body into a padded buffer, failing as soon as it passes `max` bytes.
+async fn read_body(
+    mut body: Incoming,
+    declared: Option<usize>,
+    max: usize,
+) -> Result<PaddedBody, IngestError> {
+    let mut buf = PaddedBody::with_capacity(declared.unwrap_or(64 * 1024).min(max));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| IngestError::BodyRead)?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > max {
+                return Err(IngestError::BodyTooLarge { limit: max });
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf)
+}
+
+/// Vercel's endpoint verification: an empty body or `{}`.
+fn is_probe(body: &[u8]) -> bool {
+    let trimmed = body.trim_ascii();
+    trimmed.is_empty() || trimmed == b"{}"
+}
+
+fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn error_response(state: &State, error: &IngestError) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({"error": {"code": error.code(), "message": error.to_string()}});
+    let mut response = json(error.status(), body.to_string());
+    if error.is_retryable() {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(state.config.retry_after_secs));
+    }
+    if matches!(error, IngestError::MethodNotAllowed) {
+        response.headers_mut().insert(ALLOW, HeaderValue::from_static("POST, GET, HEAD"));
+    }
+    if matches!(error, IngestError::SinkUnavailable(_) | IngestError::AckTimeout) {
+        tracing::warn!(code = error.code(), error = %error, "batch not stored; answered 503");
+    }
+    response
+}
+
+/// The raw bytes of the `503` sent to a connection over `max_connections` before closing it.
+pub(crate) fn over_capacity_response(retry_after_secs: u32) -> Vec<u8> {
+    let body = format!(
+        r#"{{"error":{{"code":"too_many_connections","message":"{}"}}}}"#,
+        "receiver is at its connection limit; retry later"
+    );
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: {retry_after_secs}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}

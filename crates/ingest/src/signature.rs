@@ -1,0 +1,63 @@
+//! `x-vercel-signature`: lowercase hex HMAC-SHA1 of the body, keyed by the drain's secret,
+//! compared in constant time.
+
+use std::fmt;
+
+use hmac::{Hmac, Mac};
+use sha1::Sha1;
+
+/// A secret key. Its `Debug` never shows the value, so it cannot leak through logs.
+#[derive(Clone)]
+pub struct Secret(Box<[u8]>);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<Vec<u8>>) -> Secret {
+        Secret(value.into().into_boxed_slice())
+    }
+
+    /// Whether `signature` (as sent in the header) is the HMAC-SHA1 of `body` under this secret.
+    pub fn verifies(&self, body: &[u8], signature: &[u8]) -> bool {
+        let Some(expected) = decode_hex_sha1(signature) else { return false };
+        let mut mac = Hmac::<Sha1>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        mac.update(body);
+        mac.verify_slice(&expected).is_ok()
+    }
+
+    /// The signature of `body` under this secret, as Vercel would send it.
+    pub fn sign(&self, body: &[u8]) -> String {
+        let mut mac = Hmac::<Sha1>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        mac.update(body);
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+fn decode_hex_sha1(signature: &[u8]) -> Option<[u8; 20]> {
+    let mut out = [0u8; 20];
+    hex::decode_to_slice(signature.trim_ascii(), &mut out).ok()?;
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signs_and_verifies_and_rejects() {
+        let secret = Secret::new("drain-secret-0123456789");
+        let sig = secret.sign(b"{}");
+        assert_eq!(sig, "198debbea7000af15f561fcc7a07a585d4b62399");
+        assert!(secret.verifies(b"{}", sig.as_bytes()));
+        assert!(secret.verifies(b"{}", sig.to_uppercase().as_bytes()));
+        assert!(!secret.verifies(b"{} ", sig.as_bytes()));
+        assert!(!secret.verifies(b"{}", b"198debbea7000af15f561fcc7a07a585d4b623"));
+        assert!(!secret.verifies(b"{}", b"not hex at all"));
+        assert_eq!(format!("{secret:?}"), "Secret([redacted])");
+    }
+}

@@ -1,0 +1,465 @@
+//! Configuration in two stages: [`RawConfig`] as read from TOML and the environment, then
+//! [`Config`], validated, with every problem reported at once.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ingest::{IngestConfig, Secret};
+use pipeline::file::{FileSinkConfig, FsyncPolicy};
+use pipeline::PipelineConfig;
+use serde::Deserialize;
+
+/// Environment variables that override the file (deploy tooling and tests rely on them).
+pub const ENV_OVERRIDES: [&str; 5] = [
+    "SPILLWAY_LISTEN",
+    "SPILLWAY_DRAIN_SECRET",
+    "SPILLWAY_VERIFY_CODE",
+    "SPILLWAY_DATA_DIR",
+    "SPILLWAY_MAX_BODY_BYTES",
+];
+
+/// The configuration file as written; every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Root of local state (`./spillway-data`).
+    pub data_dir: Option<PathBuf>,
+    /// `[server]`.
+    #[serde(default)]
+    pub server: RawServer,
+    /// `[vercel]`.
+    #[serde(default)]
+    pub vercel: RawVercel,
+    /// `[pipeline]`.
+    #[serde(default)]
+    pub pipeline: RawPipeline,
+    /// `[sinks.*]`.
+    #[serde(default)]
+    pub sinks: RawSinks,
+}
+
+/// `[server]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub drain_path: Option<String>,
+    pub max_body_bytes: Option<u64>,
+    pub max_inflated_bytes: Option<u64>,
+    pub max_connections: Option<u64>,
+    pub header_read_timeout_secs: Option<u64>,
+    pub body_read_timeout_secs: Option<u64>,
+    pub ack_timeout_secs: Option<u64>,
+    pub retry_after_secs: Option<u64>,
+    pub shutdown_timeout_secs: Option<u64>,
+}
+
+/// `[vercel]`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawVercel {
+    pub drain_secret: Option<String>,
+    pub verify_code: Option<String>,
+}
+
+impl std::fmt::Debug for RawVercel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawVercel")
+            .field("drain_secret", &self.drain_secret.as_ref().map(|_| "[redacted]"))
+            .field("verify_code", &self.verify_code)
+            .finish()
+    }
+}
+
+/// `[pipeline]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawPipeline {
+    pub max_in_flight_batches: Option<u64>,
+    pub max_in_flight_bytes: Option<u64>,
+    pub max_group_batches: Option<u64>,
+}
+
+/// `[sinks]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawSinks {
+    #[serde(default)]
+    pub file: RawFileSink,
+    #[serde(default)]
+    pub dead_letter: RawFileSink,
+}
+
+/// `[sinks.file]` and `[sinks.dead_letter]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawFileSink {
+    pub enabled: Option<bool>,
+    pub dir: Option<PathBuf>,
+    pub max_file_bytes: Option<u64>,
+    pub max_file_age_secs: Option<u64>,
+    pub fsync: Option<String>,
+    pub fsync_interval_ms: Option<u64>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Root of local state.
+    pub data_dir: PathBuf,
+    /// The HTTP edge.
+    pub ingest: IngestConfig,
+    /// The pipeline's limits.
+    pub pipeline: PipelineConfig,
+    /// The records file sink, when enabled.
+    pub file_sink: Option<FileSinkConfig>,
+    /// The dead-letter sink.
+    pub dead_letter: FileSinkConfig,
+}
+
+/// The configuration could not be read or is invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys.
+    #[error("{path} is not a valid configuration: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
+    /// One or more values are invalid; every problem found is listed.
+    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+impl RawConfig {
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        RawConfig::from_toml(&text)
+            .map_err(|message| ConfigError::Parse { path: path.to_owned(), message })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<RawConfig, String> {
+        toml::from_str(text).map_err(|e| e.message().to_owned())
+    }
+
+    /// Applies the `SPILLWAY_*` overrides from `env` (a lookup, so tests need not touch the
+    /// process environment). Unparsable numbers are reported by [`RawConfig::validate`].
+    pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>, problems: &mut Vec<String>) {
+        if let Some(v) = env("SPILLWAY_LISTEN") {
+            self.server.listen = Some(v);
+        }
+        if let Some(v) = env("SPILLWAY_DRAIN_SECRET") {
+            self.vercel.drain_secret = Some(v);
+        }
+        if let Some(v) = env("SPILLWAY_VERIFY_CODE") {
+            self.vercel.verify_code = Some(v);
+        }
+        if let Some(v) = env("SPILLWAY_DATA_DIR") {
+            self.data_dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env("SPILLWAY_MAX_BODY_BYTES") {
+            match v.trim().parse() {
+                Ok(n) => self.server.max_body_bytes = Some(n),
+                Err(_) => problems
+                    .push(format!("SPILLWAY_MAX_BODY_BYTES: {v:?} is not a whole number of bytes")),
+            }
+        }
+    }
+
+    /// Validates every value, collecting all problems.
+    pub fn validate(self, mut problems: Vec<String>) -> Result<Config, ConfigError> {
+        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("./spillway-data"));
+        let s = &self.server;
+        let listen_text = s.listen.clone().unwrap_or_else(|| "0.0.0.0:8080".into());
+        let listen: SocketAddr = listen_text.parse().unwrap_or_else(|_| {
+            problems.push(format!(
+                "server.listen: {listen_text:?} is not an address like 0.0.0.0:8080"
+            ));
+            SocketAddr::from(([0, 0, 0, 0], 8080))
+        });
+        let mut ingest = IngestConfig::new(listen);
+        if let Some(path) = &s.drain_path {
+            if !path.starts_with('/') || path.len() < 2 {
+                problems
+                    .push(format!("server.drain_path: {path:?} must start with / and name a path"));
+            }
+            ingest.drain_path = path.clone();
+        }
+        let mut limit = |name: &str, value: Option<u64>, default: u64, min: u64, max: u64| -> u64 {
+            let v = value.unwrap_or(default);
+            if v < min || v > max {
+                problems.push(format!("{name}: {v} is out of range ({min}..={max})"));
+                return default;
+            }
+            v
+        };
+        const GIB: u64 = 1 << 30;
+        ingest.max_body_bytes =
+            limit("server.max_body_bytes", s.max_body_bytes, 16 << 20, 1024, GIB) as usize;
+        ingest.max_inflated_bytes =
+            limit("server.max_inflated_bytes", s.max_inflated_bytes, 64 << 20, 1024, 2 * GIB)
+                as usize;
+        ingest.max_connections =
+            limit("server.max_connections", s.max_connections, 1024, 1, 1 << 20) as usize;
+        ingest.header_read_timeout = Duration::from_secs(limit(
+            "server.header_read_timeout_secs",
+            s.header_read_timeout_secs,
+            10,
+            1,
+            3600,
+        ));
+        ingest.body_read_timeout = Duration::from_secs(limit(
+            "server.body_read_timeout_secs",
+            s.body_read_timeout_secs,
+            30,
+            1,
+            3600,
+        ));
+        ingest.ack_timeout =
+            Duration::from_secs(limit("server.ack_timeout_secs", s.ack_timeout_secs, 20, 1, 3600));
+        ingest.retry_after_secs =
+            limit("server.retry_after_secs", s.retry_after_secs, 1, 1, 3600) as u32;
+        ingest.shutdown_timeout = Duration::from_secs(limit(
+            "server.shutdown_timeout_secs",
+            s.shutdown_timeout_secs,
+            30,
+            1,
+            3600,
+        ));
+
+        let p = &self.pipeline;
+        let pipeline = PipelineConfig {
+            max_in_flight_batches: limit(
+                "pipeline.max_in_flight_batches",
+                p.max_in_flight_batches,
+                256,
+                1,
+                1 << 16,
+            ) as usize,
+            max_in_flight_bytes: limit(
+                "pipeline.max_in_flight_bytes",
+                p.max_in_flight_bytes,
+                512 << 20,
+                1 << 20,
+                64 * GIB,
+            ) as usize,
+            max_group_batches: limit("pipeline.max_group_batches", p.max_group_batches, 64, 1, 4096)
+                as usize,
+            ..PipelineConfig::default()
+        };
+        if pipeline.max_in_flight_bytes < ingest.max_inflated_bytes {
+            problems.push(format!(
+                "pipeline.max_in_flight_bytes ({}) must be at least server.max_inflated_bytes ({})",
+                pipeline.max_in_flight_bytes, ingest.max_inflated_bytes
+            ));
+        }
+
+        match self.vercel.drain_secret {
+            Some(secret) if secret.trim().is_empty() => problems.push(
+                "vercel.drain_secret: is empty (leave it unset to accept unsigned deliveries)"
+                    .into(),
+            ),
+            Some(secret) => ingest.drain_secret = Some(Secret::new(secret)),
+            None => {}
+        }
+        if let Some(code) = self.vercel.verify_code {
+            if code.is_empty() || !code.bytes().all(|b| b.is_ascii_graphic()) {
+                problems.push("vercel.verify_code: must be printable ASCII without spaces".into());
+            }
+            ingest.verify_code = Some(code);
+        }
+        ingest.drain_name = Arc::from("default");
+
+        let file_enabled = self.sinks.file.enabled.unwrap_or(true);
+        let file_sink =
+            file_sink_config("sinks.file", &self.sinks.file, data_dir.join("logs"), &mut problems);
+        let dead_letter = file_sink_config(
+            "sinks.dead_letter",
+            &self.sinks.dead_letter,
+            data_dir.join("dead-letter"),
+            &mut problems,
+        );
+        if self.sinks.dead_letter.enabled == Some(false) {
+            problems
+                .push("sinks.dead_letter.enabled: the dead-letter sink cannot be disabled".into());
+        }
+        if !file_enabled {
+            problems.push(
+                "sinks.file.enabled: no sink for records would remain; keep the file sink".into(),
+            );
+        }
+        if problems.is_empty() {
+            Ok(Config {
+                data_dir,
+                ingest,
+                pipeline,
+                file_sink: file_enabled.then_some(file_sink),
+                dead_letter,
+            })
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+fn file_sink_config(
+    name: &str,
+    raw: &RawFileSink,
+    default_dir: PathBuf,
+    problems: &mut Vec<String>,
+) -> FileSinkConfig {
+    let mut config = FileSinkConfig::new(raw.dir.clone().unwrap_or(default_dir));
+    if let Some(bytes) = raw.max_file_bytes {
+        if bytes < 1024 {
+            problems.push(format!("{name}.max_file_bytes: {bytes} is below 1024"));
+        }
+        config.max_file_bytes = bytes;
+    }
+    if let Some(secs) = raw.max_file_age_secs {
+        if secs == 0 {
+            problems.push(format!("{name}.max_file_age_secs: must be at least 1"));
+        }
+        config.max_file_age = Duration::from_secs(secs);
+    }
+    let interval = Duration::from_millis(raw.fsync_interval_ms.unwrap_or(1000));
+    config.fsync = match raw.fsync.as_deref().unwrap_or("batch") {
+        "batch" => FsyncPolicy::Batch,
+        "interval" if interval.is_zero() => {
+            problems.push(format!("{name}.fsync_interval_ms: must be at least 1"));
+            FsyncPolicy::Batch
+        }
+        "interval" => FsyncPolicy::Interval(interval),
+        "never" => FsyncPolicy::Never,
+        other => {
+            problems.push(format!("{name}.fsync: {other:?} is not one of batch, interval, never"));
+            FsyncPolicy::Batch
+        }
+    };
+    config
+}
+
+/// Reads the optional file, applies the environment and validates.
+pub fn load(
+    path: Option<&Path>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let mut raw = match path {
+        Some(path) => RawConfig::from_file(path)?,
+        None => RawConfig::default(),
+    };
+    let mut problems = Vec::new();
+    raw.apply_env(env, &mut problems);
+    raw.validate(problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn the_embedded_default_needs_no_file() {
+        let config = load(None, no_env).unwrap();
+        assert_eq!(config.ingest.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(config.ingest.drain_path, "/vercel/logs");
+        assert!(config.ingest.drain_secret.is_none());
+        assert_eq!(config.file_sink.unwrap().dir, PathBuf::from("./spillway-data/logs"));
+        assert_eq!(config.dead_letter.dir, PathBuf::from("./spillway-data/dead-letter"));
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let mut raw = RawConfig::from_toml(
+            "data_dir = \"/srv/a\"\n[server]\nlisten = \"127.0.0.1:1\"\nmax_body_bytes = 2048\n",
+        )
+        .unwrap();
+        let env = |k: &str| match k {
+            "SPILLWAY_LISTEN" => Some("127.0.0.1:9999".to_owned()),
+            "SPILLWAY_DATA_DIR" => Some("/srv/b".to_owned()),
+            "SPILLWAY_MAX_BODY_BYTES" => Some("4096".to_owned()),
+            "SPILLWAY_DRAIN_SECRET" => Some("s3cret".to_owned()),
+            "SPILLWAY_VERIFY_CODE" => Some("vc".to_owned()),
+            _ => None,
+        };
+        let mut problems = Vec::new();
+        raw.apply_env(env, &mut problems);
+        let config = raw.validate(problems).unwrap();
+        assert_eq!(config.ingest.listen.port(), 9999);
+        assert_eq!(config.data_dir, PathBuf::from("/srv/b"));
+        assert_eq!(config.ingest.max_body_bytes, 4096);
+        assert!(config
+            .ingest
+            .drain_secret
+            .unwrap()
+            .verifies(b"x", Secret::new("s3cret").sign(b"x").as_bytes()));
+        assert_eq!(config.ingest.verify_code.as_deref(), Some("vc"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let raw = RawConfig::from_toml(
+            "[server]\nlisten = \"nowhere\"\nmax_connections = 0\ndrain_path = \"logs\"\n\
+             [sinks.file]\nfsync = \"sometimes\"\nmax_file_bytes = 10\n",
+        )
+        .unwrap();
+        let mut problems = Vec::new();
+        raw_apply(&mut problems);
+        let Err(ConfigError::Invalid(problems)) = raw.validate(problems) else {
+            panic!("accepted")
+        };
+        let text = problems.join("\n");
+        for needle in [
+            "server.listen",
+            "server.max_connections",
+            "server.drain_path",
+            "sinks.file.fsync",
+            "sinks.file.max_file_bytes",
+            "SPILLWAY_MAX_BODY_BYTES",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+    }
+
+    fn raw_apply(problems: &mut Vec<String>) {
+        let mut other = RawConfig::default();
+        other.apply_env(|k| (k == "SPILLWAY_MAX_BODY_BYTES").then(|| "lots".to_owned()), problems);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = RawConfig::from_toml("[server]\nlisten_addr = \"x\"\n").unwrap_err();
+        assert!(err.contains("listen_addr"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let raw = RawConfig::from_toml("[vercel]\ndrain_secret = \"hunter2\"\n").unwrap();
+        assert!(!format!("{raw:?}").contains("hunter2"));
+        let config = raw.validate(Vec::new()).unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}
