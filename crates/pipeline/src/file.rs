@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use record::{Batch, SinkFailure};
 
-use crate::sink::{Job, Sink, Takes};
+use crate::sink::{Health, Job, Sink, Takes};
 use crate::{PipelineError, PipelineMetrics};
 
 /// The records sink's name.
@@ -252,7 +252,7 @@ pub struct FileSink {
     file: RotatingFile,
     encode: Encode,
     buf: Vec<u8>,
-    healthy: bool,
+    health: Health,
     metrics: PipelineMetrics,
 }
 
@@ -331,7 +331,7 @@ impl FileSink {
             file,
             encode,
             buf: Vec::new(),
-            healthy: true,
+            health: Health::new(),
             metrics: metrics.clone(),
         })
     }
@@ -340,7 +340,7 @@ impl FileSink {
         let code = io_code(e);
         tracing::error!(sink = self.name, code, error = %e, "write failed; batches answered 503");
         self.metrics.write_error(self.name, code);
-        self.healthy = false;
+        self.health.set(false);
         for job in jobs {
             job.fail(SinkFailure { sink: self.name, code });
         }
@@ -378,7 +378,7 @@ impl Sink for FileSink {
             self.file.current = None;
             return self.fail_all(jobs, &e);
         }
-        self.healthy = true;
+        self.health.set(true);
         self.metrics.written(
             self.name,
             count,
@@ -413,8 +413,8 @@ impl Sink for FileSink {
         }
     }
 
-    fn healthy(&self) -> bool {
-        self.healthy
+    fn health(&self) -> Health {
+        self.health.clone()
     }
 
     fn close(&mut self) {

@@ -25,7 +25,7 @@ mod metrics;
 mod sink;
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -34,7 +34,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use record::{Ack, AckWaiter, Batch, Dispatch, Overloaded};
 
 pub use metrics::PipelineMetrics;
-pub use sink::{Job, Sink, Takes};
+pub use sink::{Health, Job, Sink, Takes};
 
 /// Limits of the pipeline as a whole.
 #[derive(Debug, Clone)]
@@ -89,7 +89,7 @@ struct Lane {
     name: &'static str,
     takes: Takes,
     tx: Sender<Job>,
-    healthy: Arc<AtomicBool>,
+    health: Health,
 }
 
 struct Admission {
@@ -192,11 +192,11 @@ impl Pipeline {
             let name = sink.name();
             let takes = sink.takes();
             let (tx, rx) = crossbeam_channel::bounded(capacity);
-            let healthy = Arc::new(AtomicBool::new(true));
+            let health = sink.health();
             let worker = Worker {
                 sink,
                 rx,
-                healthy: Arc::clone(&healthy),
+                health: health.clone(),
                 group: config.max_group_batches.max(1),
                 tick: config.tick,
             };
@@ -205,7 +205,7 @@ impl Pipeline {
                 .spawn(move || worker.run())
                 .map_err(|source| PipelineError::Spawn { sink: name, source })?;
             handles.push((name, handle));
-            lanes.push(Lane { name, takes, tx, healthy });
+            lanes.push(Lane { name, takes, tx, health });
         }
         let admission = Arc::new(Admission {
             batches: AtomicUsize::new(0),
@@ -238,14 +238,14 @@ impl Dispatch for Pipeline {
     }
 
     fn ready(&self) -> bool {
-        self.lanes.iter().all(|l| l.healthy.load(Ordering::Acquire))
+        self.lanes.iter().all(|l| l.health.get())
     }
 }
 
 struct Worker {
     sink: Box<dyn Sink>,
     rx: Receiver<Job>,
-    healthy: Arc<AtomicBool>,
+    health: Health,
     group: usize,
     tick: Duration,
 }
@@ -253,13 +253,13 @@ struct Worker {
 impl Worker {
     fn run(mut self) {
         // A worker that panics must not leave its sink looking ready.
-        struct Unready(Arc<AtomicBool>);
+        struct Unready(Health);
         impl Drop for Unready {
             fn drop(&mut self) {
-                self.0.store(false, Ordering::Release);
+                self.0.set(false);
             }
         }
-        let _unready = Unready(Arc::clone(&self.healthy));
+        let _unready = Unready(self.health.clone());
         let mut jobs = Vec::with_capacity(self.group);
         loop {
             match self.rx.recv_timeout(self.tick) {
@@ -279,7 +279,6 @@ impl Worker {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             self.sink.tick(Instant::now());
-            self.healthy.store(self.sink.healthy(), Ordering::Release);
         }
         self.sink.close();
     }

@@ -1,6 +1,7 @@
 //! The sink abstraction: what a destination implements to be fed by a pipeline worker.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -93,9 +94,38 @@ pub trait Sink: Send + 'static {
     /// Housekeeping, called after every write and at least every pipeline tick.
     fn tick(&mut self, now: Instant);
 
-    /// Whether the sink can currently accept writes.
-    fn healthy(&self) -> bool;
+    /// The sink's health flag, shared with the pipeline for readiness. A sink updates it before
+    /// settling the jobs of a write, so that a client told `200` or `503` sees a matching
+    /// `/readyz` right after.
+    fn health(&self) -> Health;
 
     /// Makes everything written durable and releases resources; called once, at shutdown.
     fn close(&mut self);
+}
+
+/// Whether a sink can currently accept writes; shared between the sink and the pipeline.
+#[derive(Debug, Clone)]
+pub struct Health(Arc<AtomicBool>);
+
+impl Health {
+    /// A healthy flag.
+    pub fn new() -> Health {
+        Health(Arc::new(AtomicBool::new(true)))
+    }
+
+    /// Sets the flag.
+    pub fn set(&self, healthy: bool) {
+        self.0.store(healthy, Ordering::Release);
+    }
+
+    /// Reads the flag.
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health::new()
+    }
 }

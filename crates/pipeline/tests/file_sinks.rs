@@ -213,8 +213,8 @@ impl Sink for Stalled {
         }
     }
     fn tick(&mut self, _now: Instant) {}
-    fn healthy(&self) -> bool {
-        true
+    fn health(&self) -> pipeline::Health {
+        pipeline::Health::new()
     }
     fn close(&mut self) {}
 }

@@ -1,0 +1,101 @@
+//! Honest backpressure at the edge, over real sockets: a full pipeline or a slow sink turns into
+//! a quick `503` with `Retry-After`, never a stalled socket and never a `200`.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use ingest::{IngestConfig, IngestMetrics, Server};
+use record::{Ack, AckPart, AckWaiter, Batch, Dispatch, Overloaded};
+
+/// A pipeline stand-in whose behaviour each test picks.
+struct Stub {
+    capacity: bool,
+    admit: bool,
+    /// Ack parts held and never settled: a sink that never confirms.
+    held: Mutex<Vec<AckPart>>,
+}
+
+impl Dispatch for Stub {
+    fn has_capacity(&self, _bytes: usize) -> bool {
+        self.capacity
+    }
+    fn try_submit(&self, _batch: Batch) -> Result<AckWaiter, Overloaded> {
+        if !self.admit {
+            return Err(Overloaded);
+        }
+        let (parts, waiter) = Ack::split(1);
+        self.held.lock().unwrap().extend(parts);
+        Ok(waiter)
+    }
+    fn ready(&self) -> bool {
+        self.capacity
+    }
+}
+
+struct Edge {
+    addr: std::net::SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn edge(stub: Stub, ack_timeout: Duration) -> Edge {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let mut config = IngestConfig::new("127.0.0.1:0".parse().unwrap());
+    config.ack_timeout = ack_timeout;
+    config.retry_after_secs = 3;
+    config.drain_secret = Some(ingest::Secret::new(SECRET));
+    let metrics = IngestMetrics::register(&mut Default::default());
+    let server = runtime
+        .block_on(Server::bind(config, Arc::new(stub), metrics, Arc::new(String::new)))
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    runtime.spawn(server.serve(async move {
+        let _ = stopped.await;
+    }));
+    Edge { addr, _stop: stop, _runtime: runtime }
+}
+
+#[test]
+fn full_pipeline_is_503_with_retry_after_before_the_body_is_read() {
+    let e = edge(
+        Stub { capacity: false, admit: false, held: Mutex::default() },
+        Duration::from_secs(5),
+    );
+    let started = Instant::now();
+    let reply = deliver(e.addr, &fixture("logs.ndjson"));
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.error_code(), "overloaded");
+    assert_eq!(reply.header("retry-after"), Some("3"));
+    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    assert_eq!(send(e.addr, "GET", "/readyz", &[], b"").status, 503);
+}
+
+#[test]
+fn pipeline_filling_up_during_the_read_is_503() {
+    let e =
+        edge(Stub { capacity: true, admit: false, held: Mutex::default() }, Duration::from_secs(5));
+    let reply = deliver(e.addr, &fixture("logs.ndjson"));
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.error_code(), "overloaded");
+    assert!(reply.header("x-vercel-verify").is_none());
+}
+
+#[test]
+fn sinks_that_never_confirm_are_503_after_the_ack_timeout() {
+    let e = edge(
+        Stub { capacity: true, admit: true, held: Mutex::default() },
+        Duration::from_millis(300),
+    );
+    let started = Instant::now();
+    let reply = deliver(e.addr, &fixture("logs.ndjson"));
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.error_code(), "ack_timeout");
+    assert_eq!(reply.header("retry-after"), Some("3"));
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(3), "took {took:?}");
+}

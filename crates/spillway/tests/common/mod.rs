@@ -1,0 +1,206 @@
+//! Test support: an in-process app on `127.0.0.1:0`, a raw HTTP/1.1 client over real sockets,
+//! and the Vercel fixtures with their signatures.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use spillway::config::{self, Config};
+use tokio::sync::oneshot;
+
+pub const SECRET: &str = "drain-secret-0123456789";
+pub const VERIFY_CODE: &str = "verify-code-42";
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/vercel").join(name))
+        .unwrap()
+}
+
+/// The `x-vercel-signature` the fixtures' signature vectors give for `name`.
+pub fn fixture_signature(name: &str) -> String {
+    let vectors: serde_json::Value = serde_json::from_slice(&fixture("signatures.json")).unwrap();
+    let entry = vectors.as_array().unwrap().iter().find(|v| v["file"] == name).unwrap();
+    assert_eq!(entry["secret"], SECRET);
+    entry["x-vercel-signature"].as_str().unwrap().to_owned()
+}
+
+pub fn sign(body: &[u8]) -> String {
+    ingest::Secret::new(SECRET).sign(body)
+}
+
+/// A response as read off the socket.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
+        })
+    }
+
+    /// The `error.code` of a JSON error body.
+    pub fn error_code(&self) -> String {
+        self.json()["error"]["code"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+/// Writes one request and reads one response from `stream`.
+pub fn exchange(stream: &mut TcpStream, request: &[u8]) -> Reply {
+    stream.write_all(request).unwrap();
+    read_reply(stream)
+}
+
+pub fn read_reply(stream: &mut TcpStream) -> Reply {
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "connection closed before a response: {:?}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.split_once(':').unwrap();
+            (k.trim().to_owned(), v.trim().to_owned())
+        })
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .map_or(0, |(_, v)| v.parse().unwrap());
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < length {
+        let n = stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "connection closed inside the body");
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Reply { status, headers, body }
+}
+
+/// Builds a request with a `Content-Length` body.
+pub fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "{method} {path} HTTP/1.1\r\nhost: spillway.test\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut out = out.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// One request on a fresh connection.
+pub fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    exchange(&mut stream, &request(method, path, headers, body))
+}
+
+/// A signed POST of `body` to the drain path.
+pub fn deliver(addr: SocketAddr, body: &[u8]) -> Reply {
+    let sig = sign(body);
+    send(addr, "POST", "/vercel/logs", &[("x-vercel-signature", &sig)], body)
+}
+
+/// An app running in-process with its data in a temporary directory.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub data: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    runtime: Option<tokio::runtime::Runtime>,
+    done: Option<tokio::task::JoinHandle<bool>>,
+}
+
+impl TestApp {
+    /// Starts with a drain secret and a verify code, then applies `adjust`.
+    pub fn start(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let data = tempfile::tempdir().unwrap();
+        let dir = data.path().to_string_lossy().into_owned();
+        let env = |k: &str| match k {
+            "SPILLWAY_LISTEN" => Some("127.0.0.1:0".to_owned()),
+            "SPILLWAY_DATA_DIR" => Some(dir.clone()),
+            "SPILLWAY_DRAIN_SECRET" => Some(SECRET.to_owned()),
+            "SPILLWAY_VERIFY_CODE" => Some(VERIFY_CODE.to_owned()),
+            _ => None,
+        };
+        let mut config = config::load(None, env).unwrap();
+        adjust(&mut config);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let app = runtime.block_on(spillway::App::start(config)).unwrap();
+        let addr = app.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let done = runtime.spawn(app.run(async move {
+            let _ = stopped.await;
+        }));
+        TestApp { addr, data, stop: Some(stop), runtime: Some(runtime), done: Some(done) }
+    }
+
+    pub fn dir(&self, sub: &str) -> PathBuf {
+        self.data.path().join(sub)
+    }
+
+    /// Stops the app as SIGTERM would; returns whether everything finished in time.
+    pub fn stop(&mut self) -> bool {
+        let _ = self.stop.take().map(|s| s.send(()));
+        match (self.runtime.take(), self.done.take()) {
+            (Some(rt), Some(done)) => rt.block_on(done).unwrap(),
+            _ => true,
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Every line of every file (complete or open) under `dir`, in file-name order.
+pub fn lines_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.map(|e| e.unwrap().path()).collect(),
+        Err(_) => return Vec::new(),
+    };
+    names.retain(|p| {
+        let n = p.file_name().unwrap().to_string_lossy();
+        n.ends_with(".ndjson") || n.ends_with(".ndjson.open")
+    });
+    names.sort();
+    names
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p).unwrap().lines().map(str::to_owned).collect::<Vec<_>>()
+        })
+        .collect()
+}
