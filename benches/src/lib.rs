@@ -129,7 +129,7 @@ fn message(rng: &mut StdRng) -> Value {
         60..=89 => rng.random_range(30..120),
         _ => rng.random_range(120..600),
     };
-    if roll % 4 == 0 {
+    if roll.is_multiple_of(4) {
         // The application's own structured log, as JSON text inside the message.
         let inner = json!({
             "msg": sentence(rng, words),

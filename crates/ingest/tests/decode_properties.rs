@@ -52,7 +52,10 @@ fn vercel_record() -> impl Strategy<Value = Value> {
         })
 }
 
-fn summary(body: &[u8]) -> Vec<(Vec<u8>, Option<String>, Option<String>, Option<String>)> {
+/// A decoded record: its bytes, `id`, `projectId` and `source`.
+type Summary = (Vec<u8>, Option<String>, Option<String>, Option<String>);
+
+fn summary(body: &[u8]) -> Vec<Summary> {
     let decoded = decode(PaddedBody::from_slice(body));
     assert!(decoded.rejects.is_empty(), "unexpected rejects: {:?}", decoded.rejects);
     decoded

@@ -450,6 +450,14 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_is_valid_and_states_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/spillway.toml");
+        let documented = load(Some(&path), no_env).unwrap();
+        let embedded = load(None, no_env).unwrap();
+        assert_eq!(format!("{documented:?}"), format!("{embedded:?}"));
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let err = RawConfig::from_toml("[server]\nlisten_addr = \"x\"\n").unwrap_err();
         assert!(err.contains("listen_addr"), "{err}");
