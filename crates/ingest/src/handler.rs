@@ -50,13 +50,13 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Respons
 }
 
 async fn route(
-    state: &State,
+    state: &Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, IngestError> {
     let path = req.uri().path();
     if path == state.config.drain_path {
         return match *req.method() {
-            Method::POST => deliver(state, req).await,
+            Method::POST => deliver(Arc::clone(state), req).await,
             Method::GET | Method::HEAD => Ok(json(StatusCode::OK, r#"{"status":"ok"}"#.into())),
             _ => Err(IngestError::MethodNotAllowed),
         };
@@ -81,9 +81,15 @@ async fn route(
     }
 }
 
+/// Bodies larger than this are opened (inflated, verified, decoded) on the blocking pool, so
+/// that a big delivery never holds a runtime worker for milliseconds.
+const INLINE_BYTES: usize = 256 * 1024;
+/// The same bound for gzip bodies, which grow when inflated.
+const INLINE_GZIP_BYTES: usize = 32 * 1024;
+
 /// A delivery: read, authenticate, inflate, decode, hand off, wait for the sinks, answer.
 async fn deliver(
-    state: &State,
+    state: Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, IngestError> {
     let config = &state.config;
@@ -104,51 +110,29 @@ async fn deliver(
     .await
     .map_err(|_| IngestError::BodyTimeout)??;
     state.metrics.received(raw.len());
-    let signature = parts.headers.get(SIGNATURE).map(HeaderValue::as_bytes);
+    let signature = parts.headers.get(SIGNATURE).map(|v| v.as_bytes().to_vec());
 
-    let raw_verified = match (&config.drain_secret, signature) {
-        (Some(secret), Some(sig)) => secret.verifies(raw.as_slice(), sig),
-        _ => false,
+    let inline = match encoding {
+        Encoding::Identity => raw.len() <= INLINE_BYTES,
+        Encoding::Gzip => raw.len() <= INLINE_GZIP_BYTES,
     };
-    let body = match encoding {
-        Encoding::Identity => raw,
-        Encoding::Gzip => {
-            let inflated = gunzip(raw.as_slice(), config.max_inflated_bytes)?;
-            state.metrics.inflated(inflated.len());
-            inflated
-        }
+    let opened = if inline {
+        open_delivery(&state, raw, encoding, signature.as_deref())?
+    } else {
+        let state = Arc::clone(&state);
+        tokio::task::spawn_blocking(move || {
+            open_delivery(&state, raw, encoding, signature.as_deref())
+        })
+        .await
+        .map_err(|_| IngestError::Overloaded)??
     };
-    if is_probe(body.as_slice()) {
+    let Some(batch) = opened else {
         // Endpoint verification: answered whether signed or not, and nothing is stored.
         state.metrics.probe();
         return Ok(json(StatusCode::OK, r#"{"accepted":0,"dead_lettered":0}"#.into()));
-    }
-    if let Some(secret) = &config.drain_secret {
-        let sig = signature.ok_or(IngestError::MissingSignature)?;
-        if raw_verified {
-            state.metrics.signature("raw");
-        } else if matches!(encoding, Encoding::Gzip) && secret.verifies(body.as_slice(), sig) {
-            state.metrics.signature("inflated");
-        } else {
-            return Err(IngestError::BadSignature);
-        }
-    }
-
-    let pinned_bytes = body.len();
-    let decoded = decode(body);
-    if !decoded.has_json() {
-        return Err(IngestError::NoRecords);
-    }
-    let (accepted, dead_lettered) = (decoded.records.len(), decoded.rejects.len());
-    let batch = Batch {
-        drain: Arc::clone(&config.drain_name),
-        received_at_ms: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
-        records: decoded.records,
-        rejects: decoded.rejects,
-        pinned_bytes,
     };
+
+    let (accepted, dead_lettered) = (batch.records.len(), batch.rejects.len());
     let started = Instant::now();
     let rejected: Vec<RejectReason> = batch.rejects.iter().map(|r| r.reason).collect();
     let waiter = state.dispatch.try_submit(batch).map_err(|_| IngestError::Overloaded)?;
@@ -161,6 +145,55 @@ async fn deliver(
         StatusCode::OK,
         format!(r#"{{"accepted":{accepted},"dead_lettered":{dead_lettered}}}"#),
     ))
+}
+
+/// The CPU part of a delivery: inflate, verify, decode. `None` for a verification probe.
+fn open_delivery(
+    state: &State,
+    raw: PaddedBody,
+    encoding: Encoding,
+    signature: Option<&[u8]>,
+) -> Result<Option<Batch>, IngestError> {
+    let config = &state.config;
+    let raw_verified = match (&config.drain_secret, signature) {
+        (Some(secret), Some(sig)) => secret.verifies(raw.as_slice(), sig),
+        _ => false,
+    };
+    let gzip = matches!(encoding, Encoding::Gzip);
+    let body = if gzip {
+        let inflated = gunzip(raw.as_slice(), config.max_inflated_bytes)?;
+        state.metrics.inflated(inflated.len());
+        inflated
+    } else {
+        raw
+    };
+    if is_probe(body.as_slice()) {
+        return Ok(None);
+    }
+    if let Some(secret) = &config.drain_secret {
+        let sig = signature.ok_or(IngestError::MissingSignature)?;
+        if raw_verified {
+            state.metrics.signature("raw");
+        } else if gzip && secret.verifies(body.as_slice(), sig) {
+            state.metrics.signature("inflated");
+        } else {
+            return Err(IngestError::BadSignature);
+        }
+    }
+    let pinned_bytes = body.len();
+    let decoded = decode(body);
+    if !decoded.has_json() {
+        return Err(IngestError::NoRecords);
+    }
+    Ok(Some(Batch {
+        drain: Arc::clone(&config.drain_name),
+        received_at_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        records: decoded.records,
+        rejects: decoded.rejects,
+        pinned_bytes,
+    }))
 }
 
 fn content_encoding(headers: &HeaderMap) -> Result<Encoding, IngestError> {

@@ -418,3 +418,27 @@ fn stopping_finishes_and_completes_every_file() {
     }
     assert_eq!(lines_in(&app.dir("logs")).len(), 3);
 }
+
+#[test]
+fn large_deliveries_plain_and_gzip_are_stored_whole() {
+    let app = TestApp::start(|_| {});
+    let body = spillway_benches::Corpus::new(3, 3000).ndjson();
+    assert!(body.len() > 1 << 20);
+    assert_eq!(deliver(app.addr, &body).json()["accepted"], 3000);
+    let packed = gzip(&body);
+    assert!(packed.len() > 32 * 1024, "{} bytes", packed.len());
+    let sig = sign(&packed);
+    let reply = send(
+        app.addr,
+        "POST",
+        "/vercel/logs",
+        &[("x-vercel-signature", &sig), ("content-encoding", "gzip")],
+        &packed,
+    );
+    assert_eq!(reply.json()["accepted"], 3000);
+    let stored = lines_in(&app.dir("logs"));
+    assert_eq!(stored.len(), 6000);
+    let expected = ndjson_lines(&body);
+    assert_eq!(&stored[..3000], &expected[..]);
+    assert_eq!(&stored[3000..], &expected[..]);
+}
