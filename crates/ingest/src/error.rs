@@ -48,6 +48,9 @@ pub enum IngestError {
     /// The pipeline is at its in-flight limit.
     #[error("receiver is at capacity; retry later")]
     Overloaded,
+    /// A sink refuses writes for now (its broker is unreachable, say).
+    #[error("sink {0} is unavailable; retry later")]
+    SinkRefusing(&'static str),
     /// A sink failed to write the batch.
     #[error("a sink could not store the batch ({0}); retry later")]
     SinkUnavailable(record::SinkFailure),
@@ -57,6 +60,15 @@ pub enum IngestError {
     /// The sinks are not ready (for `/readyz`).
     #[error("sinks not ready")]
     NotReady,
+}
+
+impl From<record::Refusal> for IngestError {
+    fn from(refusal: record::Refusal) -> Self {
+        match refusal {
+            record::Refusal::Overloaded => IngestError::Overloaded,
+            record::Refusal::SinkUnavailable(sink) => IngestError::SinkRefusing(sink),
+        }
+    }
 }
 
 impl IngestError {
@@ -76,6 +88,7 @@ impl IngestError {
             IngestError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             IngestError::NotFound => StatusCode::NOT_FOUND,
             IngestError::Overloaded
+            | IngestError::SinkRefusing(_)
             | IngestError::SinkUnavailable(_)
             | IngestError::AckTimeout
             | IngestError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
@@ -97,6 +110,7 @@ impl IngestError {
             IngestError::MethodNotAllowed => "method_not_allowed",
             IngestError::NotFound => "not_found",
             IngestError::Overloaded => "overloaded",
+            IngestError::SinkRefusing(_) => "sink_unavailable",
             IngestError::SinkUnavailable(_) => "sink_unavailable",
             IngestError::AckTimeout => "ack_timeout",
             IngestError::NotReady => "not_ready",

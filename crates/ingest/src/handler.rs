@@ -99,9 +99,7 @@ async fn deliver(
         return Err(IngestError::BodyTooLarge { limit: config.max_body_bytes });
     }
     // Refuse before reading when the pipeline is full: a fast 503 instead of a stalled socket.
-    if !state.dispatch.has_capacity(declared.unwrap_or(0)) {
-        return Err(IngestError::Overloaded);
-    }
+    state.dispatch.admissible(declared.unwrap_or(0))?;
     let (parts, body) = req.into_parts();
     let raw = tokio::time::timeout(
         config.body_read_timeout,
@@ -135,7 +133,7 @@ async fn deliver(
     let (accepted, dead_lettered) = (batch.records.len(), batch.rejects.len());
     let started = Instant::now();
     let rejected: Vec<RejectReason> = batch.rejects.iter().map(|r| r.reason).collect();
-    let waiter = state.dispatch.try_submit(batch).map_err(|_| IngestError::Overloaded)?;
+    let waiter = state.dispatch.try_submit(batch)?;
     tokio::time::timeout(config.ack_timeout, waiter.wait())
         .await
         .map_err(|_| IngestError::AckTimeout)?

@@ -340,7 +340,7 @@ impl FileSink {
         let code = io_code(e);
         tracing::error!(sink = self.name, code, error = %e, "write failed; batches answered 503");
         self.metrics.write_error(self.name, code);
-        self.health.set(false);
+        self.health.set_healthy(false);
         for job in jobs {
             job.fail(SinkFailure { sink: self.name, code });
         }
@@ -378,7 +378,7 @@ impl Sink for FileSink {
             self.file.current = None;
             return self.fail_all(jobs, &e);
         }
-        self.health.set(true);
+        self.health.set_healthy(true);
         self.metrics.written(
             self.name,
             count,

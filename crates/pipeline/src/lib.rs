@@ -21,6 +21,7 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod file;
+pub mod kafka;
 mod metrics;
 mod sink;
 
@@ -31,10 +32,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use record::{Ack, AckWaiter, Batch, Dispatch, Overloaded};
+use record::{Ack, AckWaiter, Batch, Dispatch, Refusal};
 
 pub use metrics::PipelineMetrics;
-pub use sink::{Health, Job, Sink, Takes};
+pub use sink::{Health, Job, SharedBatch, Sink, Takes};
 
 /// Limits of the pipeline as a whole.
 #[derive(Debug, Clone)]
@@ -116,7 +117,7 @@ impl Drop for Permit {
 }
 
 impl Admission {
-    fn try_admit(self: &Arc<Self>, bytes: usize) -> Result<Permit, Overloaded> {
+    fn try_admit(self: &Arc<Self>, bytes: usize) -> Result<Permit, Refusal> {
         let batches = self.batches.fetch_add(1, Ordering::AcqRel);
         let pinned = self.bytes.fetch_add(bytes, Ordering::AcqRel);
         // A batch larger than the byte limit is still admitted when nothing else is in flight,
@@ -124,7 +125,7 @@ impl Admission {
         if batches >= self.max_batches || (pinned > 0 && pinned + bytes > self.max_bytes) {
             self.batches.fetch_sub(1, Ordering::AcqRel);
             self.bytes.fetch_sub(bytes, Ordering::AcqRel);
-            return Err(Overloaded);
+            return Err(Refusal::Overloaded);
         }
         self.metrics.in_flight(batches + 1, pinned + bytes);
         Ok(Permit { admission: Arc::clone(self), bytes })
@@ -218,12 +219,28 @@ impl Pipeline {
     }
 }
 
+impl Pipeline {
+    /// The first sink that refuses writes right now.
+    fn refusing(&self) -> Result<(), Refusal> {
+        match self.lanes.iter().find(|l| !l.health.accepting()) {
+            Some(lane) => Err(Refusal::SinkUnavailable(lane.name)),
+            None => Ok(()),
+        }
+    }
+}
+
 impl Dispatch for Pipeline {
-    fn has_capacity(&self, bytes: usize) -> bool {
-        self.admission.has_capacity(bytes)
+    fn admissible(&self, bytes: usize) -> Result<(), Refusal> {
+        self.refusing()?;
+        if self.admission.has_capacity(bytes) {
+            Ok(())
+        } else {
+            Err(Refusal::Overloaded)
+        }
     }
 
-    fn try_submit(&self, batch: Batch) -> Result<AckWaiter, Overloaded> {
+    fn try_submit(&self, batch: Batch) -> Result<AckWaiter, Refusal> {
+        self.refusing()?;
         let permit = self.admission.try_admit(batch.pinned_bytes)?;
         let targets: Vec<&Lane> =
             self.lanes.iter().filter(|l| l.takes.holds_part_of(&batch)).collect();
@@ -238,7 +255,7 @@ impl Dispatch for Pipeline {
     }
 
     fn ready(&self) -> bool {
-        self.lanes.iter().all(|l| l.health.get())
+        self.lanes.iter().all(|l| l.health.healthy() && l.health.accepting())
     }
 }
 
@@ -256,7 +273,8 @@ impl Worker {
         struct Unready(Health);
         impl Drop for Unready {
             fn drop(&mut self) {
-                self.0.set(false);
+                self.0.set_healthy(false);
+                self.0.set_accepting(false);
             }
         }
         let _unready = Unready(self.health.clone());

@@ -20,6 +20,9 @@ pub struct PipelineMetrics {
     write_seconds: Family<Labels, Histogram>,
     write_errors: Family<ErrorLabels, Counter>,
     files_completed: Family<Labels, Counter>,
+    kafka_produced: Counter,
+    kafka_queue: Gauge,
+    kafka_delivery_seconds: Histogram,
     bytes_written: Family<Labels, Counter<u64, AtomicU64>>,
 }
 
@@ -38,6 +41,9 @@ impl PipelineMetrics {
             write_errors: Family::default(),
             files_completed: Family::default(),
             bytes_written: Family::default(),
+            kafka_produced: Counter::default(),
+            kafka_queue: Gauge::default(),
+            kafka_delivery_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
         };
         let r = registry.sub_registry_with_prefix("spillway");
         r.register(
@@ -71,7 +77,34 @@ impl PipelineMetrics {
             "Files rotated and complete, by sink",
             m.files_completed.clone(),
         );
+        r.register(
+            "kafka_records_produced",
+            "Records the broker acknowledged",
+            m.kafka_produced.clone(),
+        );
+        r.register(
+            "kafka_producer_queue_messages",
+            "Messages in the producer's queue, awaiting delivery",
+            m.kafka_queue.clone(),
+        );
+        r.register(
+            "kafka_delivery_seconds",
+            "Time from enqueuing a batch to the broker acknowledging its last record",
+            m.kafka_delivery_seconds.clone(),
+        );
         m
+    }
+
+    pub(crate) fn kafka_produced(&self, records: u64) {
+        self.kafka_produced.inc_by(records);
+    }
+
+    pub(crate) fn kafka_queue(&self, messages: i64) {
+        self.kafka_queue.set(messages);
+    }
+
+    pub(crate) fn kafka_delivered(&self, seconds: f64) {
+        self.kafka_delivery_seconds.observe(seconds);
     }
 
     pub(crate) fn in_flight(&self, batches: usize, bytes: usize) {

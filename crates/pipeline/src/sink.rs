@@ -32,6 +32,11 @@ impl Job {
         &self.shared.batch
     }
 
+    /// A handle on the batch that outlives this job (for sinks that settle later).
+    pub fn shared(&self) -> SharedBatch {
+        SharedBatch(Arc::clone(&self.shared))
+    }
+
     /// Confirms this sink's part as durably written.
     pub fn complete(&mut self) {
         if let Some(ack) = self.ack.take() {
@@ -54,6 +59,22 @@ impl fmt::Debug for Job {
             .field("rejects", &self.shared.batch.rejects.len())
             .field("settled", &self.ack.is_none())
             .finish()
+    }
+}
+
+/// A batch kept alive past its job (for sinks that settle from a callback).
+pub struct SharedBatch(Arc<Admitted>);
+
+impl SharedBatch {
+    /// The batch.
+    pub fn batch(&self) -> &Batch {
+        &self.0.batch
+    }
+}
+
+impl fmt::Debug for SharedBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedBatch").field("records", &self.0.batch.records.len()).finish()
     }
 }
 
@@ -103,24 +124,40 @@ pub trait Sink: Send + 'static {
     fn close(&mut self);
 }
 
-/// Whether a sink can currently accept writes; shared between the sink and the pipeline.
+/// A sink's state as the pipeline sees it; shared between the sink and the pipeline.
+///
+/// - `healthy`: the sink's last write succeeded. A sink that is not healthy still gets writes
+///   (the next one may succeed: a disk freed, a directory restored) but `/readyz` says not ready.
+/// - `accepting`: the sink can take new work at all. A sink that is not accepting (its broker is
+///   unreachable, say) makes the pipeline refuse new batches at once, so clients get a fast
+///   `503` instead of waiting for a write that cannot happen.
 #[derive(Debug, Clone)]
-pub struct Health(Arc<AtomicBool>);
+pub struct Health(Arc<[AtomicBool; 2]>);
 
 impl Health {
-    /// A healthy flag.
+    /// Healthy and accepting.
     pub fn new() -> Health {
-        Health(Arc::new(AtomicBool::new(true)))
+        Health(Arc::new([AtomicBool::new(true), AtomicBool::new(true)]))
     }
 
-    /// Sets the flag.
-    pub fn set(&self, healthy: bool) {
-        self.0.store(healthy, Ordering::Release);
+    /// Records whether the last write succeeded.
+    pub fn set_healthy(&self, healthy: bool) {
+        self.0[0].store(healthy, Ordering::Release);
     }
 
-    /// Reads the flag.
-    pub fn get(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+    /// Records whether the sink can take new work.
+    pub fn set_accepting(&self, accepting: bool) {
+        self.0[1].store(accepting, Ordering::Release);
+    }
+
+    /// Whether the last write succeeded.
+    pub fn healthy(&self) -> bool {
+        self.0[0].load(Ordering::Acquire)
+    }
+
+    /// Whether the sink can take new work.
+    pub fn accepting(&self) -> bool {
+        self.0[1].load(Ordering::Acquire)
     }
 }
 

@@ -1,5 +1,5 @@
 //! The pipeline with its file sinks, on a real directory: what is acknowledged is on disk, files
-//! rotate and complete, a crash's leftovers are recovered, and limits answer `Overloaded`.
+//! rotate and complete, a crash's leftovers are recovered, and limits answer `Refusal::Overloaded`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use pipeline::file::{FileSink, FileSinkConfig, FsyncPolicy};
 use pipeline::{Job, Pipeline, PipelineConfig, PipelineMetrics, Sink, Takes, Workers};
-use record::{Batch, Dispatch, FieldSpan, Overloaded, Record, RecordMeta, Reject, RejectReason};
+use record::{Batch, Dispatch, FieldSpan, Record, RecordMeta, Refusal, Reject, RejectReason};
 
 fn record(line: &str) -> Record {
     Record::new(
@@ -228,8 +228,8 @@ fn a_stalled_sink_turns_into_overloaded_at_the_in_flight_limit() {
         Pipeline::start(limits, vec![Box::new(Stalled { release: rx })], metrics).unwrap();
     let first = pipeline.try_submit(batch(&["{}"], &[])).unwrap();
     let second = pipeline.try_submit(batch(&["{}"], &[])).unwrap();
-    assert!(!pipeline.has_capacity(1));
-    assert_eq!(pipeline.try_submit(batch(&["{}"], &[])).unwrap_err(), Overloaded);
+    assert_eq!(pipeline.admissible(1), Err(Refusal::Overloaded));
+    assert_eq!(pipeline.try_submit(batch(&["{}"], &[])).unwrap_err(), Refusal::Overloaded);
     release.send(()).unwrap();
     release.send(()).unwrap();
     block_on(async {
@@ -237,7 +237,7 @@ fn a_stalled_sink_turns_into_overloaded_at_the_in_flight_limit() {
         second.wait().await.unwrap();
     });
     // The permits are released once the sink lets go of both batches.
-    wait_for(|| pipeline.has_capacity(1));
+    wait_for(|| pipeline.admissible(1).is_ok());
     let third = pipeline.try_submit(batch(&["{}"], &[])).unwrap();
     release.send(()).unwrap();
     block_on(third.wait()).unwrap();
@@ -253,7 +253,7 @@ fn the_byte_limit_bounds_admission_too() {
     let (pipeline, workers) =
         Pipeline::start(limits, vec![Box::new(Stalled { release: rx })], metrics).unwrap();
     let first = pipeline.try_submit(batch(&["{}"], &[])).unwrap(); // pins 100 bytes
-    assert_eq!(pipeline.try_submit(batch(&["{}"], &[])).unwrap_err(), Overloaded);
+    assert_eq!(pipeline.try_submit(batch(&["{}"], &[])).unwrap_err(), Refusal::Overloaded);
     release.send(()).unwrap();
     block_on(first.wait()).unwrap();
     drop(release);

@@ -77,30 +77,38 @@ pub struct Batch {
     pub pinned_bytes: usize,
 }
 
-/// The pipeline is at its configured limit; the client should retry later.
+/// Why the pipeline refuses a batch right now; the client should retry later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Overloaded;
+pub enum Refusal {
+    /// The pipeline is at its in-flight limit.
+    Overloaded,
+    /// A sink cannot take writes (its broker is unreachable, say).
+    SinkUnavailable(&'static str),
+}
 
-impl fmt::Display for Overloaded {
+impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("pipeline is at its in-flight limit")
+        match self {
+            Refusal::Overloaded => f.write_str("pipeline is at its in-flight limit"),
+            Refusal::SinkUnavailable(sink) => write!(f, "sink {sink} is unavailable"),
+        }
     }
 }
 
-impl std::error::Error for Overloaded {}
+impl std::error::Error for Refusal {}
 
 /// Where the ingest edge hands decoded batches. Implemented by the pipeline; the binary wires
 /// the two together so that neither crate depends on the other.
 ///
-/// Implementations never block: a full pipeline answers [`Overloaded`] at once.
+/// Implementations never block: a full pipeline or an unavailable sink is a [`Refusal`] at once.
 pub trait Dispatch: Send + Sync + 'static {
     /// Whether a batch of `bytes` would be admitted now. A cheap early check that lets the edge
     /// refuse before reading a body; `try_submit` still decides.
-    fn has_capacity(&self, bytes: usize) -> bool;
+    fn admissible(&self, bytes: usize) -> Result<(), Refusal>;
 
     /// Queues `batch` for every sink that holds part of it. The returned waiter resolves once
     /// all of those sinks have durably written their part, or one of them failed.
-    fn try_submit(&self, batch: Batch) -> Result<AckWaiter, Overloaded>;
+    fn try_submit(&self, batch: Batch) -> Result<AckWaiter, Refusal>;
 
     /// Whether every sink can currently accept writes (for `/readyz`).
     fn ready(&self) -> bool;

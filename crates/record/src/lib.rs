@@ -21,5 +21,5 @@ mod batch;
 mod record;
 
 pub use ack::{Ack, AckPart, AckWaiter, SinkFailure};
-pub use batch::{Batch, Dispatch, Overloaded, Reject, RejectReason};
+pub use batch::{Batch, Dispatch, Refusal, Reject, RejectReason};
 pub use record::{FieldSpan, Record, RecordMeta};

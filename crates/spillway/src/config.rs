@@ -7,17 +7,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ingest::{IngestConfig, Secret};
+use std::collections::BTreeMap;
+
 use pipeline::file::{FileSinkConfig, FsyncPolicy};
+use pipeline::kafka::{KafkaSinkConfig, Route, RouteField};
 use pipeline::PipelineConfig;
 use serde::Deserialize;
 
 /// Environment variables that override the file (deploy tooling and tests rely on them).
-pub const ENV_OVERRIDES: [&str; 5] = [
+pub const ENV_OVERRIDES: [&str; 7] = [
     "SPILLWAY_LISTEN",
     "SPILLWAY_DRAIN_SECRET",
     "SPILLWAY_VERIFY_CODE",
     "SPILLWAY_DATA_DIR",
     "SPILLWAY_MAX_BODY_BYTES",
+    "SPILLWAY_KAFKA_BROKERS",
+    "SPILLWAY_KAFKA_TOPIC",
 ];
 
 /// The configuration file as written; every field optional.
@@ -94,6 +99,38 @@ pub struct RawSinks {
     pub file: RawFileSink,
     #[serde(default)]
     pub dead_letter: RawFileSink,
+    pub kafka: Option<RawKafkaSink>,
+}
+
+/// `[sinks.kafka]`: present (or `SPILLWAY_KAFKA_BROKERS` set) enables the Kafka sink.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawKafkaSink {
+    pub brokers: Option<String>,
+    pub topic: Option<String>,
+    pub compression: Option<String>,
+    pub linger_ms: Option<u64>,
+    pub batch_bytes: Option<u64>,
+    pub queue_max_messages: Option<u64>,
+    pub message_timeout_ms: Option<u64>,
+    pub create_topics: Option<bool>,
+    pub partitions: Option<u64>,
+    pub replication_factor: Option<u64>,
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+/// `[[sinks.kafka.routes]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawRoute {
+    pub field: String,
+    pub value: String,
+    pub topic: String,
 }
 
 /// `[sinks.file]` and `[sinks.dead_letter]`.
@@ -122,6 +159,8 @@ pub struct Config {
     pub file_sink: Option<FileSinkConfig>,
     /// The dead-letter sink.
     pub dead_letter: FileSinkConfig,
+    /// The Kafka sink, when enabled.
+    pub kafka: Option<KafkaSinkConfig>,
 }
 
 /// The configuration could not be read or is invalid.
@@ -177,6 +216,12 @@ impl RawConfig {
         }
         if let Some(v) = env("SPILLWAY_DATA_DIR") {
             self.data_dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env("SPILLWAY_KAFKA_BROKERS") {
+            self.sinks.kafka.get_or_insert_with(RawKafkaSink::default).brokers = Some(v);
+        }
+        if let Some(v) = env("SPILLWAY_KAFKA_TOPIC") {
+            self.sinks.kafka.get_or_insert_with(RawKafkaSink::default).topic = Some(v);
         }
         if let Some(v) = env("SPILLWAY_MAX_BODY_BYTES") {
             match v.trim().parse() {
@@ -304,9 +349,10 @@ impl RawConfig {
             problems
                 .push("sinks.dead_letter.enabled: the dead-letter sink cannot be disabled".into());
         }
-        if !file_enabled {
+        let kafka = self.sinks.kafka.as_ref().map(|raw| kafka_sink_config(raw, &mut problems));
+        if !file_enabled && kafka.is_none() {
             problems.push(
-                "sinks.file.enabled: no sink for records would remain; keep the file sink".into(),
+                "sinks.file.enabled: no sink for records would remain; keep the file sink or configure Kafka".into(),
             );
         }
         if problems.is_empty() {
@@ -316,6 +362,7 @@ impl RawConfig {
                 pipeline,
                 file_sink: file_enabled.then_some(file_sink),
                 dead_letter,
+                kafka,
             })
         } else {
             Err(ConfigError::Invalid(problems))
@@ -357,6 +404,79 @@ fn file_sink_config(
         }
     };
     config
+}
+
+fn kafka_sink_config(raw: &RawKafkaSink, problems: &mut Vec<String>) -> KafkaSinkConfig {
+    let brokers = raw.brokers.clone().unwrap_or_default();
+    if brokers.trim().is_empty() {
+        problems.push(
+            "sinks.kafka.brokers: required (host:port[,host:port]); or set SPILLWAY_KAFKA_BROKERS"
+                .into(),
+        );
+    }
+    let mut c = KafkaSinkConfig::new(brokers);
+    let mut bounded = |name: &str, value: Option<u64>, default: u64, min: u64, max: u64| -> u64 {
+        let v = value.unwrap_or(default);
+        if v < min || v > max {
+            problems.push(format!("sinks.kafka.{name}: {v} is out of range ({min}..={max})"));
+            return default;
+        }
+        v
+    };
+    c.linger_ms = bounded("linger_ms", raw.linger_ms, 5, 0, 60_000) as u32;
+    c.batch_bytes = bounded("batch_bytes", raw.batch_bytes, 1 << 20, 1, i32::MAX as u64) as u32;
+    c.queue_max_messages =
+        bounded("queue_max_messages", raw.queue_max_messages, 500_000, 1, 10_000_000) as u32;
+    c.message_timeout = Duration::from_millis(bounded(
+        "message_timeout_ms",
+        raw.message_timeout_ms,
+        30_000,
+        1000,
+        3_600_000,
+    ));
+    c.partitions = bounded("partitions", raw.partitions, 3, 1, 10_000) as i32;
+    c.replication_factor = bounded("replication_factor", raw.replication_factor, 1, 1, 100) as i32;
+    if let Some(topic) = &raw.topic {
+        c.topic = topic.clone();
+    }
+    c.create_topics = raw.create_topics.unwrap_or(true);
+    if let Some(compression) = &raw.compression {
+        if !["lz4", "zstd", "gzip", "snappy", "none"].contains(&compression.as_str()) {
+            problems.push(format!("sinks.kafka.compression: {compression:?} is not one of lz4, zstd, gzip, snappy, none"));
+        }
+        c.compression = compression.clone();
+    }
+    let valid_topic = |t: &str| {
+        !t.is_empty()
+            && t.len() <= 249
+            && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    let mut topics = vec![("sinks.kafka.topic".to_owned(), c.topic.clone())];
+    for (i, route) in raw.routes.iter().enumerate() {
+        let field = match route.field.as_str() {
+            "source" => RouteField::Source,
+            "level" => RouteField::Level,
+            "environment" => RouteField::Environment,
+            "drain" => RouteField::Drain,
+            other => {
+                problems.push(format!(
+                    "sinks.kafka.routes[{i}].field: {other:?} is not one of source, level, environment, drain"
+                ));
+                continue;
+            }
+        };
+        topics.push((format!("sinks.kafka.routes[{i}].topic"), route.topic.clone()));
+        c.routes.push(Route { field, value: route.value.clone(), topic: route.topic.clone() });
+    }
+    for (name, topic) in topics {
+        if !valid_topic(&topic) {
+            problems.push(format!(
+                "{name}: {topic:?} is not a valid topic name ([a-zA-Z0-9._-], 1 to 249 characters)"
+            ));
+        }
+    }
+    c.properties = raw.properties.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    c
 }
 
 /// Reads the optional file, applies the environment and validates.
@@ -455,6 +575,49 @@ mod tests {
         let documented = load(Some(&path), no_env).unwrap();
         let embedded = load(None, no_env).unwrap();
         assert_eq!(format!("{documented:?}"), format!("{embedded:?}"));
+    }
+
+    #[test]
+    fn kafka_is_enabled_by_its_brokers_and_validated() {
+        let env = |k: &str| match k {
+            "SPILLWAY_KAFKA_BROKERS" => Some("127.0.0.1:9092".to_owned()),
+            "SPILLWAY_KAFKA_TOPIC" => Some("logs-x".to_owned()),
+            _ => None,
+        };
+        let kafka = load(None, env).unwrap().kafka.unwrap();
+        assert_eq!((kafka.brokers.as_str(), kafka.topic.as_str()), ("127.0.0.1:9092", "logs-x"));
+        assert_eq!(kafka.compression, "lz4");
+        assert!(load(None, no_env).unwrap().kafka.is_none());
+
+        let raw = RawConfig::from_toml(
+            "[sinks.kafka]\ncompression = \"brotli\"\ntopic = \"bad topic\"\n\
+             [[sinks.kafka.routes]]\nfield = \"colour\"\nvalue = \"x\"\ntopic = \"t\"\n",
+        )
+        .unwrap();
+        let Err(ConfigError::Invalid(problems)) = raw.validate(Vec::new()) else {
+            panic!("accepted")
+        };
+        let text = problems.join("\n");
+        for needle in [
+            "sinks.kafka.brokers",
+            "sinks.kafka.compression",
+            "sinks.kafka.topic",
+            "routes[0].field",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+
+        let raw = RawConfig::from_toml(
+            "[sinks.file]\nenabled = false\n[sinks.kafka]\nbrokers = \"b:1\"\n\
+             [sinks.kafka.properties]\n\"socket.timeout.ms\" = \"1000\"\n\
+             [[sinks.kafka.routes]]\nfield = \"source\"\nvalue = \"edge\"\ntopic = \"edge-logs\"\n",
+        )
+        .unwrap();
+        let config = raw.validate(Vec::new()).unwrap();
+        assert!(config.file_sink.is_none());
+        let kafka = config.kafka.unwrap();
+        assert_eq!(kafka.properties, vec![("socket.timeout.ms".to_owned(), "1000".to_owned())]);
+        assert_eq!(kafka.routes[0].topic, "edge-logs");
     }
 
     #[test]

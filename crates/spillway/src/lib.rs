@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use ingest::{IngestMetrics, Server};
 use pipeline::file::FileSink;
+use pipeline::kafka::KafkaSink;
 use pipeline::{Pipeline, PipelineMetrics, Sink, Workers};
 use prometheus_client::registry::Registry;
 
@@ -36,6 +37,9 @@ impl App {
         let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
         if let Some(file) = config.file_sink.clone() {
             sinks.push(Box::new(FileSink::records(file, &pipeline_metrics)?));
+        }
+        if let Some(kafka) = config.kafka.clone() {
+            sinks.push(Box::new(KafkaSink::open(kafka, &pipeline_metrics)?));
         }
         sinks.push(Box::new(FileSink::dead_letter(config.dead_letter.clone(), &pipeline_metrics)?));
         let (pipeline, workers) =

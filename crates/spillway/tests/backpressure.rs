@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use ingest::{IngestConfig, IngestMetrics, Server};
-use record::{Ack, AckPart, AckWaiter, Batch, Dispatch, Overloaded};
+use record::{Ack, AckPart, AckWaiter, Batch, Dispatch, Refusal};
 
 /// A pipeline stand-in whose behaviour each test picks.
 struct Stub {
@@ -19,12 +19,16 @@ struct Stub {
 }
 
 impl Dispatch for Stub {
-    fn has_capacity(&self, _bytes: usize) -> bool {
-        self.capacity
+    fn admissible(&self, _bytes: usize) -> Result<(), Refusal> {
+        if self.capacity {
+            Ok(())
+        } else {
+            Err(Refusal::Overloaded)
+        }
     }
-    fn try_submit(&self, _batch: Batch) -> Result<AckWaiter, Overloaded> {
+    fn try_submit(&self, _batch: Batch) -> Result<AckWaiter, Refusal> {
         if !self.admit {
-            return Err(Overloaded);
+            return Err(Refusal::Overloaded);
         }
         let (parts, waiter) = Ack::split(1);
         self.held.lock().unwrap().extend(parts);

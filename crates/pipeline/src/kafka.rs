@@ -1,0 +1,427 @@
+//! The Kafka sink: one message per record, acknowledged only after the broker acknowledged every
+//! record of the batch.
+//!
+//! Value: the record's bytes exactly as the file sink writes them. Key: `projectId`, so that a
+//! project's logs stay ordered in one partition. Headers: `drain`, and `source` and `level` when
+//! the record has them. Topic: the configured one, or the first matching routing rule's.
+//!
+//! A batch is enqueued whole (never one message awaited at a time); each message carries the
+//! batch's [`Tracker`], a counter fed by librdkafka's delivery reports, and the batch's job is
+//! settled when the last report is in. A message that cannot be enqueued (producer queue full)
+//! fails the batch at once. Broker reachability comes from librdkafka's statistics: while no
+//! broker is up, the sink stops accepting, so new deliveries are refused with a fast `503` and
+//! `/readyz` says not ready; it accepts again as soon as a broker is back.
+//!
+//! rdkafka types never leave this module.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::statistics::Statistics;
+use record::{Record, SinkFailure};
+
+use crate::sink::{Health, Job, Sink, Takes};
+use crate::{PipelineError, PipelineMetrics};
+
+/// The Kafka sink's name.
+pub const KAFKA: &str = "kafka";
+
+/// Which record field a routing rule looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteField {
+    /// The record's `source` (`edge`, `lambda`, `build`, ...).
+    Source,
+    /// The record's `level`.
+    Level,
+    /// The record's `environment`.
+    Environment,
+    /// The drain the batch came from.
+    Drain,
+}
+
+/// Records whose `field` equals `value` go to `topic`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The field compared.
+    pub field: RouteField,
+    /// The value it must have.
+    pub value: String,
+    /// Where matching records go.
+    pub topic: String,
+}
+
+/// How the Kafka sink connects and produces.
+#[derive(Debug, Clone)]
+pub struct KafkaSinkConfig {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    /// The default topic.
+    pub topic: String,
+    /// Routing rules, first match wins; records matching none go to `topic`.
+    pub routes: Vec<Route>,
+    /// `compression.type`: `lz4`, `zstd`, `gzip`, `snappy` or `none`.
+    pub compression: String,
+    /// `linger.ms`.
+    pub linger_ms: u32,
+    /// `batch.size` in bytes.
+    pub batch_bytes: u32,
+    /// `queue.buffering.max.messages`: past it, batches are refused with `503`.
+    pub queue_max_messages: u32,
+    /// `message.timeout.ms`: how long librdkafka retries a message before failing it.
+    pub message_timeout: Duration,
+    /// Create missing topics at start-up (and keep trying while the broker is away).
+    pub create_topics: bool,
+    /// Partitions of created topics.
+    pub partitions: i32,
+    /// Replication factor of created topics.
+    pub replication_factor: i32,
+    /// Any other librdkafka properties, passed through (they override the ones above).
+    pub properties: Vec<(String, String)>,
+}
+
+impl KafkaSinkConfig {
+    /// Defaults for `brokers`: topic `vercel-logs`, lz4, no loss (`acks=all`, idempotence).
+    pub fn new(brokers: impl Into<String>) -> KafkaSinkConfig {
+        KafkaSinkConfig {
+            brokers: brokers.into(),
+            topic: "vercel-logs".into(),
+            routes: Vec::new(),
+            compression: "lz4".into(),
+            linger_ms: 5,
+            batch_bytes: 1 << 20,
+            queue_max_messages: 500_000,
+            message_timeout: Duration::from_secs(30),
+            create_topics: true,
+            partitions: 3,
+            replication_factor: 1,
+            properties: Vec::new(),
+        }
+    }
+
+    /// Every topic the sink may write to.
+    pub fn topics(&self) -> Vec<&str> {
+        let mut topics: Vec<&str> = std::iter::once(self.topic.as_str())
+            .chain(self.routes.iter().map(|r| r.topic.as_str()))
+            .collect();
+        topics.sort_unstable();
+        topics.dedup();
+        topics
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", &self.compression)
+            .set("linger.ms", self.linger_ms.to_string())
+            .set("batch.size", self.batch_bytes.to_string())
+            .set("queue.buffering.max.messages", self.queue_max_messages.to_string())
+            .set("message.timeout.ms", self.message_timeout.as_millis().to_string())
+            .set("statistics.interval.ms", "500")
+            .set("reconnect.backoff.max.ms", "1000");
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+/// A bounded code for a Kafka error, for failures and metrics.
+fn error_code(error: &KafkaError) -> &'static str {
+    match error.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::QueueFull) => "queue_full",
+        Some(RDKafkaErrorCode::MessageTimedOut) => "message_timed_out",
+        Some(RDKafkaErrorCode::AllBrokersDown) => "all_brokers_down",
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition) | Some(RDKafkaErrorCode::UnknownTopic) => {
+            "unknown_topic"
+        }
+        Some(RDKafkaErrorCode::MessageSizeTooLarge) => "message_too_large",
+        Some(RDKafkaErrorCode::PurgeQueue) | Some(RDKafkaErrorCode::PurgeInflight) => "purged",
+        Some(RDKafkaErrorCode::Fatal) => "fatal",
+        Some(RDKafkaErrorCode::TopicAuthorizationFailed) => "not_authorized",
+        _ => "other",
+    }
+}
+
+/// One batch's delivery state: settled when its last message's report is in.
+pub(crate) struct Tracker {
+    remaining: AtomicUsize,
+    failure: Mutex<Option<&'static str>>,
+    job: Mutex<Option<Job>>,
+    started: Instant,
+}
+
+impl Tracker {
+    fn settle(&self, count: usize, outcome: Result<(), &'static str>, ctx: &Context) {
+        if count == 0 {
+            return;
+        }
+        if let Err(code) = outcome {
+            self.failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(code);
+        }
+        if self.remaining.fetch_sub(count, Ordering::AcqRel) != count {
+            return;
+        }
+        let Some(mut job) = self.job.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
+        match *self.failure.lock().unwrap_or_else(|e| e.into_inner()) {
+            None => {
+                ctx.metrics.kafka_delivered(self.started.elapsed().as_secs_f64());
+                job.complete();
+            }
+            Some(code) => job.fail(SinkFailure { sink: KAFKA, code }),
+        }
+    }
+}
+
+/// librdkafka's callbacks: delivery reports and statistics.
+pub(crate) struct Context {
+    metrics: PipelineMetrics,
+    health: Health,
+    brokers_up: AtomicBool,
+}
+
+impl ClientContext for Context {
+    fn stats(&self, statistics: Statistics) {
+        let up = statistics.brokers.values().any(|b| b.state == "UP");
+        if up != self.brokers_up.swap(up, Ordering::AcqRel) {
+            if up {
+                tracing::info!(sink = KAFKA, "broker reachable: accepting batches");
+            } else {
+                tracing::warn!(sink = KAFKA, "no broker reachable: refusing batches");
+            }
+        }
+        self.health.set_accepting(up);
+        self.metrics.kafka_queue(statistics.msg_cnt as i64);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.brokers_up.store(false, Ordering::Release);
+            self.health.set_accepting(false);
+        }
+        tracing::warn!(sink = KAFKA, code = error_code(&error), reason, "kafka client error");
+    }
+}
+
+impl ProducerContext for Context {
+    type DeliveryOpaque = Arc<Tracker>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, tracker: Arc<Tracker>) {
+        match result {
+            Ok(_) => {
+                self.metrics.kafka_produced(1);
+                tracker.settle(1, Ok(()), self);
+            }
+            Err((error, _)) => {
+                let code = error_code(error);
+                self.metrics.write_error(KAFKA, code);
+                tracker.settle(1, Err(code), self);
+            }
+        }
+    }
+}
+
+/// The Kafka sink.
+pub struct KafkaSink {
+    config: KafkaSinkConfig,
+    producer: ThreadedProducer<Context>,
+    context_health: Health,
+    metrics: PipelineMetrics,
+    topics_pending: bool,
+    last_topic_attempt: Instant,
+}
+
+impl fmt::Debug for KafkaSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaSink")
+            .field("brokers", &self.config.brokers)
+            .field("topic", &self.config.topic)
+            .finish()
+    }
+}
+
+/// How long start-up waits for the broker to create topics before carrying on without them.
+const TOPIC_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl KafkaSink {
+    /// Creates the producer and, when configured, the missing topics. A broker that is down is
+    /// not an error here: the sink refuses batches until it is reachable.
+    pub fn open(
+        config: KafkaSinkConfig,
+        metrics: &PipelineMetrics,
+    ) -> Result<KafkaSink, PipelineError> {
+        let health = Health::new();
+        // Not accepting until the first statistics show a broker up.
+        health.set_accepting(false);
+        let context = Context {
+            metrics: metrics.clone(),
+            health: health.clone(),
+            brokers_up: AtomicBool::new(false),
+        };
+        let producer: ThreadedProducer<Context> = config
+            .client_config()
+            .create_with_context(context)
+            .map_err(|e| PipelineError::Open {
+                sink: KAFKA,
+                path: config.brokers.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        let mut sink = KafkaSink {
+            topics_pending: config.create_topics,
+            config,
+            producer,
+            context_health: health,
+            metrics: metrics.clone(),
+            last_topic_attempt: Instant::now(),
+        };
+        sink.create_topics();
+        Ok(sink)
+    }
+
+    /// Creates the configured topics that are missing; on failure, tries again from `tick`.
+    fn create_topics(&mut self) {
+        if !self.topics_pending {
+            return;
+        }
+        self.last_topic_attempt = Instant::now();
+        let result = (|| -> Result<(), String> {
+            let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+                .set("bootstrap.servers", &self.config.brokers)
+                .create()
+                .map_err(|e| e.to_string())?;
+            let new: Vec<NewTopic<'_>> = self
+                .config
+                .topics()
+                .into_iter()
+                .map(|t| {
+                    let replication = TopicReplication::Fixed(self.config.replication_factor);
+                    NewTopic::new(t, self.config.partitions, replication)
+                })
+                .collect();
+            let options = AdminOptions::new()
+                .request_timeout(Some(TOPIC_TIMEOUT))
+                .operation_timeout(Some(TOPIC_TIMEOUT));
+            let results = futures_executor::block_on(admin.create_topics(&new, &options))
+                .map_err(|e| e.to_string())?;
+            for result in results {
+                match result {
+                    Ok(topic) => tracing::info!(sink = KAFKA, topic, "created topic"),
+                    Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                    Err((topic, code)) => return Err(format!("topic {topic}: {code}")),
+                }
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => self.topics_pending = false,
+            Err(e) => {
+                tracing::warn!(sink = KAFKA, error = %e, "cannot create topics yet; will retry")
+            }
+        }
+    }
+
+    fn topic_for<'a>(&'a self, record: &Record, drain: &str) -> &'a str {
+        for route in &self.config.routes {
+            let value = match route.field {
+                RouteField::Source => record.source(),
+                RouteField::Level => record.level(),
+                RouteField::Environment => record.environment(),
+                RouteField::Drain => Some(drain.into()),
+            };
+            if value.as_deref() == Some(route.value.as_str()) {
+                return &route.topic;
+            }
+        }
+        &self.config.topic
+    }
+
+    /// Enqueues every record of `job`'s batch; the job is settled by the delivery reports.
+    fn enqueue(&self, job: Job) {
+        let shared = job.shared();
+        let batch = shared.batch();
+        let total = batch.records.len();
+        // One extra count held while enqueuing, so reports arriving meanwhile cannot settle early.
+        let tracker = Arc::new(Tracker {
+            remaining: AtomicUsize::new(total + 1),
+            failure: Mutex::new(None),
+            job: Mutex::new(Some(job)),
+            started: Instant::now(),
+        });
+        let ctx = self.producer.context();
+        for (i, record) in batch.records.iter().enumerate() {
+            let key = record.project_id();
+            let mut headers = OwnedHeaders::new_with_capacity(3)
+                .insert(Header { key: "drain", value: Some(batch.drain.as_bytes()) });
+            if let Some(source) = record.source() {
+                headers = headers.insert(Header { key: "source", value: Some(source.as_bytes()) });
+            }
+            if let Some(level) = record.level() {
+                headers = headers.insert(Header { key: "level", value: Some(level.as_bytes()) });
+            }
+            let message = BaseRecord::with_opaque_to(
+                self.topic_for(record, &batch.drain),
+                Arc::clone(&tracker),
+            )
+            .payload(record.bytes().as_ref())
+            .key(key.as_deref().unwrap_or_default().as_bytes())
+            .headers(headers);
+            if let Err((error, _)) = self.producer.send(message) {
+                let code = error_code(&error);
+                self.metrics.write_error(KAFKA, code);
+                // The rest of the batch is never enqueued: it fails now, quickly.
+                tracker.settle(total - i, Err(code), ctx);
+                break;
+            }
+        }
+        tracker.settle(1, Ok(()), ctx);
+    }
+}
+
+impl Sink for KafkaSink {
+    fn name(&self) -> &'static str {
+        KAFKA
+    }
+
+    fn takes(&self) -> Takes {
+        Takes::Records
+    }
+
+    fn write(&mut self, jobs: &mut Vec<Job>) {
+        for job in jobs.drain(..) {
+            self.enqueue(job);
+        }
+        self.metrics.kafka_queue(i64::from(self.producer.in_flight_count()));
+    }
+
+    fn tick(&mut self, now: Instant) {
+        if self.topics_pending && now.duration_since(self.last_topic_attempt) >= TOPIC_TIMEOUT {
+            self.create_topics();
+        }
+    }
+
+    fn health(&self) -> Health {
+        self.context_health.clone()
+    }
+
+    fn close(&mut self) {
+        // Deliver what is queued; the batches waiting on it are answered either way.
+        if let Err(e) = self.producer.flush(self.config.message_timeout) {
+            tracing::error!(
+                sink = KAFKA,
+                code = error_code(&e),
+                "messages left undelivered at shutdown"
+            );
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The Kafka sink against librdkafka's in-process mock cluster (fast; the real-broker tests live
+//! in `crates/spillway/tests/kafka_broker.rs`): every record becomes one message with the right
+//! value, key and headers on the right topic, and a full producer queue fails a batch at once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use pipeline::kafka::{KafkaSink, KafkaSinkConfig, Route, RouteField};
+use pipeline::{Pipeline, PipelineConfig, PipelineMetrics};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::mocking::MockCluster;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use record::{Batch, Dispatch, FieldSpan, Record, RecordMeta};
+
+fn record(id: &str, project: &str, source: &str) -> Record {
+    let line =
+        format!(r#"{{"id":"{id}","projectId":"{project}","timestamp":1,"source":"{source}"}}"#);
+    let at = |needle: &str| line.find(needle).unwrap() as u32;
+    let meta = RecordMeta {
+        id: FieldSpan::new(at(id), id.len() as u32, false),
+        project_id: FieldSpan::new(at(project), project.len() as u32, false),
+        source: FieldSpan::new(at(&format!("\"{source}\"")) + 1, source.len() as u32, false),
+        ..RecordMeta::default()
+    };
+    Record::new(Bytes::from(line), meta)
+}
+
+fn batch(records: Vec<Record>) -> Batch {
+    Batch {
+        drain: Arc::from("drain-a"),
+        received_at_ms: 0,
+        records,
+        rejects: Vec::new(),
+        pinned_bytes: 10,
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+}
+
+/// A consumed message: key, value and headers.
+type Consumed = (String, String, Vec<(String, String)>);
+
+/// Every message in `topic`'s partitions.
+fn consume_all(brokers: &str, topic: &str, partitions: i32, expect: usize) -> Vec<Consumed> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "spillway-test")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while out.len() < expect && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let text =
+                |b: Option<&[u8]>| String::from_utf8(b.unwrap_or_default().to_vec()).unwrap();
+            let headers = m
+                .headers()
+                .map(|h| h.iter().map(|h| (h.key.to_owned(), text(h.value))).collect())
+                .unwrap_or_default();
+            out.push((text(m.key()), text(m.payload()), headers));
+        }
+    }
+    out
+}
+
+fn start(config: KafkaSinkConfig) -> (Pipeline, pipeline::Workers) {
+    let metrics = PipelineMetrics::register(&mut Default::default());
+    let sink = KafkaSink::open(config, &metrics).unwrap();
+    let (pipeline, workers) =
+        Pipeline::start(PipelineConfig::default(), vec![Box::new(sink)], metrics).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pipeline.ready() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(pipeline.ready(), "the sink never saw its broker");
+    (pipeline, workers)
+}
+
+#[test]
+fn every_record_is_one_message_with_key_headers_and_route() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("vercel-logs", 3, 1).unwrap();
+    cluster.create_topic("edge-logs", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let mut config = KafkaSinkConfig::new(&brokers);
+    config.create_topics = false;
+    config.routes.push(Route {
+        field: RouteField::Source,
+        value: "edge".into(),
+        topic: "edge-logs".into(),
+    });
+    let (pipeline, workers) = start(config);
+
+    let records: Vec<Record> = (0..30)
+        .map(|i| {
+            record(
+                &format!("r{i}"),
+                &format!("prj_{}", i % 3),
+                if i % 5 == 0 { "edge" } else { "lambda" },
+            )
+        })
+        .collect();
+    let expected: Vec<Record> = records.clone();
+    block_on(pipeline.try_submit(batch(records)).unwrap().wait()).unwrap();
+
+    let main = consume_all(&brokers, "vercel-logs", 3, 24);
+    let edge = consume_all(&brokers, "edge-logs", 1, 6);
+    assert_eq!((main.len(), edge.len()), (24, 6));
+    for (key, value, headers) in main.iter().chain(&edge) {
+        let original = expected
+            .iter()
+            .find(|r| r.bytes().as_ref() == value.as_bytes())
+            .expect("value is a record");
+        assert_eq!(key, original.project_id().unwrap().as_ref());
+        assert!(headers.contains(&("drain".into(), "drain-a".into())), "{headers:?}");
+        let source = original.source().unwrap().into_owned();
+        assert!(headers.contains(&("source".into(), source.clone())), "{headers:?}");
+        assert_eq!(edge.iter().any(|(_, v, _)| v == value), source == "edge");
+    }
+    drop(pipeline);
+    workers.join(Duration::from_secs(10));
+}
+
+#[test]
+fn a_full_producer_queue_fails_the_batch_at_once() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("vercel-logs", 1, 1).unwrap();
+    let mut config = KafkaSinkConfig::new(cluster.bootstrap_servers());
+    config.create_topics = false;
+    config.queue_max_messages = 5;
+    config.linger_ms = 1000;
+    let (pipeline, workers) = start(config);
+    let records: Vec<Record> = (0..50).map(|i| record(&format!("q{i}"), "prj", "lambda")).collect();
+    let started = Instant::now();
+    let failure = block_on(pipeline.try_submit(batch(records)).unwrap().wait()).unwrap_err();
+    assert_eq!((failure.sink, failure.code), ("kafka", "queue_full"));
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    drop(pipeline);
+    workers.join(Duration::from_secs(10));
+}
