@@ -179,6 +179,7 @@ fn open_delivery(
         }
     }
     let pinned_bytes = body.len();
+    let digest = xxhash_rust::xxh3::xxh3_128(body.as_slice()).max(1);
     let decoded = decode(body);
     if !decoded.has_json() {
         return Err(IngestError::NoRecords);
@@ -191,6 +192,7 @@ fn open_delivery(
         records: decoded.records,
         rejects: decoded.rejects,
         pinned_bytes,
+        digest,
     }))
 }
 

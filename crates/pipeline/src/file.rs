@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use record::{Batch, SinkFailure};
 
+use crate::dedup::DedupWindow;
 use crate::sink::{Health, Job, Sink, Takes};
 use crate::{PipelineError, PipelineMetrics};
 
@@ -245,6 +246,9 @@ fn io_code(e: &io::Error) -> &'static str {
 
 type Encode = fn(&Batch, &mut Vec<u8>) -> u64;
 
+/// How many recently written batches a file sink remembers, to skip clients' retries.
+const DEDUP_BATCHES: usize = 4096;
+
 /// A sink writing NDJSON files: the records themselves, or dead letters.
 pub struct FileSink {
     name: &'static str,
@@ -252,6 +256,7 @@ pub struct FileSink {
     file: RotatingFile,
     encode: Encode,
     buf: Vec<u8>,
+    recent: DedupWindow,
     health: Health,
     metrics: PipelineMetrics,
 }
@@ -331,6 +336,7 @@ impl FileSink {
             file,
             encode,
             buf: Vec::new(),
+            recent: DedupWindow::new(DEDUP_BATCHES),
             health: Health::new(),
             metrics: metrics.clone(),
         })
@@ -366,6 +372,18 @@ impl Sink for FileSink {
                 return self.fail_all(jobs, &e);
             }
         }
+        // A retry of a batch this sink already wrote (it failed elsewhere) is not written again.
+        jobs.retain_mut(|job| {
+            let repeat = self.recent.contains(job.batch().digest);
+            if repeat {
+                self.metrics.retry_skipped(self.name);
+                job.complete();
+            }
+            !repeat
+        });
+        if jobs.is_empty() {
+            return;
+        }
         self.buf.clear();
         let mut count = 0;
         for job in jobs.iter() {
@@ -386,6 +404,7 @@ impl Sink for FileSink {
             started.elapsed().as_secs_f64(),
         );
         for job in jobs.iter_mut() {
+            self.recent.insert(job.batch().digest);
             job.complete();
         }
         // Keep memory flat after an unusually large group.

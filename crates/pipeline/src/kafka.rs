@@ -28,6 +28,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::statistics::Statistics;
 use record::{Record, SinkFailure};
 
+use crate::dedup::DedupWindow;
 use crate::sink::{Health, Job, Sink, Takes};
 use crate::{PipelineError, PipelineMetrics};
 
@@ -154,6 +155,7 @@ fn error_code(error: &KafkaError) -> &'static str {
 
 /// One batch's delivery state: settled when its last message's report is in.
 pub(crate) struct Tracker {
+    digest: u128,
     remaining: AtomicUsize,
     failure: Mutex<Option<&'static str>>,
     job: Mutex<Option<Job>>,
@@ -177,6 +179,7 @@ impl Tracker {
         match *self.failure.lock().unwrap_or_else(|e| e.into_inner()) {
             None => {
                 ctx.metrics.kafka_delivered(self.started.elapsed().as_secs_f64());
+                ctx.recent.lock().unwrap_or_else(|e| e.into_inner()).insert(self.digest);
                 job.complete();
             }
             Some(code) => job.fail(SinkFailure { sink: KAFKA, code }),
@@ -187,6 +190,8 @@ impl Tracker {
 /// librdkafka's callbacks: delivery reports and statistics.
 pub(crate) struct Context {
     metrics: PipelineMetrics,
+    /// Batches whose every record the broker acknowledged, to skip clients' retries of them.
+    recent: Mutex<DedupWindow>,
     health: Health,
     brokers_up: AtomicBool,
 }
@@ -266,6 +271,7 @@ impl KafkaSink {
         health.set_accepting(false);
         let context = Context {
             metrics: metrics.clone(),
+            recent: Mutex::new(DedupWindow::new(4096)),
             health: health.clone(),
             brokers_up: AtomicBool::new(false),
         };
@@ -347,18 +353,25 @@ impl KafkaSink {
     }
 
     /// Enqueues every record of `job`'s batch; the job is settled by the delivery reports.
-    fn enqueue(&self, job: Job) {
+    fn enqueue(&self, mut job: Job) {
+        let ctx = self.producer.context();
+        if ctx.recent.lock().unwrap_or_else(|e| e.into_inner()).contains(job.batch().digest) {
+            // A retry of a batch the broker already has (it failed elsewhere): not produced again.
+            self.metrics.retry_skipped(KAFKA);
+            job.complete();
+            return;
+        }
         let shared = job.shared();
         let batch = shared.batch();
         let total = batch.records.len();
         // One extra count held while enqueuing, so reports arriving meanwhile cannot settle early.
         let tracker = Arc::new(Tracker {
+            digest: batch.digest,
             remaining: AtomicUsize::new(total + 1),
             failure: Mutex::new(None),
             job: Mutex::new(Some(job)),
             started: Instant::now(),
         });
-        let ctx = self.producer.context();
         for (i, record) in batch.records.iter().enumerate() {
             let key = record.project_id();
             let mut headers = OwnedHeaders::new_with_capacity(3)

@@ -20,6 +20,7 @@
 //! ```
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+mod dedup;
 pub mod file;
 pub mod kafka;
 mod metrics;

@@ -21,6 +21,7 @@ pub struct PipelineMetrics {
     write_errors: Family<ErrorLabels, Counter>,
     files_completed: Family<Labels, Counter>,
     kafka_produced: Counter,
+    retries_skipped: Family<Labels, Counter>,
     kafka_queue: Gauge,
     kafka_delivery_seconds: Histogram,
     bytes_written: Family<Labels, Counter<u64, AtomicU64>>,
@@ -42,6 +43,7 @@ impl PipelineMetrics {
             files_completed: Family::default(),
             bytes_written: Family::default(),
             kafka_produced: Counter::default(),
+            retries_skipped: Family::default(),
             kafka_queue: Gauge::default(),
             kafka_delivery_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
         };
@@ -78,6 +80,11 @@ impl PipelineMetrics {
             m.files_completed.clone(),
         );
         r.register(
+            "sink_retried_batches_skipped",
+            "Batches a sink had already written when a client retried them, by sink",
+            m.retries_skipped.clone(),
+        );
+        r.register(
             "kafka_records_produced",
             "Records the broker acknowledged",
             m.kafka_produced.clone(),
@@ -93,6 +100,10 @@ impl PipelineMetrics {
             m.kafka_delivery_seconds.clone(),
         );
         m
+    }
+
+    pub(crate) fn retry_skipped(&self, sink: &'static str) {
+        self.retries_skipped.get_or_create(&[("sink", sink)]).inc();
     }
 
     pub(crate) fn kafka_produced(&self, records: u64) {

@@ -31,6 +31,7 @@ fn batch(records: &[&str], rejects: &[&[u8]]) -> Batch {
             })
             .collect(),
         pinned_bytes: 100,
+        digest: 0,
     }
 }
 

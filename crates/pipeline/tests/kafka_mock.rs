@@ -34,6 +34,7 @@ fn batch(records: Vec<Record>) -> Batch {
         records,
         rejects: Vec::new(),
         pinned_bytes: 10,
+        digest: 0,
     }
 }
 

@@ -75,6 +75,9 @@ pub struct Batch {
     pub rejects: Vec<Reject>,
     /// Bytes of memory the batch pins (the decoded body), for admission control.
     pub pinned_bytes: usize,
+    /// A 128-bit hash of the decoded body, identifying a client's retry of the same batch;
+    /// 0 when unknown.
+    pub digest: u128,
 }
 
 /// Why the pipeline refuses a batch right now; the client should retry later.

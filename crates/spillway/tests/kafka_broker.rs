@@ -1,0 +1,305 @@
+//! The Kafka sink against a real Kafka-protocol broker (tansu), started by these tests on free
+//! loopback ports with the binary `SPILLWAY_TANSU` names (`scripts/test` builds it and sets the
+//! variable). Records are produced through Spillway's HTTP edge and read back with an
+//! independent rdkafka consumer.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+const TOPIC: &str = "vercel-logs";
+const PARTITIONS: i32 = 3;
+
+/// The tansu binary, or `None` (with a note) when the test command did not provide one.
+fn tansu() -> Option<PathBuf> {
+    match std::env::var_os("SPILLWAY_TANSU") {
+        Some(path) => Some(PathBuf::from(path)),
+        None => {
+            eprintln!("SPILLWAY_TANSU is not set: real-broker tests need scripts/test");
+            None
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A tansu broker process, killed on drop.
+struct Broker {
+    child: Child,
+    port: u16,
+    binary: PathBuf,
+    storage: String,
+}
+
+impl Broker {
+    fn start(binary: &Path, port: u16, storage: String) -> Broker {
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(binary)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", &storage])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not start listening on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Broker { child, port, binary: binary.to_owned(), storage }
+    }
+
+    fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn restart(&mut self) {
+        self.stop();
+        *self = Broker::start(&self.binary.clone(), self.port, self.storage.clone());
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn kafka_app(brokers: &str, adjust: impl FnOnce(&mut spillway::Config)) -> TestApp {
+    let brokers = brokers.to_owned();
+    TestApp::start(move |c| {
+        let mut kafka = pipeline::kafka::KafkaSinkConfig::new(brokers);
+        kafka.partitions = PARTITIONS;
+        kafka.message_timeout = Duration::from_secs(60);
+        c.kafka = Some(kafka);
+        adjust(c);
+    })
+}
+
+fn wait_ready(addr: SocketAddr, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if send(addr, "GET", "/readyz", &[], b"").status == 200 {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// Every (key, value) in the topic, read by an independent consumer until `expect` arrived or
+/// nothing more comes.
+fn consume(brokers: &str, expect: usize) -> Vec<(String, String)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("check-{}", free_port()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(TOPIC, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut idle_since = Instant::now();
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let text =
+                    |b: Option<&[u8]>| String::from_utf8(b.unwrap_or_default().to_vec()).unwrap();
+                out.push((text(m.key()), text(m.payload())));
+                idle_since = Instant::now();
+            }
+            Some(Err(e)) => panic!("consumer error: {e}"),
+            None if out.len() >= expect && idle_since.elapsed() > Duration::from_secs(1) => break,
+            None => {}
+        }
+    }
+    out
+}
+
+fn project_of(line: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(line).unwrap()["projectId"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn every_record_reaches_kafka_byte_for_byte_keyed_by_project() {
+    let Some(tansu) = tansu() else { return };
+    let broker = Broker::start(&tansu, free_port(), "memory://tansu/".into());
+    let app = kafka_app(&broker.brokers(), |_| {});
+    assert!(wait_ready(app.addr, Duration::from_secs(30)), "never ready");
+
+    let ndjson = fixture("logs.ndjson");
+    let corpus = spillway_benches::Corpus::new(11, 400).ndjson();
+    for body in [&ndjson, &fixture("logs-array.json"), &corpus] {
+        let reply = deliver(app.addr, body);
+        assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    }
+    let stored = lines_in(&app.dir("logs"));
+    assert_eq!(stored.len(), 5 + 3 + 400);
+    let mut produced = consume(&broker.brokers(), stored.len());
+    let mut expected: Vec<(String, String)> =
+        stored.iter().map(|l| (project_of(l), l.clone())).collect();
+    produced.sort();
+    expected.sort();
+    assert_eq!(produced.len(), expected.len());
+    assert!(produced == expected, "Kafka holds other records than the files");
+    let metrics = String::from_utf8(send(app.addr, "GET", "/metrics", &[], b"").body).unwrap();
+    assert!(metrics.contains("spillway_kafka_records_produced_total 408"), "{metrics}");
+}
+
+#[test]
+fn broker_down_at_start_is_503_and_not_ready_until_it_returns() {
+    let Some(tansu) = tansu() else { return };
+    let port = free_port();
+    let app = kafka_app(&format!("127.0.0.1:{port}"), |_| {});
+    assert_eq!(send(app.addr, "GET", "/readyz", &[], b"").status, 503);
+    let started = Instant::now();
+    let reply = deliver(app.addr, &fixture("logs.ndjson"));
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.error_code(), "sink_unavailable");
+    assert!(reply.header("retry-after").is_some());
+    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    assert!(lines_in(&app.dir("logs")).is_empty(), "a refused batch is not written anywhere");
+
+    let broker = Broker::start(&tansu, port, "memory://tansu/".into());
+    assert!(
+        wait_ready(app.addr, Duration::from_secs(60)),
+        "did not recover when the broker came up"
+    );
+    let mut reply = deliver(app.addr, &fixture("logs.ndjson"));
+    // Topics are created as soon as the broker answers; allow for the first produce to race it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reply.status != 200 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        reply = deliver(app.addr, &fixture("logs.ndjson"));
+    }
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    assert!(consume(&broker.brokers(), 5).len() >= 5);
+}
+
+#[test]
+fn broker_restart_under_load_loses_no_acknowledged_record() {
+    let Some(tansu) = tansu() else { return };
+    let store = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite://{}", store.path().join("tansu.db").display());
+    let mut broker = Broker::start(&tansu, free_port(), storage);
+    let app = kafka_app(&broker.brokers(), |c| c.ingest.ack_timeout = Duration::from_secs(10));
+    assert!(wait_ready(app.addr, Duration::from_secs(30)));
+
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let refused = Arc::new(Mutex::new(0usize));
+    let stop = Arc::new(AtomicBool::new(false));
+    let addr = app.addr;
+    let clients: Vec<_> = (0..3)
+        .map(|client| {
+            let (acked, refused, stop) =
+                (Arc::clone(&acked), Arc::clone(&refused), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                // Bounded: at most 3000 batches per client, and only until told to stop.
+                for n in 0..3000 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let mut body = Vec::new();
+                    let mut ids = Vec::new();
+                    for i in 0..10 {
+                        let id = format!("k{client}-{n}-{i}");
+                        body.extend_from_slice(
+                            format!(r#"{{"id":"{id}","projectId":"prj_{i}","timestamp":{n}}}"#)
+                                .as_bytes(),
+                        );
+                        body.push(b'\n');
+                        ids.push(id);
+                    }
+                    let reply = deliver(addr, &body);
+                    if reply.status == 200 {
+                        acked.lock().unwrap().extend(ids);
+                    } else {
+                        *refused.lock().unwrap() += 1;
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            })
+        })
+        .collect();
+    let wait_for_acks = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while acked.lock().unwrap().len() < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for_acks(500);
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    let during_outage = acked.lock().unwrap().len();
+    broker.restart();
+    wait_for_acks(during_outage + 1000);
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(*refused.lock().unwrap() > 0, "the outage was never noticed");
+
+    let produced = consume(&broker.brokers(), acked.len());
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (_, value) in &produced {
+        let id = serde_json::from_str::<serde_json::Value>(value).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        *seen.entry(id).or_default() += 1;
+    }
+    let missing: Vec<&String> = acked.iter().filter(|id| !seen.contains_key(*id)).collect();
+    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    eprintln!("acknowledged {}, produced {}, duplicates {duplicates}", acked.len(), produced.len());
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged records missing, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+}
+
+#[test]
+fn a_full_producer_queue_is_503_quickly() {
+    let Some(tansu) = tansu() else { return };
+    let broker = Broker::start(&tansu, free_port(), "memory://tansu/".into());
+    let app = kafka_app(&broker.brokers(), |c| {
+        let kafka = c.kafka.as_mut().unwrap();
+        kafka.queue_max_messages = 10;
+        kafka.linger_ms = 2000;
+    });
+    assert!(wait_ready(app.addr, Duration::from_secs(30)));
+    let body = spillway_benches::Corpus::new(5, 100).ndjson();
+    let started = Instant::now();
+    let reply = deliver(app.addr, &body);
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.error_code(), "sink_unavailable");
+    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+}
