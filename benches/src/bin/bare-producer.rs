@@ -1,0 +1,116 @@
+//! `bare-producer`: the Kafka baseline. Produces the benchmark corpus's records to a broker with
+//! the same producer settings as Spillway's Kafka sink (idempotence, `acks=all`, lz4, same
+//! batching), with no HTTP and no parsing, and reports records/s once every delivery report is in.
+//!
+//! ```text
+//! bare-producer --brokers 127.0.0.1:9092 --topic bench --records 200000
+//! ```
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+use spillway_benches::Corpus;
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long)]
+    brokers: String,
+    #[arg(long, default_value = "bench-bare")]
+    topic: String,
+    /// Records to produce (the corpus is cycled).
+    #[arg(long, default_value_t = 200_000)]
+    records: usize,
+    /// Distinct records in the corpus.
+    #[arg(long, default_value_t = 20_000)]
+    corpus: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Counts {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl ClientContext for Counts {}
+
+impl ProducerContext for Counts {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => self.ok.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.failed.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    let corpus = Corpus::new(args.seed, args.corpus);
+    let keys: Vec<String> = corpus
+        .records
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_str(r).expect("corpus records are JSON");
+            v["projectId"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect();
+    let producer: ThreadedProducer<Counts> = ClientConfig::new()
+        .set("bootstrap.servers", &args.brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "5")
+        .set("batch.size", (1 << 20).to_string())
+        .set("queue.buffering.max.messages", "500000")
+        .set("message.timeout.ms", "30000")
+        .create_with_context(Counts { ok: AtomicU64::new(0), failed: AtomicU64::new(0) })
+        .expect("producer");
+    let counts = producer.context();
+    let started = Instant::now();
+    let mut bytes = 0u64;
+    for i in 0..args.records {
+        let j = i % corpus.records.len();
+        let mut record = BaseRecord::to(&args.topic)
+            .payload(corpus.records[j].as_bytes())
+            .key(keys[j].as_bytes());
+        bytes += corpus.records[j].len() as u64;
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => panic!("produce failed: {e}"),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120)).expect("flush");
+    let elapsed = started.elapsed().as_secs_f64();
+    let ok = counts.ok.load(Ordering::Relaxed);
+    let failed = counts.failed.load(Ordering::Relaxed);
+    let summary = serde_json::json!({
+        "seconds": elapsed,
+        "records": ok,
+        "failed": failed,
+        "records_per_sec": ok as f64 / elapsed,
+        "mb_per_sec": bytes as f64 / elapsed / 1e6,
+    });
+    if args.json {
+        println!("{summary}");
+    } else {
+        println!(
+            "{ok} records in {elapsed:.2} s: {:.0} records/s ({failed} failed)",
+            ok as f64 / elapsed
+        );
+    }
+}

@@ -1,0 +1,328 @@
+//! `loadgen`: replays realistic, signed Vercel deliveries against a receiver over many keep-alive
+//! connections, at the maximum rate or at a fixed rate (open loop), for a fixed time or a fixed
+//! number of batches; prints a live progress line and a summary (throughput, latency
+//! percentiles, non-2xx by status), or JSON with `--json`.
+//!
+//! ```text
+//! loadgen --url http://127.0.0.1:8080/vercel/logs --secret S --connections 16 --duration-secs 10
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use spillway_benches::Corpus;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[derive(Parser, Debug)]
+#[command(about = "Replays signed Vercel deliveries against a receiver")]
+struct Args {
+    /// The drain URL (http only): http://HOST:PORT/PATH.
+    #[arg(long, default_value = "http://127.0.0.1:8080/vercel/logs")]
+    url: String,
+    /// The drain secret to sign with; unsigned without one.
+    #[arg(long, env = "SPILLWAY_DRAIN_SECRET")]
+    secret: Option<String>,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Run this long (ignored with --batches).
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// Send exactly this many batches instead of running for a duration.
+    #[arg(long)]
+    batches: Option<u64>,
+    /// Batches per second in total (open loop); 0 sends as fast as the receiver answers.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Target size of one batch before compression, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    batch_bytes: usize,
+    /// Records in the corpus the batches are cut from.
+    #[arg(long, default_value_t = 20_000)]
+    records: usize,
+    /// The corpus seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Body format.
+    #[arg(long, value_enum, default_value_t = Format::Ndjson)]
+    format: Format,
+    /// Compress bodies with gzip (Content-Encoding: gzip).
+    #[arg(long)]
+    gzip: bool,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Format {
+    Ndjson,
+    Json,
+}
+
+/// One prepared request: its bytes on the wire, and what it carries.
+struct Prepared {
+    request: Vec<u8>,
+    records: u64,
+    body_bytes: u64,
+}
+
+struct Totals {
+    sent: AtomicU64,
+    ok_records: AtomicU64,
+    ok_bytes: AtomicU64,
+    statuses: Mutex<BTreeMap<u16, u64>>,
+    errors: AtomicU64,
+}
+
+fn prepare(args: &Args, host: &str, path: &str) -> Vec<Prepared> {
+    let corpus = Corpus::new(args.seed, args.records);
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < corpus.records.len() {
+        let mut end = start;
+        let mut size = 0;
+        while end < corpus.records.len() && size < args.batch_bytes {
+            size += corpus.records[end].len() + 1;
+            end += 1;
+        }
+        let part = Corpus { records: corpus.records[start..end].to_vec() };
+        let mut body = match args.format {
+            Format::Ndjson => part.ndjson(),
+            Format::Json => part.json_array(),
+        };
+        let mut extra = String::new();
+        if args.gzip {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&body).expect("gzip into memory");
+            body = e.finish().expect("gzip into memory");
+            extra.push_str("content-encoding: gzip\r\n");
+        }
+        if let Some(secret) = &args.secret {
+            extra.push_str(&format!(
+                "x-vercel-signature: {}\r\n",
+                ingest::Secret::new(secret.as_str()).sign(&body)
+            ));
+        }
+        let mut request = format!(
+            "POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/x-ndjson\r\ncontent-length: {}\r\n{extra}\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(&body);
+        out.push(Prepared { request, records: (end - start) as u64, body_bytes: size as u64 });
+        start = end;
+    }
+    out
+}
+
+/// Reads one response; returns its status.
+async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<u16> {
+    buf.clear();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buf[..end]).unwrap_or("");
+            let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.trim()
+                        .eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            while buf.len() < end + 4 + length {
+                let n = stream.read(&mut chunk).await?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            return Ok(status);
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let rest = args.url.strip_prefix("http://").expect("--url must start with http://");
+    let (host, path) =
+        rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let addr: SocketAddr =
+        tokio::net::lookup_host(host).await.expect("resolve host").next().expect("an address");
+    let prepared = Arc::new(prepare(&args, host, &path));
+    eprintln!(
+        "loadgen: {} batches of ~{} KiB ({} records) prepared; {} connections, {}",
+        prepared.len(),
+        args.batch_bytes / 1024,
+        args.records,
+        args.connections,
+        if args.rate > 0.0 { format!("{} batches/s", args.rate) } else { "max rate".into() }
+    );
+
+    let totals = Arc::new(Totals {
+        sent: AtomicU64::new(0),
+        ok_records: AtomicU64::new(0),
+        ok_bytes: AtomicU64::new(0),
+        statuses: Mutex::new(BTreeMap::new()),
+        errors: AtomicU64::new(0),
+    });
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.duration_secs);
+    let limit = args.batches;
+    let rate = args.rate;
+
+    let mut tasks = Vec::new();
+    for _ in 0..args.connections {
+        let (prepared, totals, next) =
+            (Arc::clone(&prepared), Arc::clone(&totals), Arc::clone(&next));
+        tasks.push(tokio::spawn(async move {
+            let mut hist =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            let mut stream: Option<TcpStream> = None;
+            let mut buf = Vec::with_capacity(4096);
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if limit.is_some_and(|l| i >= l) || (limit.is_none() && Instant::now() >= deadline)
+                {
+                    break;
+                }
+                // Open loop: each batch has a scheduled start; latency counts from it, so a
+                // slow receiver cannot hide its queueing (no coordinated omission).
+                let scheduled = if rate > 0.0 {
+                    let at = started + Duration::from_secs_f64(i as f64 / rate);
+                    if limit.is_none() && at >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep_until(at.into()).await;
+                    at
+                } else {
+                    Instant::now()
+                };
+                let p = &prepared[(i as usize) % prepared.len()];
+                if stream.is_none() {
+                    match TcpStream::connect(addr).await {
+                        Ok(s) => {
+                            let _ = s.set_nodelay(true);
+                            stream = Some(s);
+                        }
+                        Err(_) => {
+                            totals.errors.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    }
+                }
+                let s = stream.as_mut().expect("connected above");
+                let result = async {
+                    s.write_all(&p.request).await?;
+                    read_response(s, &mut buf).await
+                }
+                .await;
+                totals.sent.fetch_add(1, Ordering::Relaxed);
+                match result {
+                    Ok(status) => {
+                        let micros = scheduled.elapsed().as_micros().clamp(1, 60_000_000) as u64;
+                        let _ = hist.record(micros);
+                        if (200..300).contains(&status) {
+                            totals.ok_records.fetch_add(p.records, Ordering::Relaxed);
+                            totals.ok_bytes.fetch_add(p.body_bytes, Ordering::Relaxed);
+                        }
+                        *totals.statuses.lock().expect("status map").entry(status).or_default() +=
+                            1;
+                        if status == 503 || status == 0 {
+                            stream = None; // the receiver may have closed it
+                        }
+                    }
+                    Err(_) => {
+                        totals.errors.fetch_add(1, Ordering::Relaxed);
+                        stream = None;
+                    }
+                }
+            }
+            hist
+        }));
+    }
+
+    let progress = {
+        let totals = Arc::clone(&totals);
+        tokio::spawn(async move {
+            let mut last = (Instant::now(), 0u64, 0u64);
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let (records, bytes) = (
+                    totals.ok_records.load(Ordering::Relaxed),
+                    totals.ok_bytes.load(Ordering::Relaxed),
+                );
+                let dt = last.0.elapsed().as_secs_f64();
+                eprint!(
+                    "\r{:6.1}s  {:>10.0} records/s  {:>8.1} MB/s  statuses {:?}   ",
+                    started.elapsed().as_secs_f64(),
+                    (records - last.1) as f64 / dt,
+                    (bytes - last.2) as f64 / dt / 1e6,
+                    totals.statuses.lock().expect("status map")
+                );
+                last = (Instant::now(), records, bytes);
+            }
+        })
+    };
+
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+    for t in tasks {
+        if let Ok(h) = t.await {
+            let _ = hist.add(h);
+        }
+    }
+    progress.abort();
+    eprintln!();
+    let elapsed = started.elapsed().as_secs_f64();
+    let records = totals.ok_records.load(Ordering::Relaxed);
+    let bytes = totals.ok_bytes.load(Ordering::Relaxed);
+    let statuses = totals.statuses.lock().expect("status map").clone();
+    let non_2xx: BTreeMap<u16, u64> =
+        statuses.iter().filter(|(s, _)| !(200..300).contains(*s)).map(|(s, n)| (*s, *n)).collect();
+    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    let summary = serde_json::json!({
+        "seconds": elapsed,
+        "batches": totals.sent.load(Ordering::Relaxed),
+        "records_per_sec": records as f64 / elapsed,
+        "mb_per_sec": bytes as f64 / elapsed / 1e6,
+        "accepted_records": records,
+        "accepted_bytes": bytes,
+        "latency_ms": {"p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "max": hist.max() as f64 / 1000.0},
+        "non_2xx": non_2xx,
+        "connection_errors": totals.errors.load(Ordering::Relaxed),
+    });
+    if args.json {
+        println!("{summary}");
+    } else {
+        println!(
+            "{:.1} s: {:.0} records/s, {:.1} MB/s (uncompressed); latency p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms; non-2xx {:?}; connection errors {}",
+            elapsed,
+            records as f64 / elapsed,
+            bytes as f64 / elapsed / 1e6,
+            ms(0.5),
+            ms(0.9),
+            ms(0.99),
+            hist.max() as f64 / 1000.0,
+            non_2xx,
+            totals.errors.load(Ordering::Relaxed)
+        );
+    }
+}
