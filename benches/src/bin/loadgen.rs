@@ -3,6 +3,12 @@
 //! number of batches; prints a live progress line and a summary (throughput, latency
 //! percentiles, non-2xx by status), or JSON with `--json`.
 //!
+//! Every request is a distinct batch, as Vercel's are: each body ends with one extra record
+//! (the nonce) carrying the request's sequence number, so a receiver that recognises repeated
+//! batches cannot make a replayed corpus look faster than it is. The signature is finished from
+//! an HMAC state precomputed over the rest of the body, so a unique signed body costs the client
+//! almost nothing. With gzip, the nonce is its own gzip member after the compressed rest.
+//!
 //! ```text
 //! loadgen --url http://127.0.0.1:8080/vercel/logs --secret S --connections 16 --duration-secs 10
 //! ```
@@ -16,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
+use hmac::{Hmac, Mac};
+use sha1::Sha1;
 use spillway_benches::Corpus;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -67,11 +75,44 @@ enum Format {
     Json,
 }
 
-/// One prepared request: its bytes on the wire, and what it carries.
+/// One prepared batch: the request head (less length and signature), the body less its nonce,
+/// the HMAC state over that body, and what it carries.
 struct Prepared {
-    request: Vec<u8>,
+    head: String,
+    body: Vec<u8>,
+    mac: Option<Hmac<Sha1>>,
     records: u64,
     body_bytes: u64,
+}
+
+impl Prepared {
+    /// The request for sequence number `seq`: head, then body, then the nonce.
+    fn request(&self, seq: u64, format: Format, gzip: bool) -> (String, Vec<u8>) {
+        let record = format!(
+            r#"{{"id":"loadgen-{seq:020}","projectId":"prj_loadgen","timestamp":1700000000000,"source":"lambda","level":"info","message":"loadgen nonce"}}"#
+        );
+        let mut nonce = match format {
+            Format::Ndjson => format!("{record}\n").into_bytes(),
+            Format::Json => format!(",{record}]").into_bytes(),
+        };
+        if gzip {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&nonce).expect("gzip into memory");
+            nonce = e.finish().expect("gzip into memory");
+        }
+        let mut head =
+            format!("{}content-length: {}\r\n", self.head, self.body.len() + nonce.len());
+        if let Some(mac) = &self.mac {
+            let mut mac = mac.clone();
+            mac.update(&nonce);
+            head.push_str(&format!(
+                "x-vercel-signature: {}\r\n",
+                hex::encode(mac.finalize().into_bytes())
+            ));
+        }
+        head.push_str("\r\n");
+        (head, nonce)
+    }
 }
 
 struct Totals {
@@ -96,28 +137,34 @@ fn prepare(args: &Args, host: &str, path: &str) -> Vec<Prepared> {
         let part = Corpus { records: corpus.records[start..end].to_vec() };
         let mut body = match args.format {
             Format::Ndjson => part.ndjson(),
-            Format::Json => part.json_array(),
+            Format::Json => {
+                let mut array = part.json_array();
+                array.pop(); // the closing bracket comes with the nonce
+                array
+            }
         };
-        let mut extra = String::new();
+        let mut head = format!(
+            "POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/x-ndjson\r\n"
+        );
         if args.gzip {
             let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             e.write_all(&body).expect("gzip into memory");
             body = e.finish().expect("gzip into memory");
-            extra.push_str("content-encoding: gzip\r\n");
+            head.push_str("content-encoding: gzip\r\n");
         }
-        if let Some(secret) = &args.secret {
-            extra.push_str(&format!(
-                "x-vercel-signature: {}\r\n",
-                ingest::Secret::new(secret.as_str()).sign(&body)
-            ));
-        }
-        let mut request = format!(
-            "POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/x-ndjson\r\ncontent-length: {}\r\n{extra}\r\n",
-            body.len()
-        )
-        .into_bytes();
-        request.extend_from_slice(&body);
-        out.push(Prepared { request, records: (end - start) as u64, body_bytes: size as u64 });
+        let mac = args.secret.as_ref().map(|secret| {
+            let mut mac =
+                Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+            mac.update(&body);
+            mac
+        });
+        out.push(Prepared {
+            head,
+            body,
+            mac,
+            records: (end - start + 1) as u64,
+            body_bytes: size as u64,
+        });
         start = end;
     }
     out
@@ -187,6 +234,7 @@ async fn main() {
     let deadline = started + Duration::from_secs(args.duration_secs);
     let limit = args.batches;
     let rate = args.rate;
+    let (format, gzip) = (args.format, args.gzip);
 
     let mut tasks = Vec::new();
     for _ in 0..args.connections {
@@ -230,8 +278,11 @@ async fn main() {
                     }
                 }
                 let s = stream.as_mut().expect("connected above");
+                let (head, nonce) = p.request(i, format, gzip);
                 let result = async {
-                    s.write_all(&p.request).await?;
+                    s.write_all(head.as_bytes()).await?;
+                    s.write_all(&p.body).await?;
+                    s.write_all(&nonce).await?;
                     read_response(s, &mut buf).await
                 }
                 .await;

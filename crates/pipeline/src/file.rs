@@ -13,7 +13,7 @@
 //! not UTF-8).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -163,17 +163,32 @@ impl RotatingFile {
         Ok(self.current.as_mut().expect("current was just set"))
     }
 
-    /// Appends `data` (whole lines). On failure the file is cut back to where it was, so that
-    /// no partial line of an unacknowledged write remains.
-    fn append(&mut self, data: &[u8]) -> io::Result<()> {
+    /// Appends `pieces` (together, whole lines) with as few `writev` calls as the kernel allows.
+    /// On failure the file is cut back to where it was, so that no partial line of an
+    /// unacknowledged write remains.
+    fn append(&mut self, mut pieces: &mut [IoSlice<'_>]) -> io::Result<u64> {
         let current = self.current()?;
-        if let Err(e) = current.file.write_all(data) {
-            let _ = current.file.set_len(current.len);
-            return Err(e);
+        let mut written = 0u64;
+        while !pieces.is_empty() {
+            match current.file.write_vectored(pieces) {
+                Ok(0) => {
+                    let _ = current.file.set_len(current.len);
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                Ok(n) => {
+                    written += n as u64;
+                    IoSlice::advance_slices(&mut pieces, n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = current.file.set_len(current.len);
+                    return Err(e);
+                }
+            }
         }
-        current.len += data.len() as u64;
+        current.len += written;
         self.unsynced = true;
-        Ok(())
+        Ok(written)
     }
 
     /// Makes appended data durable as the policy asks before acknowledging it.
@@ -244,8 +259,6 @@ fn io_code(e: &io::Error) -> &'static str {
     }
 }
 
-type Encode = fn(&Batch, &mut Vec<u8>) -> u64;
-
 /// How many recently written batches a file sink remembers, to skip clients' retries.
 const DEDUP_BATCHES: usize = 4096;
 
@@ -254,7 +267,6 @@ pub struct FileSink {
     name: &'static str,
     takes: Takes,
     file: RotatingFile,
-    encode: Encode,
     buf: Vec<u8>,
     recent: DedupWindow,
     health: Health,
@@ -270,10 +282,16 @@ impl std::fmt::Debug for FileSink {
     }
 }
 
-fn encode_records(batch: &Batch, buf: &mut Vec<u8>) -> u64 {
+/// The batch's records as whole lines, pointing into the received bodies (no copy).
+fn record_lines<'a>(batch: &'a Batch, pieces: &mut Vec<IoSlice<'a>>) -> u64 {
     for record in &batch.records {
-        buf.extend_from_slice(record.bytes());
-        buf.push(b'\n');
+        match record.line() {
+            Some(line) => pieces.push(IoSlice::new(line)),
+            None => {
+                pieces.push(IoSlice::new(record.bytes()));
+                pieces.push(IoSlice::new(b"\n"));
+            }
+        }
     }
     batch.records.len() as u64
 }
@@ -305,7 +323,7 @@ impl FileSink {
         config: FileSinkConfig,
         metrics: &PipelineMetrics,
     ) -> Result<FileSink, PipelineError> {
-        FileSink::open(RECORDS, Takes::Records, "records", encode_records, config, metrics)
+        FileSink::open(RECORDS, Takes::Records, "records", config, metrics)
     }
 
     /// The dead-letter sink: files `dead-letter-….ndjson` in `config.dir`.
@@ -313,14 +331,13 @@ impl FileSink {
         config: FileSinkConfig,
         metrics: &PipelineMetrics,
     ) -> Result<FileSink, PipelineError> {
-        FileSink::open(DEAD_LETTER, Takes::Rejects, "dead-letter", encode_rejects, config, metrics)
+        FileSink::open(DEAD_LETTER, Takes::Rejects, "dead-letter", config, metrics)
     }
 
     fn open(
         name: &'static str,
         takes: Takes,
         prefix: &'static str,
-        encode: Encode,
         config: FileSinkConfig,
         metrics: &PipelineMetrics,
     ) -> Result<FileSink, PipelineError> {
@@ -334,7 +351,6 @@ impl FileSink {
             name,
             takes,
             file,
-            encode,
             buf: Vec::new(),
             recent: DedupWindow::new(DEDUP_BATCHES),
             health: Health::new(),
@@ -384,25 +400,36 @@ impl Sink for FileSink {
         if jobs.is_empty() {
             return;
         }
-        self.buf.clear();
         let mut count = 0;
-        for job in jobs.iter() {
-            count += (self.encode)(job.batch(), &mut self.buf);
-        }
-        let written = self.file.append(&self.buf).and_then(|()| self.file.commit(Instant::now()));
-        if let Err(e) = written {
-            // Start afresh in a new file: the old one may be unusable (or the disk full).
-            let _ = self.file.complete();
-            self.file.current = None;
-            return self.fail_all(jobs, &e);
-        }
+        let appended = match self.takes {
+            Takes::Records => {
+                let mut pieces =
+                    Vec::with_capacity(jobs.iter().map(|j| j.batch().records.len()).sum());
+                for job in jobs.iter() {
+                    count += record_lines(job.batch(), &mut pieces);
+                }
+                self.file.append(&mut pieces)
+            }
+            Takes::Rejects => {
+                self.buf.clear();
+                for job in jobs.iter() {
+                    count += encode_rejects(job.batch(), &mut self.buf);
+                }
+                self.file.append(&mut [IoSlice::new(&self.buf)])
+            }
+        };
+        let written = appended.and_then(|bytes| self.file.commit(Instant::now()).map(|()| bytes));
+        let bytes = match written {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                // Start afresh in a new file: the old one may be unusable (or the disk full).
+                let _ = self.file.complete();
+                self.file.current = None;
+                return self.fail_all(jobs, &e);
+            }
+        };
         self.health.set_healthy(true);
-        self.metrics.written(
-            self.name,
-            count,
-            self.buf.len() as u64,
-            started.elapsed().as_secs_f64(),
-        );
+        self.metrics.written(self.name, count, bytes, started.elapsed().as_secs_f64());
         for job in jobs.iter_mut() {
             self.recent.insert(job.batch().digest);
             job.complete();

@@ -386,7 +386,7 @@ impl KafkaSink {
                 self.topic_for(record, &batch.drain),
                 Arc::clone(&tracker),
             )
-            .payload(record.bytes().as_ref())
+            .payload(record.bytes())
             .key(key.as_deref().unwrap_or_default().as_bytes())
             .headers(headers);
             if let Err((error, _)) = self.producer.send(message) {

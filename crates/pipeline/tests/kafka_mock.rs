@@ -120,7 +120,7 @@ fn every_record_is_one_message_with_key_headers_and_route() {
     for (key, value, headers) in main.iter().chain(&edge) {
         let original = expected
             .iter()
-            .find(|r| r.bytes().as_ref() == value.as_bytes())
+            .find(|r| r.bytes() == value.as_bytes())
             .expect("value is a record");
         assert_eq!(key, original.project_id().unwrap().as_ref());
         assert!(headers.contains(&("drain".into(), "drain-a".into())), "{headers:?}");

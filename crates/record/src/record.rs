@@ -74,21 +74,41 @@ pub struct RecordMeta {
 }
 
 /// One validated log record: a compact JSON object, the exact bytes a sink writes.
+///
+/// When the record sits in its buffer right before a `\n` (NDJSON lines do), the record keeps
+/// that newline too, so a file sink can hand the kernel whole lines without copying them.
 #[derive(Debug, Clone)]
 pub struct Record {
+    /// The record, followed by `\n` when `terminated`.
     line: Bytes,
+    terminated: bool,
     meta: RecordMeta,
 }
 
 impl Record {
-    /// A record over `line` whose routing fields sit at the spans of `meta`.
+    /// A record over `line` (no terminator) whose routing fields sit at the spans of `meta`.
     pub fn new(line: Bytes, meta: RecordMeta) -> Record {
-        Record { line, meta }
+        Record { line, terminated: false, meta }
+    }
+
+    /// A record over `line`, which ends with the record's `\n` terminator.
+    pub fn terminated(line: Bytes, meta: RecordMeta) -> Record {
+        debug_assert_eq!(line.last(), Some(&b'\n'));
+        Record { line, terminated: true, meta }
     }
 
     /// The record's JSON bytes, without a line terminator.
-    pub fn bytes(&self) -> &Bytes {
-        &self.line
+    pub fn bytes(&self) -> &[u8] {
+        if self.terminated {
+            &self.line[..self.line.len() - 1]
+        } else {
+            &self.line
+        }
+    }
+
+    /// The record with its `\n`, when its buffer holds one right after it.
+    pub fn line(&self) -> Option<&[u8]> {
+        self.terminated.then_some(&self.line[..])
     }
 
     /// The routing spans.
@@ -98,27 +118,27 @@ impl Record {
 
     /// `id`, decoded.
     pub fn id(&self) -> Option<Cow<'_, str>> {
-        self.meta.id.value(&self.line)
+        self.meta.id.value(self.bytes())
     }
 
     /// `projectId`, decoded.
     pub fn project_id(&self) -> Option<Cow<'_, str>> {
-        self.meta.project_id.value(&self.line)
+        self.meta.project_id.value(self.bytes())
     }
 
     /// `source`, decoded, when the record has it as a string.
     pub fn source(&self) -> Option<Cow<'_, str>> {
-        self.meta.source.value(&self.line)
+        self.meta.source.value(self.bytes())
     }
 
     /// `level`, decoded, when the record has it as a string.
     pub fn level(&self) -> Option<Cow<'_, str>> {
-        self.meta.level.value(&self.line)
+        self.meta.level.value(self.bytes())
     }
 
     /// `environment`, decoded, when the record has it as a string.
     pub fn environment(&self) -> Option<Cow<'_, str>> {
-        self.meta.environment.value(&self.line)
+        self.meta.environment.value(self.bytes())
     }
 }
 

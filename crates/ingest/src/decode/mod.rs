@@ -158,7 +158,8 @@ enum Source {
 
 #[derive(Default)]
 struct Output {
-    records: Vec<(Source, RecordMeta)>,
+    /// Each record's source, fields, and whether its source range ends with its `\n`.
+    records: Vec<(Source, RecordMeta, bool)>,
     rejects: Vec<(usize, usize, RejectReason)>,
     compacted: BytesMut,
 }
@@ -173,13 +174,17 @@ impl Output {
         let records = self
             .records
             .into_iter()
-            .map(|(source, meta)| {
+            .map(|(source, meta, terminated)| {
                 let bytes = match source {
                     Source::Body(start, end) => whole.slice(start - 1..end - 1),
                     Source::Compacted(start, end) => compacted.slice(start..end),
                     Source::Owned(bytes) => bytes,
                 };
-                Record::new(bytes, meta)
+                if terminated {
+                    Record::terminated(bytes, meta)
+                } else {
+                    Record::new(bytes, meta)
+                }
             })
             .collect();
         let rejects = self
@@ -264,7 +269,12 @@ fn ndjson(input: &[u8], idx: &[u32], out: &mut Output) {
             k += 1;
         }
         match classify(&mut w, first, k, end) {
-            Ok(fields) => out.records.push((Source::Body(start, end), meta(&w, &fields, start))),
+            Ok(fields) => {
+                // A line that ends right at its newline keeps it, so files get whole lines.
+                let terminated = end == line_end && line_end < input.len();
+                let stop = if terminated { end + 1 } else { end };
+                out.records.push((Source::Body(start, stop), meta(&w, &fields, start), terminated))
+            }
             Err(reason) => out.reject(start, end, reason),
         }
     }
@@ -336,7 +346,7 @@ fn accept_element(
     out: &mut Output,
 ) {
     if w.is_compact(k, after) {
-        out.records.push((Source::Body(start, end), meta(w, fields, start)));
+        out.records.push((Source::Body(start, end), meta(w, fields, start), false));
         return;
     }
     let base = out.compacted.len();
@@ -365,7 +375,8 @@ fn accept_element(
         }
         out.compacted.extend_from_slice(&w.input()[from..to]);
     }
-    out.records.push((Source::Compacted(base, out.compacted.len()), meta));
+    out.compacted.extend_from_slice(b"\n");
+    out.records.push((Source::Compacted(base, out.compacted.len()), meta, true));
 }
 
 /// The slow path for NDJSON whose body failed stage 1: each line through stage 1 alone.
@@ -451,10 +462,10 @@ fn one_value(input: &[u8], start: usize, end: usize, out: &mut Output) {
         let mut private = Output::default();
         accept_element(&w, &fields, 1, n, 1, line.len(), &mut private);
         Ok(match private.records.pop() {
-            Some((Source::Compacted(..), meta)) => {
-                (Source::Owned(private.compacted.freeze()), meta)
+            Some((Source::Compacted(..), meta, _)) => {
+                (Source::Owned(private.compacted.freeze()), meta, true)
             }
-            Some((_, meta)) => (Source::Body(start, end), meta),
+            Some((_, meta, _)) => (Source::Body(start, end), meta, false),
             None => unreachable!("accept_element always pushes one record"),
         })
     });

@@ -1,0 +1,55 @@
+//! Writing a decoded ~1 MiB batch to a file in bytes/s (into the page cache; no fsync, so the
+//! disk's sustained rate does not decide): the file sink's way, one buffer of whole lines and one
+//! `write_all`, beside a `BufWriter` taking the record and its newline one at a time.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Seek, Write};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ingest::decode::{decode, PaddedBody};
+use spillway_benches::Corpus;
+
+fn bench(c: &mut Criterion) {
+    let body = Corpus::new(42, 1000).ndjson();
+    let records = decode(PaddedBody::from_slice(&body)).records;
+    let dir = tempfile::tempdir().unwrap();
+    let open = |name: &str| -> File {
+        OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(dir.path().join(name))
+            .unwrap()
+    };
+    let mut group = c.benchmark_group("file_sink");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    let mut file = open("one-write");
+    let mut buf = Vec::with_capacity(body.len());
+    group.bench_function("buffer_then_one_write", |b| {
+        b.iter(|| {
+            file.rewind().unwrap();
+            buf.clear();
+            for r in &records {
+                buf.extend_from_slice(r.bytes());
+                buf.push(b'\n');
+            }
+            file.write_all(&buf).unwrap();
+        })
+    });
+    let file = open("bufwriter");
+    let mut writer = BufWriter::with_capacity(64 * 1024, file);
+    group.bench_function("bufwriter_per_record", |b| {
+        b.iter(|| {
+            writer.rewind().unwrap();
+            for r in &records {
+                writer.write_all(r.bytes()).unwrap();
+                writer.write_all(b"\n").unwrap();
+            }
+            writer.flush().unwrap();
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
