@@ -173,6 +173,7 @@ impl Tracker {
         if self.remaining.fetch_sub(count, Ordering::AcqRel) != count {
             return;
         }
+        // Already failed at enqueue time: nothing is waiting any more.
         let Some(mut job) = self.job.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             return;
         };
@@ -392,7 +393,13 @@ impl KafkaSink {
             if let Err((error, _)) = self.producer.send(message) {
                 let code = error_code(&error);
                 self.metrics.write_error(KAFKA, code);
-                // The rest of the batch is never enqueued: it fails now, quickly.
+                // The rest of the batch is never enqueued: the batch fails now, without waiting
+                // for the reports of what was enqueued (those may still be delivered: at least
+                // once), and the client gets its 503 at once.
+                if let Some(mut job) = tracker.job.lock().unwrap_or_else(|e| e.into_inner()).take()
+                {
+                    job.fail(SinkFailure { sink: KAFKA, code });
+                }
                 tracker.settle(total - i, Err(code), ctx);
                 break;
             }

@@ -118,10 +118,8 @@ fn every_record_is_one_message_with_key_headers_and_route() {
     let edge = consume_all(&brokers, "edge-logs", 1, 6);
     assert_eq!((main.len(), edge.len()), (24, 6));
     for (key, value, headers) in main.iter().chain(&edge) {
-        let original = expected
-            .iter()
-            .find(|r| r.bytes() == value.as_bytes())
-            .expect("value is a record");
+        let original =
+            expected.iter().find(|r| r.bytes() == value.as_bytes()).expect("value is a record");
         assert_eq!(key, original.project_id().unwrap().as_ref());
         assert!(headers.contains(&("drain".into(), "drain-a".into())), "{headers:?}");
         let source = original.source().unwrap().into_owned();

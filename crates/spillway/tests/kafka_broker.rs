@@ -26,6 +26,8 @@ fn tansu() -> Option<PathBuf> {
     match std::env::var_os("SPILLWAY_TANSU") {
         Some(path) => Some(PathBuf::from(path)),
         None => {
+            // CI runs scripts/test, which always sets it: a missing broker there is a failure.
+            assert!(std::env::var_os("CI").is_none(), "SPILLWAY_TANSU must be set in CI");
             eprintln!("SPILLWAY_TANSU is not set: real-broker tests need scripts/test");
             None
         }
@@ -36,18 +38,25 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A tansu broker process, killed on drop.
+/// A tansu broker process, killed on drop. `storage` is relative to `dir` (tansu resolves
+/// `sqlite://` paths against its working directory).
 struct Broker {
     child: Child,
     port: u16,
     binary: PathBuf,
     storage: String,
+    dir: PathBuf,
 }
 
 impl Broker {
     fn start(binary: &Path, port: u16, storage: String) -> Broker {
+        Broker::start_in(binary, port, storage, std::env::temp_dir())
+    }
+
+    fn start_in(binary: &Path, port: u16, storage: String, dir: PathBuf) -> Broker {
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(binary)
+            .current_dir(&dir)
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
             .args(["--storage-engine", &storage])
             .env("RUST_LOG", "warn")
@@ -60,7 +69,7 @@ impl Broker {
             assert!(Instant::now() < deadline, "tansu did not start listening on {port}");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Broker { child, port, binary: binary.to_owned(), storage }
+        Broker { child, port, binary: binary.to_owned(), storage, dir }
     }
 
     fn brokers(&self) -> String {
@@ -74,7 +83,12 @@ impl Broker {
 
     fn restart(&mut self) {
         self.stop();
-        *self = Broker::start(&self.binary.clone(), self.port, self.storage.clone());
+        *self = Broker::start_in(
+            &self.binary.clone(),
+            self.port,
+            self.storage.clone(),
+            self.dir.clone(),
+        );
     }
 }
 
@@ -206,8 +220,8 @@ fn broker_down_at_start_is_503_and_not_ready_until_it_returns() {
 fn broker_restart_under_load_loses_no_acknowledged_record() {
     let Some(tansu) = tansu() else { return };
     let store = tempfile::tempdir().unwrap();
-    let storage = format!("sqlite://{}", store.path().join("tansu.db").display());
-    let mut broker = Broker::start(&tansu, free_port(), storage);
+    let mut broker =
+        Broker::start_in(&tansu, free_port(), "sqlite://tansu.db".into(), store.path().to_owned());
     let app = kafka_app(&broker.brokers(), |c| c.ingest.ack_timeout = Duration::from_secs(10));
     assert!(wait_ready(app.addr, Duration::from_secs(30)));
 
