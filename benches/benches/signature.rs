@@ -17,6 +17,11 @@ fn bench(c: &mut Criterion) {
         b.iter(|| assert!(secret.verifies(&body, signature.as_bytes())))
     });
     group.bench_function("sha1_digest_only", |b| b.iter(|| Sha1::digest(&body)));
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, b"bench-secret");
+    let tag = hex::decode(&signature).unwrap();
+    group.bench_function("ring_hmac_sha1_verify", |b| {
+        b.iter(|| ring::hmac::verify(&key, &body, &tag).unwrap())
+    });
     group.finish();
 }
 

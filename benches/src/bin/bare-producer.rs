@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -63,6 +65,24 @@ fn main() {
             v["projectId"].as_str().unwrap_or_default().to_owned()
         })
         .collect();
+    // The same topic shape Spillway creates (3 partitions), since brokers may not auto-create.
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", &args.brokers).create().expect("admin client");
+    let topic = NewTopic::new(&args.topic, 3, TopicReplication::Fixed(1));
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let created = runtime
+        .block_on(admin.create_topics(
+            [&topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        ))
+        .expect("create topic");
+    for result in created {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => panic!("cannot create topic {name}: {code}"),
+        }
+    }
     let producer: ThreadedProducer<Counts> = ClientConfig::new()
         .set("bootstrap.servers", &args.brokers)
         .set("enable.idempotence", "true")

@@ -67,7 +67,13 @@ fn main() -> ExitCode {
 }
 
 fn serve(config: config::Config) -> anyhow::Result<bool> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // Large deliveries are opened on the blocking pool; that work is CPU-bound, so more threads
+    // than cores would only add memory (an allocator arena each) and contention.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(cores.max(2))
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let app = spillway::App::start(config).await?;
         Ok(app.run(shutdown_signal()).await)
