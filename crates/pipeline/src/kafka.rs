@@ -76,6 +76,8 @@ pub struct KafkaSinkConfig {
     pub batch_bytes: u32,
     /// `queue.buffering.max.messages`: past it, batches are refused with `503`.
     pub queue_max_messages: u32,
+    /// `queue.buffering.max.kbytes`: the producer queue's memory bound, in KiB.
+    pub queue_max_kbytes: u32,
     /// `message.timeout.ms`: how long librdkafka retries a message before failing it.
     pub message_timeout: Duration,
     /// Create missing topics at start-up (and keep trying while the broker is away).
@@ -98,7 +100,8 @@ impl KafkaSinkConfig {
             compression: "lz4".into(),
             linger_ms: 5,
             batch_bytes: 1 << 20,
-            queue_max_messages: 500_000,
+            queue_max_messages: 100_000,
+            queue_max_kbytes: 64 * 1024,
             message_timeout: Duration::from_secs(30),
             create_topics: true,
             partitions: 3,
@@ -126,6 +129,7 @@ impl KafkaSinkConfig {
             .set("linger.ms", self.linger_ms.to_string())
             .set("batch.size", self.batch_bytes.to_string())
             .set("queue.buffering.max.messages", self.queue_max_messages.to_string())
+            .set("queue.buffering.max.kbytes", self.queue_max_kbytes.to_string())
             .set("message.timeout.ms", self.message_timeout.as_millis().to_string())
             .set("statistics.interval.ms", "500")
             .set("reconnect.backoff.max.ms", "1000");

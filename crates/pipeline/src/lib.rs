@@ -54,8 +54,8 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
-            max_in_flight_batches: 256,
-            max_in_flight_bytes: 512 << 20,
+            max_in_flight_batches: 128,
+            max_in_flight_bytes: 128 << 20,
             max_group_batches: 64,
             tick: Duration::from_millis(100),
         }

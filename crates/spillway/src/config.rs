@@ -113,6 +113,7 @@ pub struct RawKafkaSink {
     pub linger_ms: Option<u64>,
     pub batch_bytes: Option<u64>,
     pub queue_max_messages: Option<u64>,
+    pub queue_max_kbytes: Option<u64>,
     pub message_timeout_ms: Option<u64>,
     pub create_topics: Option<bool>,
     pub partitions: Option<u64>,
@@ -298,14 +299,14 @@ impl RawConfig {
             max_in_flight_batches: limit(
                 "pipeline.max_in_flight_batches",
                 p.max_in_flight_batches,
-                256,
+                128,
                 1,
                 1 << 16,
             ) as usize,
             max_in_flight_bytes: limit(
                 "pipeline.max_in_flight_bytes",
                 p.max_in_flight_bytes,
-                512 << 20,
+                128 << 20,
                 1 << 20,
                 64 * GIB,
             ) as usize,
@@ -426,7 +427,9 @@ fn kafka_sink_config(raw: &RawKafkaSink, problems: &mut Vec<String>) -> KafkaSin
     c.linger_ms = bounded("linger_ms", raw.linger_ms, 5, 0, 60_000) as u32;
     c.batch_bytes = bounded("batch_bytes", raw.batch_bytes, 1 << 20, 1, i32::MAX as u64) as u32;
     c.queue_max_messages =
-        bounded("queue_max_messages", raw.queue_max_messages, 500_000, 1, 10_000_000) as u32;
+        bounded("queue_max_messages", raw.queue_max_messages, 100_000, 1, 10_000_000) as u32;
+    c.queue_max_kbytes =
+        bounded("queue_max_kbytes", raw.queue_max_kbytes, 64 * 1024, 1024, 16 * 1024 * 1024) as u32;
     c.message_timeout = Duration::from_millis(bounded(
         "message_timeout_ms",
         raw.message_timeout_ms,
