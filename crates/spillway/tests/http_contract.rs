@@ -225,14 +225,7 @@ fn body_over_the_cap_is_413_whether_declared_or_streamed() {
 fn gzip_body_inflating_over_the_cap_is_413() {
     let app = TestApp::start(|c| c.ingest.max_inflated_bytes = 64 * 1024);
     let bomb = gzip(&vec![b' '; 8 << 20]);
-    let sig = sign(&bomb);
-    let reply = send(
-        app.addr,
-        "POST",
-        "/vercel/logs",
-        &[("x-vercel-signature", &sig), ("content-encoding", "gzip")],
-        &bomb,
-    );
+    let reply = deliver_encoded(app.addr, &bomb, "gzip");
     assert_eq!(reply.status, 413);
     assert_eq!(reply.error_code(), "inflated_body_too_large");
 }
@@ -241,14 +234,7 @@ fn gzip_body_inflating_over_the_cap_is_413() {
 fn unsupported_content_encoding_is_415() {
     let app = TestApp::start(|_| {});
     let body = fixture("logs.ndjson");
-    let sig = sign(&body);
-    let reply = send(
-        app.addr,
-        "POST",
-        "/vercel/logs",
-        &[("x-vercel-signature", &sig), ("content-encoding", "br")],
-        &body,
-    );
+    let reply = deliver_encoded(app.addr, &body, "br");
     assert_eq!(reply.status, 415);
     assert_eq!(reply.error_code(), "unsupported_encoding");
 }
@@ -260,14 +246,7 @@ fn corrupt_gzip_is_400() {
     let n = body.len();
     body[n / 2] ^= 0x55;
     body[n - 6] ^= 0x55;
-    let sig = sign(&body);
-    let reply = send(
-        app.addr,
-        "POST",
-        "/vercel/logs",
-        &[("x-vercel-signature", &sig), ("content-encoding", "gzip")],
-        &body,
-    );
+    let reply = deliver_encoded(app.addr, &body, "gzip");
     assert_eq!(reply.status, 400);
     assert_eq!(reply.error_code(), "corrupt_gzip");
 }
@@ -443,14 +422,7 @@ fn large_deliveries_plain_and_gzip_are_stored_whole() {
     let other = spillway_benches::Corpus::new(4, 3000).ndjson();
     let packed = gzip(&other);
     assert!(packed.len() > 32 * 1024, "{} bytes", packed.len());
-    let sig = sign(&packed);
-    let reply = send(
-        app.addr,
-        "POST",
-        "/vercel/logs",
-        &[("x-vercel-signature", &sig), ("content-encoding", "gzip")],
-        &packed,
-    );
+    let reply = deliver_encoded(app.addr, &packed, "gzip");
     assert_eq!(reply.json()["accepted"], 3000);
     let stored = lines_in(&app.dir("logs"));
     assert_eq!(stored.len(), 6000);

@@ -234,6 +234,24 @@ fn trim(input: &[u8], mut start: usize, mut end: usize) -> (usize, usize) {
     (start, end)
 }
 
+/// The non-blank lines of `input[1..]`: each line's bounds with surrounding whitespace trimmed,
+/// and where its newline sits (the input's end for a last line without one).
+fn lines(input: &[u8]) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+    let mut line_start = 1;
+    std::iter::from_fn(move || {
+        while line_start < input.len() {
+            let line_end =
+                memchr::memchr(b'\n', &input[line_start..]).map_or(input.len(), |i| line_start + i);
+            let (start, end) = trim(input, line_start, line_end);
+            line_start = line_end + 1;
+            if start < end {
+                return Some((start, end, line_end));
+            }
+        }
+        None
+    })
+}
+
 /// Classifies one record whose structurals are `k..lim` and bytes `start..end`: accepted with
 /// its fields, or rejected with a reason.
 fn classify(w: &mut Walker<'_>, k: usize, lim: usize, end: usize) -> Result<Fields, RejectReason> {
@@ -255,15 +273,7 @@ fn ndjson(input: &[u8], idx: &[u32], out: &mut Output) {
     while k < idx.len() && idx[k] == 0 {
         k += 1;
     }
-    let mut line_start = 1;
-    while line_start < input.len() {
-        let line_end =
-            memchr::memchr(b'\n', &input[line_start..]).map_or(input.len(), |i| line_start + i);
-        let (start, end) = trim(input, line_start, line_end);
-        line_start = line_end + 1;
-        if start == end {
-            continue;
-        }
+    for (start, end, line_end) in lines(input) {
         let first = k;
         while k < idx.len() && (idx[k] as usize) < end {
             k += 1;
@@ -381,15 +391,8 @@ fn accept_element(
 
 /// The slow path for NDJSON whose body failed stage 1: each line through stage 1 alone.
 fn ndjson_line_by_line(input: &[u8], out: &mut Output) {
-    let mut line_start = 1;
-    while line_start < input.len() {
-        let line_end =
-            memchr::memchr(b'\n', &input[line_start..]).map_or(input.len(), |i| line_start + i);
-        let (start, end) = trim(input, line_start, line_end);
-        line_start = line_end + 1;
-        if start < end {
-            one_value(input, start, end, out);
-        }
+    for (start, end, _) in lines(input) {
+        one_value(input, start, end, out);
     }
 }
 
