@@ -104,11 +104,11 @@ fn recover(dir: &Path, prefix: &str) -> io::Result<usize> {
         if !(name.starts_with(prefix) && name.ends_with(OPEN_SUFFIX)) {
             continue;
         }
-        let data = fs::read(&path)?;
-        let keep = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        let file = OpenOptions::new().write(true).open(&path)?;
-        if keep < data.len() {
-            file.set_len(keep as u64)?;
+        let mut file = OpenOptions::new().read(true).write(true).open(&path)?;
+        let len = file.metadata()?.len();
+        let keep = end_of_last_line(&mut file, len)?;
+        if keep < len {
+            file.set_len(keep)?;
         }
         file.sync_all()?;
         let done = path
@@ -122,6 +122,25 @@ fn recover(dir: &Path, prefix: &str) -> io::Result<usize> {
     }
     sync_dir(dir)?;
     Ok(recovered)
+}
+
+/// Where the last complete line of a file of `len` bytes ends, reading backwards from the end
+/// in bounded chunks (files can be large; only their tail matters).
+fn end_of_last_line(file: &mut File, len: u64) -> io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut end = len;
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let part = &mut chunk[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(part)?;
+        if let Some(i) = part.iter().rposition(|b| *b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 impl RotatingFile {

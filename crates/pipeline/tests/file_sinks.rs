@@ -154,11 +154,28 @@ fn files_left_open_by_a_crash_are_completed_without_their_partial_line() {
     )
     .unwrap();
     std::fs::write(logs.join("records-1700000000001-000002.ndjson.open"), "{\"id\":\"par").unwrap();
+    // A long file whose last line is cut: only its tail is read to find where to cut.
+    let long: String = (0..20_000).map(|i| format!("{{\"id\":\"{i}\"}}\n")).collect();
+    std::fs::write(
+        logs.join("records-1700000000002-000003.ndjson.open"),
+        format!("{long}{{\"id\":\"cu"),
+    )
+    .unwrap();
     let (pipeline, workers) =
         start(root.path(), FileSinkConfig::new(&logs), PipelineConfig::default());
     assert_eq!(files(&logs, ".open"), Vec::<String>::new());
-    assert_eq!(files(&logs, ".ndjson"), vec!["records-1700000000000-000001.ndjson"]);
-    assert_eq!(read_all(&logs, ".ndjson"), "{\"id\":\"a\"}\n");
+    assert_eq!(
+        files(&logs, ".ndjson"),
+        vec!["records-1700000000000-000001.ndjson", "records-1700000000002-000003.ndjson"]
+    );
+    assert_eq!(
+        std::fs::read_to_string(logs.join("records-1700000000000-000001.ndjson")).unwrap(),
+        "{\"id\":\"a\"}\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(logs.join("records-1700000000002-000003.ndjson")).unwrap(),
+        long
+    );
     drop(pipeline);
     workers.join(Duration::from_secs(5));
 }
