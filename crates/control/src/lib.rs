@@ -1,6 +1,32 @@
-//! Spillway's control plane (not built yet): the Vercel REST API client, the integration install
-//! flow and drain management.
+//! Spillway's control plane: a typed client of the Vercel REST API (PROTOCOL.md §4) for the
+//! integration install flow and drain management.
 //!
-//! Its place in the design is fixed already: it talks to Vercel's API and to the drain registry
-//! the ingest edge reads, and it never touches records. See ARCHITECTURE.md.
+//! [`VercelClient`] scopes every request to the configured team (`?teamId=`), retries `429`s
+//! within a configured bound (honouring `Retry-After`, else `X-RateLimit-Reset`), and maps
+//! Vercel's `{"error":{"code","message"}}` to [`ControlError`], with a variant of its own for a
+//! disabled installation. Tokens and secrets are [`Secret`]s, which never show in `Debug` or in
+//! an error message. It never touches records. See ARCHITECTURE.md.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), control::ControlError> {
+//! use control::{ClientConfig, Secret, VercelClient};
+//!
+//! let client = VercelClient::new(ClientConfig {
+//!     token: Some(Secret::new("…")),
+//!     team_id: Some("team_123".to_owned()),
+//!     ..ClientConfig::default()
+//! })?;
+//! let drains = client.list_all_drains(None, 100, 10).await?;
+//! # let _ = drains; Ok(())
+//! # }
+//! ```
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+
+mod client;
+mod error;
+pub mod model;
+mod secret;
+
+pub use client::{ClientConfig, ListDrains, VercelClient, DEFAULT_BASE_URL};
+pub use error::ControlError;
+pub use secret::Secret;

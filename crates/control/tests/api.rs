@@ -1,0 +1,486 @@
+//! The client against the Vercel API simulator over real HTTP on 127.0.0.1: drains, team
+//! scoping, the OAuth install flow, disabled installations, rate limits, test deliveries and
+//! secret hygiene.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use control::model::{
+    log_schemas, CreateDrain, DeliveryRequest, DrainStatus, Encoding, EnvTarget, EnvType, EnvVar,
+    ExchangeCode, TestDrain, UpdateDrain,
+};
+use control::{ClientConfig, ControlError, ListDrains, Secret, VercelClient};
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use sha1::Sha1;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use vercel_sim::{RateLimitHint, Simulator};
+
+struct Setup {
+    sim: Simulator,
+    base: String,
+}
+
+async fn setup() -> Setup {
+    let (addr, sim) = Simulator::start().await.expect("simulator starts");
+    Setup { sim, base: format!("http://{addr}") }
+}
+
+impl Setup {
+    fn client_with(&self, token: &str, team_id: Option<&str>, max_retries: u32) -> VercelClient {
+        VercelClient::new(ClientConfig {
+            base_url: self.base.clone(),
+            token: Some(Secret::new(token)),
+            team_id: team_id.map(str::to_owned),
+            request_timeout: Duration::from_secs(10),
+            max_retries,
+            max_retry_wait: Duration::from_secs(10),
+        })
+        .expect("client builds")
+    }
+
+    fn user(&self) -> VercelClient {
+        self.client_with(&self.sim.config().user_token, None, 3)
+    }
+
+    fn team(&self) -> VercelClient {
+        let config = self.sim.config();
+        self.client_with(&config.team_token, Some(&config.team_id), 3)
+    }
+
+    fn exchange(&self, code: &str) -> ExchangeCode {
+        let config = self.sim.config();
+        ExchangeCode {
+            client_id: config.client_id,
+            client_secret: Secret::new(config.client_secret),
+            code: Secret::new(code),
+            redirect_uri: "http://127.0.0.1/install/callback".to_owned(),
+        }
+    }
+
+    /// Installs the integration for `team` and returns a client for the installation's token.
+    async fn install(&self, configuration_id: &str, team: Option<&str>) -> VercelClient {
+        let code = self.sim.issue_code(configuration_id, team);
+        let token = self.user().exchange_code(&self.exchange(&code)).await.expect("exchange");
+        self.user().with_token(token.access_token, token.team_id)
+    }
+}
+
+fn drain(name: &str, endpoint: &str) -> CreateDrain {
+    CreateDrain {
+        name: name.to_owned(),
+        projects: None,
+        project_ids: vec!["prj_a".to_owned()],
+        schemas: log_schemas(),
+        delivery: DeliveryRequest::http(endpoint, Encoding::Ndjson),
+        sampling: None,
+        filter: None,
+    }
+}
+
+fn api_error(err: &ControlError) -> (u16, &str) {
+    match err {
+        ControlError::Api { status, code, .. } => (*status, code.as_str()),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn drains_create_get_update_delete_round_trip() {
+    let s = setup().await;
+    let client = s.user();
+    let mut request = drain("logs", "https://logs.example.com/vercel");
+    request.delivery.secret = Some(Secret::new("drain-secret"));
+    let created = client.create_drain(&request).await.unwrap();
+    assert!(created.id.starts_with("drn_"), "{}", created.id);
+    assert_eq!(created.name.as_deref(), Some("logs"));
+    assert_eq!(created.status, Some(DrainStatus::Enabled));
+    assert_eq!(created.project_ids, ["prj_a"]);
+    let delivery = created.delivery.clone().unwrap();
+    assert_eq!(delivery.encoding, Some(Encoding::Ndjson));
+    assert_eq!(s.sim.drain_signing_secret(&created.id).as_deref(), Some("drain-secret"));
+
+    assert_eq!(client.get_drain(&created.id).await.unwrap(), created);
+
+    let update = UpdateDrain {
+        name: Some("renamed".to_owned()),
+        status: Some(DrainStatus::Disabled),
+        delivery: Some(DeliveryRequest::http("https://other.example.com/in", Encoding::Json)),
+        ..UpdateDrain::default()
+    };
+    let updated = client.update_drain(&created.id, &update).await.unwrap();
+    assert_eq!(updated.name.as_deref(), Some("renamed"));
+    assert_eq!(updated.status, Some(DrainStatus::Disabled));
+    let delivery = updated.delivery.unwrap();
+    assert_eq!(delivery.endpoint.as_deref(), Some("https://other.example.com/in"));
+    assert_eq!(delivery.encoding, Some(Encoding::Json));
+    assert_eq!(client.get_drain(&created.id).await.unwrap().name.as_deref(), Some("renamed"));
+
+    client.delete_drain(&created.id).await.unwrap();
+    let gone = client.get_drain(&created.id).await.unwrap_err();
+    assert_eq!(api_error(&gone), (404, "not_found"));
+    assert_eq!(gone.status(), Some(404));
+}
+
+#[tokio::test]
+async fn list_all_drains_follows_pagination_across_pages() {
+    let s = setup().await;
+    let client = s.user();
+    let mut created = Vec::new();
+    for i in 0..5 {
+        created.push(
+            client.create_drain(&drain(&format!("d{i}"), "https://x.test/")).await.unwrap().id,
+        );
+    }
+    // Someone else's drain must not show up.
+    s.team().create_drain(&drain("team", "https://x.test/")).await.unwrap();
+
+    let two = ListDrains { limit: Some(2), ..ListDrains::default() };
+    let first = client.list_drains(&two).await.unwrap();
+    assert_eq!(first.drains.len(), 2);
+    assert!(first.pagination.unwrap().next.is_some());
+
+    let before = s.sim.request_count();
+    let all = client.list_all_drains(None, 2, 10).await.unwrap();
+    assert_eq!(s.sim.request_count() - before, 3, "5 drains in pages of 2");
+    let ids: Vec<String> = all.iter().map(|d| d.id.clone()).collect();
+    created.reverse(); // newest first
+    assert_eq!(ids, created);
+
+    let bounded = client.list_all_drains(None, 2, 2).await.unwrap_err();
+    assert!(matches!(bounded, ControlError::TooManyPages { max_pages: 2 }), "{bounded:?}");
+
+    let none = client.list_all_drains(Some("prj_other"), 2, 10).await.unwrap();
+    assert!(none.is_empty());
+    let over = ListDrains { limit: Some(101), ..ListDrains::default() };
+    assert_eq!(api_error(&client.list_drains(&over).await.unwrap_err()), (400, "bad_request"));
+}
+
+#[tokio::test]
+async fn team_token_needs_its_team_id_on_every_request() {
+    let s = setup().await;
+    let config = s.sim.config();
+    let without = s.client_with(&config.team_token, None, 3);
+    let err = without.create_drain(&drain("d", "https://x.test/")).await.unwrap_err();
+    assert_eq!(api_error(&err), (403, "forbidden"));
+    let err = without.verify_endpoint().await.unwrap_err();
+    assert_eq!(api_error(&err), (403, "forbidden"));
+    let wrong = s.client_with(&config.team_token, Some("team_other"), 3);
+    assert_eq!(api_error(&wrong.list_drains(&ListDrains::default()).await.unwrap_err()).0, 403);
+
+    let with = s.team();
+    let created = with.create_drain(&drain("d", "https://x.test/")).await.unwrap();
+    assert_eq!(created.team_id.as_deref(), Some(config.team_id.as_str()));
+    assert_eq!(with.get_drain(&created.id).await.unwrap().id, created.id);
+    assert_eq!(with.verify_endpoint().await.unwrap().verification_code, config.verification_code);
+    // The user's personal scope does not see the team's drain.
+    assert_eq!(api_error(&s.user().get_drain(&created.id).await.unwrap_err()).0, 404);
+}
+
+#[tokio::test]
+async fn code_exchange_succeeds_once_and_not_after_thirty_minutes() {
+    let s = setup().await;
+    let config = s.sim.config();
+    let code = s.sim.issue_code("icfg_team", Some(&config.team_id));
+    let exchange = s.exchange(&code);
+    let token = s.user().exchange_code(&exchange).await.unwrap();
+    assert_eq!(token.token_type, "Bearer");
+    assert_eq!(token.installation_id, "icfg_team");
+    assert_eq!(token.user_id, config.user_id);
+    assert_eq!(token.team_id.as_deref(), Some(config.team_id.as_str()));
+    assert!(!format!("{token:?}").contains(token.access_token.expose()));
+
+    let installation = s.user().with_token(token.access_token.clone(), token.team_id.clone());
+    let cfg = installation.get_configuration("icfg_team").await.unwrap();
+    assert_eq!(cfg.id, "icfg_team");
+    assert_eq!(cfg.team_id.as_deref(), Some(config.team_id.as_str()));
+    assert!(cfg.disabled_at.is_none());
+
+    let reused = s.user().exchange_code(&exchange).await.unwrap_err();
+    assert_eq!(api_error(&reused), (400, "invalid_grant"));
+
+    let late = s.sim.issue_code("icfg_late", None);
+    s.sim.advance_clock(Duration::from_secs(31 * 60));
+    let expired = s.user().exchange_code(&s.exchange(&late)).await.unwrap_err();
+    assert_eq!(api_error(&expired), (400, "invalid_grant"));
+
+    let fresh = s.sim.issue_code("icfg_late", None);
+    s.sim.advance_clock(Duration::from_secs(29 * 60));
+    let mut bad_secret = s.exchange(&fresh);
+    bad_secret.client_secret = Secret::new("wrong-client-secret");
+    let err = s.user().exchange_code(&bad_secret).await.unwrap_err();
+    assert_eq!(api_error(&err), (400, "invalid_client"));
+    assert!(!err.to_string().contains("wrong-client-secret"));
+    // Still within 30 minutes and not used by the failed attempt.
+    assert!(s.user().exchange_code(&s.exchange(&fresh)).await.is_ok());
+}
+
+#[tokio::test]
+async fn integration_drains_report_the_integration_secret() {
+    let s = setup().await;
+    let installation = s.install("icfg_user", None).await;
+    let mut request = drain("int", "https://x.test/");
+    request.delivery.secret = Some(Secret::new("ignored"));
+    let created = installation.create_drain(&request).await.unwrap();
+    let secret = created.delivery.unwrap().secret.unwrap();
+    assert!(secret.is_integration_secret(), "{secret:?}");
+    let source = created.source.unwrap();
+    assert_eq!(source.kind, "integration");
+    assert_eq!(source.integration_configuration_id.as_deref(), Some("icfg_user"));
+    assert_eq!(s.sim.drain_signing_secret(&created.id), Some(s.sim.config().client_secret));
+}
+
+#[tokio::test]
+async fn disabled_installation_is_a_typed_error_made_in_one_request() {
+    let s = setup().await;
+    let team = s.sim.config().team_id;
+    let installation = s.install("icfg_disabled", Some(&team)).await;
+    installation.list_drains(&ListDrains::default()).await.unwrap();
+    assert!(s.sim.disable_configuration("icfg_disabled"));
+
+    let before = s.sim.request_count();
+    let err = installation.list_drains(&ListDrains::default()).await.unwrap_err();
+    assert_eq!(s.sim.request_count() - before, 1, "a disabled installation is never retried");
+    assert!(matches!(err, ControlError::InstallationDisabled { .. }), "{err:?}");
+    assert_eq!(err.status(), Some(403));
+    assert_eq!(err.code(), Some("integration_configuration_disabled"));
+
+    // The owner's own token still reads the configuration and sees it disabled.
+    let cfg = s.team().get_configuration("icfg_disabled").await.unwrap();
+    assert!(cfg.disabled_at.is_some());
+    assert!(cfg.disabled_reason.is_some());
+}
+
+#[tokio::test]
+async fn deleting_a_configuration_revokes_its_token() {
+    let s = setup().await;
+    let installation = s.install("icfg_gone", None).await;
+    installation.delete_configuration("icfg_gone").await.unwrap();
+    let err = installation.verify_endpoint().await.unwrap_err();
+    assert_eq!(api_error(&err), (403, "forbidden"));
+    let err = s.user().get_configuration("icfg_gone").await.unwrap_err();
+    assert_eq!(api_error(&err), (404, "not_found"));
+}
+
+#[tokio::test]
+async fn rate_limit_is_retried_after_retry_after() {
+    let s = setup().await;
+    let client = s.user();
+    // Two seconds: longer than the client's own first back-off (one second), so passing
+    // shows the header was read.
+    s.sim.fail_next_requests(1, RateLimitHint::RetryAfter(2));
+    let before = s.sim.request_count();
+    let started = Instant::now();
+    client.verify_endpoint().await.unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(2), "waited {:?}", started.elapsed());
+    assert_eq!(s.sim.request_count() - before, 2);
+}
+
+#[tokio::test]
+async fn rate_limit_without_retry_after_waits_for_the_reset_time() {
+    let s = setup().await;
+    let client = s.user();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    // Three seconds ahead of the whole second we are in: more than two seconds from now, and
+    // longer than the client's own first back-off (one second).
+    s.sim.fail_next_requests(1, RateLimitHint::ResetAt(now + 3));
+    let before = s.sim.request_count();
+    let started = Instant::now();
+    client.list_drains(&ListDrains::default()).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(2), "waited {:?}", started.elapsed());
+    assert_eq!(s.sim.request_count() - before, 2);
+}
+
+#[tokio::test]
+async fn rate_limit_wait_is_capped() {
+    let s = setup().await;
+    let client = VercelClient::new(ClientConfig {
+        base_url: s.base.clone(),
+        token: Some(Secret::new(s.sim.config().user_token)),
+        max_retry_wait: Duration::from_millis(50),
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    s.sim.fail_next_requests(2, RateLimitHint::RetryAfter(3600));
+    let started = Instant::now();
+    client.verify_endpoint().await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(30), "waited {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn rate_limit_gives_up_after_max_retries() {
+    let s = setup().await;
+    let client = s.client_with(&s.sim.config().user_token, None, 2);
+    s.sim.fail_next_requests(10, RateLimitHint::RetryAfter(0));
+    let before = s.sim.request_count();
+    let err = client.verify_endpoint().await.unwrap_err();
+    assert_eq!(s.sim.request_count() - before, 3, "one request and two retries");
+    match &err {
+        ControlError::RateLimited { code, attempts, retry_after } => {
+            assert_eq!(code, "rate_limited");
+            assert_eq!(*attempts, 3);
+            assert_eq!(*retry_after, Some(Duration::ZERO));
+        }
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+    assert_eq!(err.status(), Some(429));
+}
+
+#[tokio::test]
+async fn env_vars_are_upserted_and_bad_ones_reported() {
+    let s = setup().await;
+    let client = s.team();
+    let var = |key: &str, kind| EnvVar {
+        key: key.to_owned(),
+        value: Secret::new("v"),
+        kind,
+        target: vec![EnvTarget::Production, EnvTarget::Preview],
+    };
+    let first = client.upsert_env("prj_a", &[var("DRAIN_SECRET", EnvType::Sensitive)]).await;
+    let first = first.unwrap();
+    assert_eq!(first.created.len(), 1);
+    assert_eq!(first.created[0].key, "DRAIN_SECRET");
+    assert!(first.failed.is_empty());
+    let again = client
+        .upsert_env("prj_a", &[var("DRAIN_SECRET", EnvType::Encrypted), var("X", EnvType::Unknown)])
+        .await
+        .unwrap();
+    assert_eq!(again.created.len(), 1, "upsert overwrites the existing key");
+    assert_eq!(again.created[0].kind, Some(EnvType::Encrypted));
+    assert_eq!(again.failed.len(), 1);
+    assert_eq!(again.failed[0].error.key.as_deref(), Some("X"));
+}
+
+/// A drain endpoint on 127.0.0.1 that answers 200 only to a valid `x-vercel-signature` for
+/// `secret` (403 otherwise) and hands every body it receives to the test.
+struct Receiver {
+    url: String,
+    bodies: mpsc::Receiver<(bool, Bytes)>,
+    server: JoinHandle<()>,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+fn signature_ok(secret: &[u8], body: &[u8], header: Option<&str>) -> bool {
+    let Some(Ok(given)) = header.map(hex::decode) else { return false };
+    let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(secret).unwrap();
+    mac.update(body);
+    mac.verify_slice(&given).is_ok()
+}
+
+async fn receiver(secret: &'static str) -> Receiver {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let (tx, bodies) = mpsc::channel(16);
+    let server = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let tx = tx.clone();
+            connections.spawn(async move {
+                let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                    let tx = tx.clone();
+                    async move {
+                        let header = request
+                            .headers()
+                            .get("x-vercel-signature")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
+                        let body = request.into_body().collect().await.unwrap().to_bytes();
+                        let ok = signature_ok(secret.as_bytes(), &body, header.as_deref());
+                        tx.send((ok, body)).await.unwrap();
+                        let mut response = hyper::Response::new(Full::new(Bytes::new()));
+                        if !ok {
+                            *response.status_mut() = hyper::StatusCode::FORBIDDEN;
+                        }
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+                let io = TokioIo::new(stream);
+                let _ =
+                    hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+            });
+        }
+    });
+    Receiver { url: format!("http://{addr}/vercel/logs"), bodies, server }
+}
+
+#[tokio::test]
+async fn drain_test_delivers_a_signed_sample_batch() {
+    let s = setup().await;
+    let mut endpoint = receiver("test-secret").await;
+    let client = s.team();
+    let mut delivery = DeliveryRequest::http(&endpoint.url, Encoding::Ndjson);
+    delivery.secret = Some(Secret::new("test-secret"));
+    let result = client.test_drain(&TestDrain { schemas: log_schemas(), delivery }).await.unwrap();
+    assert!(result.is_ok(), "{result:?}");
+    let (signed, body) = endpoint.bodies.recv().await.unwrap();
+    assert!(signed, "the receiver verified the signature");
+    let text = std::str::from_utf8(&body).unwrap();
+    assert_eq!(text.lines().count(), 2);
+    for line in text.lines() {
+        let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(entry["message"].as_str().unwrap().starts_with("SAMPLE MESSAGE:"), "{entry}");
+    }
+
+    // Signed with another secret: the receiver refuses and the API reports it.
+    let mut delivery = DeliveryRequest::http(&endpoint.url, Encoding::Json);
+    delivery.secret = Some(Secret::new("not-the-secret"));
+    let result = client.test_drain(&TestDrain { schemas: log_schemas(), delivery }).await.unwrap();
+    assert_eq!(result.status, Some(403));
+    assert_eq!(result.endpoint.as_deref(), Some(endpoint.url.as_str()));
+    let (signed, body) = endpoint.bodies.recv().await.unwrap();
+    assert!(!signed);
+    assert_eq!(serde_json::from_slice::<Vec<serde_json::Value>>(&body).unwrap().len(), 2);
+
+    // Nothing leaves the machine.
+    let delivery = DeliveryRequest::http("http://example.com/logs", Encoding::Json);
+    let err = client.test_drain(&TestDrain { schemas: log_schemas(), delivery }).await;
+    assert_eq!(api_error(&err.unwrap_err()), (400, "bad_request"));
+}
+
+#[tokio::test]
+async fn integration_test_delivery_is_signed_with_the_client_secret() {
+    let s = setup().await;
+    let mut endpoint = receiver("sim_client_secret").await;
+    assert_eq!(s.sim.config().client_secret, "sim_client_secret");
+    let installation = s.install("icfg_signed", None).await;
+    let delivery = DeliveryRequest::http(&endpoint.url, Encoding::Json);
+    let result = installation.test_drain(&TestDrain { schemas: log_schemas(), delivery }).await;
+    assert!(result.unwrap().is_ok());
+    assert!(endpoint.bodies.recv().await.unwrap().0);
+}
+
+#[tokio::test]
+async fn tokens_never_show_in_debug_or_errors() {
+    let s = setup().await;
+    let token = s.sim.config().team_token;
+    let client = s.client_with(&token, None, 0);
+    let debug = format!("{client:?}");
+    assert!(!debug.contains(&token), "{debug}");
+    assert!(debug.contains("<redacted>"), "{debug}");
+    let err = client.verify_endpoint().await.unwrap_err();
+    for text in [err.to_string(), format!("{err:?}")] {
+        assert!(!text.contains(&token), "{text}");
+    }
+    let unreachable = VercelClient::new(ClientConfig {
+        base_url: "http://127.0.0.1:1".to_owned(),
+        token: Some(Secret::new("tok_unreachable")),
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    let err = unreachable.verify_endpoint().await.unwrap_err();
+    assert!(matches!(err, ControlError::Transport(_)), "{err:?}");
+    for text in [err.to_string(), format!("{err:?}")] {
+        assert!(!text.contains("tok_unreachable"), "{text}");
+    }
+}

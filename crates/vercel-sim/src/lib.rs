@@ -1,0 +1,253 @@
+//! A local, in-memory simulator of the parts of Vercel's REST API that Spillway's control plane
+//! speaks (PROTOCOL.md §4): drains, endpoint verification, the OAuth code exchange, integration
+//! configurations, project environment variables, team scoping and rate limits.
+//!
+//! It is a real HTTP/1.1 server (hyper) so that the client is tested over real sockets, and it
+//! has test-support methods to drive what a test cannot reach through the API: minting one-time
+//! OAuth codes, advancing the clock, disabling an installation, forcing `429`s, sending signed
+//! webhooks, and counting requests.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! let (addr, sim) = vercel_sim::Simulator::start().await?;
+//! let code = sim.issue_code("icfg_1", None);
+//! // point the client at format!("http://{addr}") and exchange `code` ...
+//! # let _ = (addr, code); Ok(())
+//! # }
+//! ```
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+
+mod api;
+mod deliver;
+mod state;
+mod wire;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+pub use deliver::{sign, DeliveryError};
+
+use crate::state::{Code, Configuration, State};
+
+/// The fixed identities of a simulator. Every field is public so tests can pick their own.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// A personal token: no team, so requests must not carry `teamId`.
+    pub user_token: String,
+    /// A token scoped to `team_id`: every request must carry `?teamId=<team_id>`.
+    pub team_token: String,
+    /// The user both tokens belong to.
+    pub user_id: String,
+    /// The team of `team_token` (`team_…`).
+    pub team_id: String,
+    /// The integration's OAuth client id.
+    pub client_id: String,
+    /// The integration's OAuth client secret; also signs webhooks and integration drains.
+    pub client_secret: String,
+    /// What `GET /v1/verify-endpoint` answers.
+    pub verification_code: String,
+}
+
+impl Default for SimConfig {
+    fn default() -> SimConfig {
+        SimConfig {
+            user_token: "sim_user_token".to_owned(),
+            team_token: "sim_team_token".to_owned(),
+            user_id: "user_sim".to_owned(),
+            team_id: "team_sim".to_owned(),
+            client_id: "oac_sim".to_owned(),
+            client_secret: "sim_client_secret".to_owned(),
+            verification_code: "sim_verification_code".to_owned(),
+        }
+    }
+}
+
+/// What a forced `429` tells the client about when to come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitHint {
+    /// `Retry-After: <seconds>` (and the usual rate-limit headers).
+    RetryAfter(u64),
+    /// No `Retry-After`; `X-RateLimit-Reset: <epoch seconds>`.
+    ResetAt(u64),
+    /// Neither hint: `X-RateLimit-Reset` is the current window's end as usual.
+    None,
+}
+
+/// A running simulator. Dropping it stops the server and closes its connections.
+#[derive(Debug)]
+pub struct Simulator {
+    shared: Arc<Mutex<State>>,
+    server: JoinHandle<()>,
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl Simulator {
+    /// Starts a simulator with the default identities on `127.0.0.1:0`.
+    pub async fn start() -> std::io::Result<(SocketAddr, Simulator)> {
+        Simulator::start_with(SimConfig::default(), "127.0.0.1:0".parse().expect("valid")).await
+    }
+
+    /// Starts a simulator with `config`, listening on `addr`.
+    pub async fn start_with(
+        config: SimConfig,
+        addr: SocketAddr,
+    ) -> std::io::Result<(SocketAddr, Simulator)> {
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let shared = Arc::new(Mutex::new(State::new(config)));
+        let server = tokio::spawn(serve(listener, Arc::clone(&shared)));
+        Ok((local, Simulator { shared, server }))
+    }
+
+    /// Runs until the server task ends (it does not end by itself; for the binary).
+    pub async fn wait(mut self) {
+        let _ = (&mut self.server).await;
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.shared)
+    }
+
+    /// The identities this simulator was started with.
+    pub fn config(&self) -> SimConfig {
+        self.state().config.clone()
+    }
+
+    /// Mints a one-time OAuth code for installation `configuration_id` (created on first use),
+    /// valid for 30 minutes of simulated time. `team_id` makes it a team installation.
+    pub fn issue_code(&self, configuration_id: &str, team_id: Option<&str>) -> String {
+        let mut state = self.state();
+        let now = state.now_ms();
+        let user_id = state.config.user_id.clone();
+        state.configurations.entry(configuration_id.to_owned()).or_insert_with(|| Configuration {
+            id: configuration_id.to_owned(),
+            user_id,
+            team_id: team_id.map(str::to_owned),
+            created_at_ms: now,
+            disabled_at_ms: None,
+        });
+        let code = state.id("code");
+        state.codes.insert(
+            code.clone(),
+            Code {
+                configuration_id: configuration_id.to_owned(),
+                team_id: team_id.map(str::to_owned),
+                issued_at_ms: now,
+                used: false,
+            },
+        );
+        code
+    }
+
+    /// Moves the simulated clock forward (expires codes, moves rate-limit windows).
+    pub fn advance_clock(&self, by: Duration) {
+        self.state().clock_offset += by;
+    }
+
+    /// Marks installation `configuration_id` disabled: every call with one of its tokens then
+    /// answers `403 integration_configuration_disabled`. Returns whether it exists.
+    pub fn disable_configuration(&self, configuration_id: &str) -> bool {
+        let mut state = self.state();
+        let now = state.now_ms();
+        match state.configurations.get_mut(configuration_id) {
+            Some(configuration) => {
+                configuration.disabled_at_ms = Some(now);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Makes the next `n` requests (whatever they are) answer `429 rate_limited` with `hint`.
+    pub fn fail_next_requests(&self, n: u32, hint: RateLimitHint) {
+        let mut state = self.state();
+        state.forced_429 = n;
+        state.forced_hint = hint;
+    }
+
+    /// How many requests the simulator has received, `429`s included.
+    pub fn request_count(&self) -> u64 {
+        self.state().requests
+    }
+
+    /// The secret a drain's deliveries are signed with (its own, or the integration's client
+    /// secret for a drain an integration created), if the drain exists.
+    pub fn drain_signing_secret(&self, drain_id: &str) -> Option<String> {
+        let state = self.state();
+        let drain = state.drains.get(drain_id)?;
+        match &drain.json["delivery"]["secret"] {
+            serde_json::Value::String(secret) => Some(secret.clone()),
+            _ => Some(state.config.client_secret.clone()),
+        }
+    }
+
+    /// Sends an integration webhook (`integration-configuration.removed`,
+    /// `integration-configuration.scope-change-confirmed`, …) to `url`, signed with the
+    /// integration client secret. Returns the receiver's status.
+    pub async fn send_webhook(
+        &self,
+        url: &str,
+        event_type: &str,
+        payload: serde_json::Value,
+    ) -> Result<u16, DeliveryError> {
+        let (body, secret) = {
+            let mut state = self.state();
+            let body = serde_json::json!({
+                "id": state.id("evt"),
+                "type": event_type,
+                "createdAt": state.now_ms(),
+                "payload": payload,
+                "region": null,
+            });
+            (body.to_string().into_bytes(), state.config.client_secret.clone())
+        };
+        let headers = vec![("x-vercel-signature".to_owned(), sign(secret.as_bytes(), &body))];
+        deliver::post(url, &headers, body).await.map(|(status, _)| status)
+    }
+}
+
+fn lock(shared: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A panic while holding the lock (a bug in a handler) must not take every later test
+    // request down with it; the state is still consistent field by field.
+    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn serve(listener: TcpListener, shared: Arc<Mutex<State>>) {
+    // Connections live in this set, so aborting the server task closes them too.
+    let mut connections = JoinSet::new();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "vercel-sim: accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let shared = Arc::clone(&shared);
+        connections.spawn(async move {
+            let service = service_fn(move |request| {
+                let shared = Arc::clone(&shared);
+                async move { Ok::<_, Infallible>(api::handle(&shared, request).await) }
+            });
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
