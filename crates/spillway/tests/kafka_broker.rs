@@ -269,7 +269,16 @@ fn broker_restart_under_load_loses_no_acknowledged_record() {
     };
     wait_for_acks(500);
     broker.stop();
-    std::thread::sleep(Duration::from_secs(2));
+    // The outage is real: the receiver notices it (clients blocked on in-flight batches may
+    // never see a refusal, since those batches are delivered once the broker is back).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut noticed = false;
+    while !noticed && Instant::now() < deadline {
+        noticed = send(addr, "GET", "/readyz", &[], b"").status == 503;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(noticed, "the receiver never noticed the broker was gone");
+    std::thread::sleep(Duration::from_secs(1));
     let during_outage = acked.lock().unwrap().len();
     broker.restart();
     wait_for_acks(during_outage + 1000);
@@ -278,7 +287,7 @@ fn broker_restart_under_load_loses_no_acknowledged_record() {
         c.join().unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(*refused.lock().unwrap() > 0, "the outage was never noticed");
+    eprintln!("batches refused during the outage: {}", refused.lock().unwrap());
 
     let produced = consume(&broker.brokers(), acked.len());
     let mut seen: HashMap<String, usize> = HashMap::new();

@@ -416,23 +416,25 @@ fn hex4(content: &[u8], at: usize) -> Walk<u32> {
 
 /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
 fn is_number(t: &[u8]) -> bool {
+    // Skips a run of digits from `i`; returns how many there were.
+    let digits = |i: &mut usize| {
+        let from = *i;
+        while t.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i - from
+    };
     let mut i = usize::from(t.first() == Some(&b'-'));
     match t.get(i) {
         Some(b'0') => i += 1,
         Some(b'1'..=b'9') => {
-            while t.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
+            digits(&mut i);
         }
         _ => return false,
     }
     if t.get(i) == Some(&b'.') {
         i += 1;
-        let digits = i;
-        while t.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
-        }
-        if i == digits {
+        if digits(&mut i) == 0 {
             return false;
         }
     }
@@ -441,11 +443,7 @@ fn is_number(t: &[u8]) -> bool {
         if matches!(t.get(i), Some(b'+' | b'-')) {
             i += 1;
         }
-        let digits = i;
-        while t.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
-        }
-        if i == digits {
+        if digits(&mut i) == 0 {
             return false;
         }
     }
