@@ -5,7 +5,8 @@
 //! within a configured bound (honouring `Retry-After`, else `X-RateLimit-Reset`), and maps
 //! Vercel's `{"error":{"code","message"}}` to [`ControlError`], with a variant of its own for a
 //! disabled installation. Tokens and secrets are [`Secret`]s, which never show in `Debug` or in
-//! an error message. It never touches records. See ARCHITECTURE.md.
+//! an error message. [`DrainRegistry`] is the local file of the drains Spillway created, with
+//! their path keys and secrets. It never touches records. See ARCHITECTURE.md.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), control::ControlError> {
@@ -25,8 +26,10 @@
 mod client;
 mod error;
 pub mod model;
+pub mod registry;
 mod secret;
 
 pub use client::{ClientConfig, ListDrains, VercelClient, DEFAULT_BASE_URL};
 pub use error::ControlError;
+pub use registry::{DrainEntry, DrainKind, DrainRegistry, RegistryError};
 pub use secret::Secret;

@@ -1,10 +1,12 @@
 //! The Spillway application: wires the ingest edge to the pipeline and its sinks.
 //!
 //! The binary (`main.rs`) only parses arguments, loads the [`config`], and runs an [`App`].
-//! Tests start an [`App`] in-process on `127.0.0.1:0`.
+//! Tests start an [`App`] in-process on `127.0.0.1:0`. [`drains`] holds the drain-management
+//! commands (`spillway drains …`, `spillway env set`).
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod config;
+pub mod drains;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -86,4 +88,16 @@ impl App {
         tracing::info!("stopped");
         requests_done && late.is_empty()
     }
+}
+
+/// An error and its causes on one line (`outer: cause: root cause`), for the command line.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -1,11 +1,14 @@
 //! `spillway`: the command line. Parses arguments, loads the configuration, runs the app, and
-//! exits with 0 (clean stop), 1 (runtime failure) or 2 (usage or configuration error).
+//! exits with 0 (clean stop), 1 (runtime failure) or 2 (usage or configuration error). The
+//! drain-management commands (`drains …`, `env set`) live in `spillway::drains`, with their own
+//! exit codes (3 API, 4 auth, 5 local).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use spillway::config;
+use spillway::drains::{DrainsArgs, EnvArgs};
+use spillway::{config, error_chain};
 
 #[derive(Parser)]
 #[command(name = "spillway", version, about = "A high-throughput receiver for Vercel log drains")]
@@ -37,32 +40,40 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Manage Vercel drains (token in SPILLWAY_VERCEL_TOKEN) and the local drain registry.
+    Drains(DrainsArgs),
+    /// Manage Vercel project environment variables (token in SPILLWAY_VERCEL_TOKEN).
+    Env(EnvArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let (Command::Serve { config: path } | Command::CheckConfig { config: path }) = &cli.command;
-    let config = match config::load(path.as_deref(), |k| std::env::var(k).ok()) {
+    let env = |key: &str| std::env::var(key).ok();
+    let (path, check_only) = match cli.command {
+        Command::Drains(args) => return spillway::drains::run_drains(args, &env),
+        Command::Env(args) => return spillway::drains::run_env(args, &env),
+        Command::Serve { config } => (config, false),
+        Command::CheckConfig { config } => (config, true),
+    };
+    let config = match config::load(path.as_deref(), env) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("spillway: {}", error_chain(&e));
             return ExitCode::from(2);
         }
     };
-    match cli.command {
-        Command::CheckConfig { .. } => {
-            println!("{config:#?}");
-            ExitCode::SUCCESS
+    if check_only {
+        println!("{config:#?}");
+        return ExitCode::SUCCESS;
+    }
+    match serve(config) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("spillway: {}", error_chain(e.as_ref()));
+            ExitCode::from(1)
         }
-        Command::Serve { .. } => match serve(config) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::from(1),
-            Err(e) => {
-                eprintln!("spillway: {}", error_chain(e.as_ref()));
-                ExitCode::from(1)
-            }
-        },
     }
 }
 
@@ -104,15 +115,4 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
-}
-
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -1,0 +1,469 @@
+//! `spillway drains …` and `spillway env set`: the real binary against a Vercel API simulator,
+//! checking exit codes, output, hints, the drain registry on disk, and that no secret is
+//! ever printed.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use control::model::ExchangeCode;
+use control::{ClientConfig, Secret, VercelClient};
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha1::Sha1;
+use vercel_sim::{RateLimitHint, Simulator};
+
+/// A simulator on its own runtime, a data directory, and the binary.
+struct Harness {
+    sim: Simulator,
+    runtime: tokio::runtime::Runtime,
+    api: String,
+    dir: tempfile::TempDir,
+    /// Every secret the test knows of: none may appear in any output.
+    secrets: Vec<String>,
+}
+
+/// One run of the binary.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (addr, sim) = runtime.block_on(Simulator::start()).unwrap();
+        let config = sim.config();
+        Harness {
+            sim,
+            runtime,
+            api: format!("http://{addr}"),
+            dir: tempfile::tempdir().unwrap(),
+            secrets: vec![config.user_token, config.team_token, config.client_secret],
+        }
+    }
+
+    fn user_token(&self) -> String {
+        self.sim.config().user_token
+    }
+
+    fn registry_path(&self) -> PathBuf {
+        self.dir.path().join("drains.json")
+    }
+
+    /// Runs `spillway <args>` with `token` (if any) and checks that no secret leaked.
+    fn run(&self, token: Option<&str>, args: &[&str]) -> Run {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_spillway"));
+        command
+            .args(args)
+            .env_remove("SPILLWAY_VERCEL_TOKEN")
+            .env_remove("RUST_LOG")
+            .env("SPILLWAY_VERCEL_API_URL", &self.api)
+            .env("SPILLWAY_DATA_DIR", self.dir.path());
+        if let Some(token) = token {
+            command.env("SPILLWAY_VERCEL_TOKEN", token);
+        }
+        let output = command.output().unwrap();
+        let run = Run {
+            code: output.status.code().expect("exited, not killed"),
+            stdout: String::from_utf8(output.stdout).unwrap(),
+            stderr: String::from_utf8(output.stderr).unwrap(),
+        };
+        let mut secrets = self.secrets.clone();
+        secrets.extend(self.registry_entries().iter().map(|e| e["secret"].to_string()));
+        for secret in secrets.iter().map(|s| s.trim_matches('"')) {
+            assert!(!run.stdout.contains(secret), "secret in stdout of {args:?}: {run:?}");
+            assert!(!run.stderr.contains(secret), "secret in stderr of {args:?}: {run:?}");
+        }
+        run
+    }
+
+    /// The registry's entries (none when the file does not exist), after checking its mode.
+    fn registry_entries(&self) -> Vec<Value> {
+        let path = self.registry_path();
+        let Ok(bytes) = std::fs::read(&path) else { return Vec::new() };
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "registry mode");
+        let file: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(file["version"], 1);
+        file["drains"].as_array().unwrap().clone()
+    }
+
+    fn only_entry(&self) -> Value {
+        let entries = self.registry_entries();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        entries[0].clone()
+    }
+
+    /// An installation's token (from the OAuth code exchange).
+    fn installation_token(&self, configuration_id: &str) -> String {
+        let config = self.sim.config();
+        let code = self.sim.issue_code(configuration_id, None);
+        let client = VercelClient::new(ClientConfig {
+            base_url: self.api.clone(),
+            ..ClientConfig::default()
+        })
+        .unwrap();
+        let exchange = ExchangeCode {
+            client_id: config.client_id,
+            client_secret: Secret::new(config.client_secret),
+            code: Secret::new(code),
+            redirect_uri: "http://127.0.0.1/callback".to_owned(),
+        };
+        let token = self.runtime.block_on(client.exchange_code(&exchange)).unwrap().access_token;
+        token.expose().to_owned()
+    }
+}
+
+/// What the receiver saw of one delivery.
+#[derive(Debug)]
+struct Delivery {
+    path: String,
+    signature_ok: bool,
+    body: String,
+}
+
+/// A receiver for one delivery: answers `200` when `x-vercel-signature` is the HMAC-SHA1 of
+/// the body with `secret`, else `403`.
+struct Receiver {
+    addr: SocketAddr,
+    listener: Option<TcpListener>,
+}
+
+impl Receiver {
+    fn bind() -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Receiver { addr: listener.local_addr().unwrap(), listener: Some(listener) }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/vercel/logs", self.addr)
+    }
+
+    fn accept_one(&mut self, secret: String) -> (JoinHandle<()>, mpsc::Receiver<Delivery>) {
+        let listener = self.listener.take().expect("one delivery per receiver");
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let (head, body) = read_request(&mut stream);
+            let path = head.lines().next().unwrap().split(' ').nth(1).unwrap().to_owned();
+            let signature = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("x-vercel-signature").then(|| value.trim())
+                })
+                .unwrap_or("")
+                .to_owned();
+            let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
+            mac.update(&body);
+            let signature_ok = hex::decode(&signature).is_ok_and(|s| mac.verify_slice(&s).is_ok());
+            let status = if signature_ok { "200 OK" } else { "403 Forbidden" };
+            write!(stream, "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .unwrap();
+            let body = String::from_utf8(body).unwrap();
+            tx.send(Delivery { path, signature_ok, body }).unwrap();
+        });
+        (thread, rx)
+    }
+}
+
+/// Reads one HTTP/1.1 request with a `content-length` body.
+fn read_request(stream: &mut impl Read) -> (String, Vec<u8>) {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "connection closed inside the request head");
+        buffer.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8(buffer[..head_end].to_vec()).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse().unwrap())
+        })
+        .expect("a content-length");
+    let mut body = buffer[head_end..].to_vec();
+    while body.len() < length {
+        let n = stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "connection closed inside the body");
+        body.extend_from_slice(&chunk[..n]);
+    }
+    (head, body)
+}
+
+#[test]
+fn drain_lifecycle_keeps_the_registry_in_step_and_never_prints_the_secret() {
+    let h = Harness::new();
+    let token = h.user_token();
+    let token = Some(token.as_str());
+    let mut receiver = Receiver::bind();
+    let url = receiver.url();
+
+    // create
+    let created = h.run(
+        token,
+        &[
+            "drains",
+            "create",
+            "--url",
+            &url,
+            "--project",
+            "prj_1",
+            "--source",
+            "lambda",
+            "--environment",
+            "production",
+            "--name",
+            "first",
+            "--json",
+        ],
+    );
+    assert_eq!(created.code, 0, "{created:?}");
+    let view = created.json();
+    let id = view["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("drn_"), "{id}");
+    let entry = h.only_entry();
+    let (key, secret) =
+        (entry["pathKey"].as_str().unwrap().to_owned(), entry["secret"].as_str().unwrap());
+    let secret = secret.to_owned();
+    assert_eq!(entry["id"], id);
+    assert_eq!(entry["kind"], "self-served");
+    assert_eq!(entry["teamId"], Value::Null);
+    assert!(entry["createdAtMs"].as_i64().unwrap() > 0);
+    assert!(key.len() == 32 && key.bytes().all(|b| b.is_ascii_hexdigit()), "{key}");
+    assert!(secret.len() == 64 && secret.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(view["endpoint"], format!("{url}/{key}"));
+    assert_eq!(view["secret"], format!("{}****", &secret[..4]));
+    assert_eq!(view["registered"], true);
+    assert_eq!(view["projectIds"], serde_json::json!(["prj_1"]));
+    assert_eq!(view["encoding"], "ndjson");
+    // Vercel signs with the secret the registry holds.
+    assert_eq!(h.sim.drain_signing_secret(&id).as_deref(), Some(secret.as_str()));
+
+    // list, as a table and as JSON
+    let table = h.run(token, &["drains", "list"]);
+    assert_eq!(table.code, 0, "{table:?}");
+    assert!(table.stdout.starts_with("ID"), "{}", table.stdout);
+    let row = table.stdout.lines().find(|l| l.starts_with(&id)).unwrap();
+    assert!(row.contains("first") && row.contains("enabled") && row.ends_with("yes"), "{row}");
+    let listed = h.run(token, &["drains", "list", "--json"]).json();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["id"], id);
+    assert_eq!(listed[0]["registered"], true);
+    assert_eq!(h.only_entry(), entry);
+
+    // get
+    let got = h.run(token, &["drains", "get", &id]);
+    assert_eq!(got.code, 0, "{got:?}");
+    assert!(got.stdout.contains(&format!("{url}/{key}")), "{}", got.stdout);
+    assert!(got.stdout.contains(&format!("{}****", &secret[..4])), "{}", got.stdout);
+    assert_eq!(
+        h.run(token, &["--log-format", "text", "drains", "get", &id, "--json"]).json(),
+        view
+    );
+
+    // update: name and state, then the URL (the key and the secret are kept)
+    let paused =
+        h.run(token, &["drains", "update", &id, "--name", "renamed", "--disable", "--json"]);
+    assert_eq!(paused.code, 0, "{paused:?}");
+    assert_eq!(paused.json()["status"], "disabled");
+    assert_eq!(paused.json()["name"], "renamed");
+    let moved = h.run(token, &["drains", "update", &id, "--url", &format!("{url}/"), "--enable"]);
+    assert_eq!(moved.code, 0, "{moved:?}");
+    let now = h.run(token, &["drains", "get", &id, "--json"]).json();
+    assert_eq!(now["status"], "enabled");
+    assert_eq!(now["endpoint"], format!("{url}/{key}"));
+    assert_eq!(h.sim.drain_signing_secret(&id).as_deref(), Some(secret.as_str()));
+    assert_eq!(h.only_entry(), entry);
+
+    // test: the simulator delivers a sample batch signed with the registry's secret
+    let (thread, deliveries) = receiver.accept_one(secret.clone());
+    let tested = h.run(token, &["drains", "test", &id]);
+    assert_eq!(tested.code, 0, "{tested:?}");
+    let delivery = deliveries.recv_timeout(Duration::from_secs(10)).unwrap();
+    thread.join().unwrap();
+    assert_eq!(delivery.path, format!("/vercel/logs/{key}"));
+    assert!(delivery.signature_ok, "{delivery:?}");
+    assert!(delivery.body.contains("SAMPLE MESSAGE"), "{delivery:?}");
+    assert_eq!(h.only_entry(), entry);
+
+    // delete: gone on Vercel and in the registry
+    let deleted = h.run(token, &["drains", "delete", &id]);
+    assert_eq!(deleted.code, 0, "{deleted:?}");
+    assert!(h.registry_entries().is_empty());
+    assert_eq!(h.sim.drain_signing_secret(&id), None);
+    assert_eq!(h.run(token, &["drains", "get", &id]).code, 3);
+}
+
+#[test]
+fn a_test_delivery_the_receiver_refuses_is_exit_3() {
+    let h = Harness::new();
+    let token = h.user_token();
+    let mut receiver = Receiver::bind();
+    let created = h.run(Some(&token), &["drains", "create", "--url", &receiver.url(), "--json"]);
+    assert_eq!(created.code, 0, "{created:?}");
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    // The receiver checks with another secret, as a misconfigured receiver would.
+    let (thread, deliveries) = receiver.accept_one("not-the-secret".to_owned());
+    let tested = h.run(Some(&token), &["drains", "test", &id]);
+    thread.join().unwrap();
+    assert!(!deliveries.recv().unwrap().signature_ok);
+    assert_eq!(tested.code, 3, "{tested:?}");
+    assert!(tested.stderr.contains("status 403"), "{}", tested.stderr);
+}
+
+#[test]
+fn team_token_without_team_is_exit_4_with_a_hint_and_works_with_team() {
+    let h = Harness::new();
+    let config = h.sim.config();
+    let token = Some(config.team_token.as_str());
+    let refused = h.run(token, &["drains", "list"]);
+    assert_eq!(refused.code, 4, "{refused:?}");
+    assert!(refused.stderr.contains("forbidden"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("is this a team installation? pass --team"),
+        "{}",
+        refused.stderr
+    );
+
+    let created = h.run(
+        token,
+        &["drains", "--team", &config.team_id, "create", "--url", "http://127.0.0.1:9/x"],
+    );
+    assert_eq!(created.code, 0, "{created:?}");
+    let entry = h.only_entry();
+    assert_eq!(entry["teamId"], config.team_id);
+    // Not on the receiver's path: the URL is kept as given.
+    let id = entry["id"].as_str().unwrap();
+    let got = h.run(token, &["drains", "get", id, "--team", &config.team_id, "--json"]).json();
+    assert_eq!(got["endpoint"], "http://127.0.0.1:9/x");
+}
+
+#[test]
+fn disabled_installation_is_exit_4_with_a_hint() {
+    let h = Harness::new();
+    let token = h.installation_token("icfg_sim");
+    assert_eq!(h.run(Some(&token), &["drains", "list"]).code, 0);
+    assert!(h.sim.disable_configuration("icfg_sim"));
+    let refused = h.run(Some(&token), &["drains", "list"]);
+    assert_eq!(refused.code, 4, "{refused:?}");
+    assert!(refused.stderr.contains("integration_configuration_disabled"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("the integration was disabled in Vercel; reinstall it"),
+        "{}",
+        refused.stderr
+    );
+}
+
+#[test]
+fn unknown_drain_is_exit_3_with_vercels_code_in_text_and_json() {
+    let h = Harness::new();
+    let token = h.user_token();
+    for command in ["get", "delete", "test"] {
+        let run = h.run(Some(&token), &["drains", command, "drn_unknown"]);
+        assert_eq!(run.code, 3, "{command}: {run:?}");
+        assert!(run.stderr.contains("404 not_found"), "{command}: {}", run.stderr);
+        assert!(run.stdout.is_empty());
+    }
+    let run = h.run(Some(&token), &["drains", "get", "drn_unknown", "--json"]);
+    assert_eq!(run.code, 3);
+    let error: Value = serde_json::from_str(&run.stderr).unwrap();
+    assert_eq!(error["error"]["status"], 404);
+    assert_eq!(error["error"]["code"], "not_found");
+    assert_eq!(error["error"]["exit"], 3);
+    assert!(h.registry_entries().is_empty());
+}
+
+#[test]
+fn missing_token_is_exit_4_and_touches_nothing() {
+    let h = Harness::new();
+    let run = h.run(None, &["drains", "create", "--url", "http://127.0.0.1:9/vercel/logs"]);
+    assert_eq!(run.code, 4, "{run:?}");
+    assert!(run.stderr.contains("SPILLWAY_VERCEL_TOKEN is not set"), "{}", run.stderr);
+    assert_eq!(h.sim.request_count(), 0);
+    assert!(!h.registry_path().exists());
+    assert_eq!(h.run(None, &["env", "set", "K", "V", "--project", "p"]).code, 4);
+}
+
+#[test]
+fn usage_errors_are_exit_2() {
+    let h = Harness::new();
+    let token = h.user_token();
+    for args in [
+        &["drains", "update", "drn_1"][..],
+        &["drains", "update", "drn_1", "--enable", "--disable"],
+        &["drains", "create", "--url", "http://x", "--encoding", "xml"],
+        &["env", "set", "K", "V"],
+    ] {
+        assert_eq!(h.run(Some(&token), args).code, 2, "{args:?}");
+    }
+    assert_eq!(h.sim.request_count(), 0);
+}
+
+#[test]
+fn rate_limited_after_retries_is_exit_3_with_a_hint() {
+    let h = Harness::new();
+    let token = h.user_token();
+    h.sim.fail_next_requests(100, RateLimitHint::RetryAfter(0));
+    let run = h.run(Some(&token), &["drains", "list"]);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(run.stderr.contains("rate_limited"), "{}", run.stderr);
+    assert!(run.stderr.contains("rate limited; try again later"), "{}", run.stderr);
+}
+
+#[test]
+fn env_set_upserts_the_variable_without_printing_its_value() {
+    let mut h = Harness::new();
+    let token = h.user_token();
+    let value = "env-value-that-must-not-be-printed";
+    h.secrets.push(value.to_owned());
+    let run = h.run(
+        Some(&token),
+        &[
+            "env",
+            "set",
+            "DRAIN_KEY",
+            value,
+            "--project",
+            "prj_1",
+            "--target",
+            "production",
+            "--json",
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let answer = run.json();
+    assert_eq!(answer["key"], "DRAIN_KEY");
+    assert_eq!(answer["project"], "prj_1");
+    assert_eq!(answer["target"], serde_json::json!(["production"]));
+    assert!(answer["id"].as_str().unwrap().starts_with("env"), "{answer}");
+    // Upsert: setting it again overwrites rather than failing; all targets by default.
+    let again = h.run(Some(&token), &["env", "set", "DRAIN_KEY", value, "--project", "prj_1"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(again.stdout.trim(), "set DRAIN_KEY on prj_1 (production, preview, development)");
+}
