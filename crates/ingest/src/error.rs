@@ -45,6 +45,9 @@ pub enum IngestError {
     /// No such path.
     #[error("not found")]
     NotFound,
+    /// A per-drain path whose drain does not exist (or no longer does).
+    #[error("no drain is registered at this path")]
+    UnknownDrain,
     /// The pipeline is at its in-flight limit.
     #[error("receiver is at capacity; retry later")]
     Overloaded,
@@ -86,7 +89,7 @@ impl IngestError {
             IngestError::MissingSignature => StatusCode::UNAUTHORIZED,
             IngestError::BadSignature => StatusCode::FORBIDDEN,
             IngestError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            IngestError::NotFound => StatusCode::NOT_FOUND,
+            IngestError::NotFound | IngestError::UnknownDrain => StatusCode::NOT_FOUND,
             IngestError::Overloaded
             | IngestError::SinkRefusing(_)
             | IngestError::SinkUnavailable(_)
@@ -109,6 +112,7 @@ impl IngestError {
             IngestError::BadSignature => "invalid_signature",
             IngestError::MethodNotAllowed => "method_not_allowed",
             IngestError::NotFound => "not_found",
+            IngestError::UnknownDrain => "unknown_drain",
             IngestError::Overloaded => "overloaded",
             IngestError::SinkRefusing(_) => "sink_unavailable",
             IngestError::SinkUnavailable(_) => "sink_unavailable",

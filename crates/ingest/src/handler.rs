@@ -13,8 +13,9 @@ use hyper::body::Incoming;
 use record::{Batch, Dispatch, RejectReason};
 
 use crate::decode::{decode, PaddedBody};
+use crate::drains::DrainDirectory;
 use crate::inflate::gunzip;
-use crate::{IngestConfig, IngestError, IngestMetrics};
+use crate::{IngestConfig, IngestError, IngestMetrics, Secret};
 
 /// Renders the process's metrics in Prometheus text format.
 pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
@@ -25,6 +26,13 @@ pub(crate) struct State {
     pub(crate) metrics: IngestMetrics,
     pub(crate) render_metrics: RenderMetrics,
     pub(crate) verify: Option<HeaderValue>,
+    pub(crate) drains: Option<Arc<dyn DrainDirectory>>,
+}
+
+/// Which drain a request is for: its name in batches and the secret it must be signed with.
+struct Target {
+    name: Arc<str>,
+    secret: Option<Secret>,
 }
 
 const SIGNATURE: &str = "x-vercel-signature";
@@ -54,9 +62,24 @@ async fn route(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, IngestError> {
     let path = req.uri().path();
-    if path == state.config.drain_path {
+    let target = if path == state.config.drain_path {
+        Some(Target {
+            name: Arc::clone(&state.config.drain_name),
+            secret: state.config.drain_secret.clone(),
+        })
+    } else {
+        match drain_key(path, &state.config.drain_path) {
+            Some(key) => {
+                let found = state.drains.as_ref().and_then(|d| d.lookup(key));
+                let credentials = found.ok_or(IngestError::UnknownDrain)?;
+                Some(Target { name: credentials.name, secret: Some(credentials.secret) })
+            }
+            None => None,
+        }
+    };
+    if let Some(target) = target {
         return match *req.method() {
-            Method::POST => deliver(Arc::clone(state), req).await,
+            Method::POST => deliver(Arc::clone(state), req, target).await,
             Method::GET | Method::HEAD => Ok(json(StatusCode::OK, r#"{"status":"ok"}"#.into())),
             _ => Err(IngestError::MethodNotAllowed),
         };
@@ -91,6 +114,7 @@ const INLINE_GZIP_BYTES: usize = 32 * 1024;
 async fn deliver(
     state: Arc<State>,
     req: Request<Incoming>,
+    target: Target,
 ) -> Result<Response<Full<Bytes>>, IngestError> {
     let config = &state.config;
     let encoding = content_encoding(req.headers())?;
@@ -115,11 +139,11 @@ async fn deliver(
         Encoding::Gzip => raw.len() <= INLINE_GZIP_BYTES,
     };
     let opened = if inline {
-        open_delivery(&state, raw, encoding, signature.as_deref())?
+        open_delivery(&state, &target, raw, encoding, signature.as_deref())?
     } else {
         let state = Arc::clone(&state);
         tokio::task::spawn_blocking(move || {
-            open_delivery(&state, raw, encoding, signature.as_deref())
+            open_delivery(&state, &target, raw, encoding, signature.as_deref())
         })
         .await
         .map_err(|_| IngestError::Overloaded)??
@@ -148,12 +172,13 @@ async fn deliver(
 /// The CPU part of a delivery: inflate, verify, decode. `None` for a verification probe.
 fn open_delivery(
     state: &State,
+    target: &Target,
     raw: PaddedBody,
     encoding: Encoding,
     signature: Option<&[u8]>,
 ) -> Result<Option<Batch>, IngestError> {
     let config = &state.config;
-    let raw_verified = match (&config.drain_secret, signature) {
+    let raw_verified = match (&target.secret, signature) {
         (Some(secret), Some(sig)) => secret.verifies(raw.as_slice(), sig),
         _ => false,
     };
@@ -168,7 +193,7 @@ fn open_delivery(
     if is_probe(body.as_slice()) {
         return Ok(None);
     }
-    if let Some(secret) = &config.drain_secret {
+    if let Some(secret) = &target.secret {
         let sig = signature.ok_or(IngestError::MissingSignature)?;
         if raw_verified {
             state.metrics.signature("raw");
@@ -179,13 +204,16 @@ fn open_delivery(
         }
     }
     let pinned_bytes = body.len();
-    let digest = xxhash_rust::xxh3::xxh3_128(body.as_slice()).max(1);
+    // A retry is the same bytes to the same drain; the drain seeds the hash so that identical
+    // bytes sent to two drains stay two batches.
+    let seed = xxhash_rust::xxh3::xxh3_64(target.name.as_bytes());
+    let digest = xxhash_rust::xxh3::xxh3_128_with_seed(body.as_slice(), seed).max(1);
     let decoded = decode(body);
     if !decoded.has_json() {
         return Err(IngestError::NoRecords);
     }
     Ok(Some(Batch {
-        drain: Arc::clone(&config.drain_name),
+        drain: Arc::clone(&target.name),
         received_at_ms: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
@@ -194,6 +222,12 @@ fn open_delivery(
         pinned_bytes,
         digest,
     }))
+}
+
+/// The key of a per-drain path `<drain path>/<key>` (one segment, not empty).
+fn drain_key<'a>(path: &'a str, drain_path: &str) -> Option<&'a str> {
+    let key = path.strip_prefix(drain_path)?.strip_prefix('/')?;
+    (!key.is_empty() && !key.contains('/')).then_some(key)
 }
 
 fn content_encoding(headers: &HeaderMap) -> Result<Encoding, IngestError> {

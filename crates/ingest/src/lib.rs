@@ -6,6 +6,8 @@
 //!   handed to a [`record::Dispatch`] and the client is answered only once every sink holding
 //!   part of it confirmed. `GET`/`HEAD` on the drain path and unsigned `{}` bodies are
 //!   verification probes. `/healthz`, `/readyz` and `/metrics` serve operators.
+//! - [`DrainDirectory`]: drains with their own path (`<drain path>/<key>`) and secret, looked
+//!   up per request.
 //! - [`IngestError`]: every failure, mapped to a status in exactly one place.
 //!
 //! This crate knows nothing of files or Kafka: it sees the pipeline only as a `Dispatch`.
@@ -13,6 +15,7 @@
 
 mod config;
 pub mod decode;
+mod drains;
 mod error;
 mod handler;
 mod inflate;
@@ -21,6 +24,7 @@ mod server;
 mod signature;
 
 pub use config::IngestConfig;
+pub use drains::{DrainCredentials, DrainDirectory};
 pub use error::IngestError;
 pub use handler::RenderMetrics;
 pub use metrics::IngestMetrics;

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::handler::{handle, over_capacity_response, RenderMetrics, State};
-use crate::{IngestConfig, IngestMetrics};
+use crate::{DrainDirectory, IngestConfig, IngestMetrics};
 
 /// A bound, not yet running, ingest server.
 pub struct Server {
@@ -48,8 +48,16 @@ impl Server {
             })?),
             None => None,
         };
-        let state = Arc::new(State { config, dispatch, metrics, render_metrics, verify });
+        let state =
+            Arc::new(State { config, dispatch, metrics, render_metrics, verify, drains: None });
         Ok(Server { listener, state })
+    }
+
+    /// Also serves the drains of `drains` on their own paths, `<drain path>/<key>`.
+    pub fn with_drains(mut self, drains: Arc<dyn DrainDirectory>) -> Server {
+        let state = Arc::get_mut(&mut self.state).expect("the state is shared only once serving");
+        state.drains = Some(drains);
+        self
     }
 
     /// The address the server listens on (useful with port 0).

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod drains;
+pub mod registry;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -63,6 +64,9 @@ impl App {
         let shutdown_timeout = config.ingest.shutdown_timeout;
         let server =
             Server::bind(config.ingest, Arc::new(pipeline), ingest_metrics, render).await?;
+        // Drains created with `spillway drains create` are served on their own paths.
+        let registry = config.data_dir.join(drains::REGISTRY_FILE);
+        let server = server.with_drains(Arc::new(registry::RegistryDirectory::new(registry)));
         Ok(App { server, workers, shutdown_timeout })
     }
 

@@ -1,0 +1,93 @@
+//! The receiver's view of the drain registry (`<data dir>/drains.json`, written by
+//! `spillway drains create`): a [`DrainDirectory`] that re-reads the file when it changes, so
+//! drains created or deleted while the server runs take effect without a restart.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use control::registry::DrainRegistry;
+use ingest::{DrainCredentials, DrainDirectory, Secret};
+
+/// How often, at most, a lookup checks whether the registry file changed (one `stat`).
+const CHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// What identifies one version of the file: inode (writes replace it by rename), size, mtime.
+type Stamp = Option<(u64, u64, i64, i64)>;
+
+struct Cache {
+    checked: Option<Instant>,
+    stamp: Stamp,
+    by_key: HashMap<String, DrainCredentials>,
+}
+
+/// The drain registry file as a [`DrainDirectory`].
+pub struct RegistryDirectory {
+    registry: DrainRegistry,
+    cache: RwLock<Cache>,
+}
+
+impl std::fmt::Debug for RegistryDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryDirectory").field("path", &self.registry.path()).finish()
+    }
+}
+
+impl RegistryDirectory {
+    /// The registry at `path` (which need not exist yet).
+    pub fn new(path: impl Into<PathBuf>) -> RegistryDirectory {
+        RegistryDirectory {
+            registry: DrainRegistry::new(path),
+            cache: RwLock::new(Cache { checked: None, stamp: None, by_key: HashMap::new() }),
+        }
+    }
+
+    fn stamp(&self) -> Stamp {
+        let m = std::fs::metadata(self.registry.path()).ok()?;
+        Some((m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
+    }
+
+    /// Re-reads the file if it changed since the last look (and that look is old enough).
+    fn refresh(&self) {
+        let due = {
+            let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
+            cache.checked.is_none_or(|at| at.elapsed() >= CHECK_EVERY)
+        };
+        if !due {
+            return;
+        }
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        cache.checked = Some(Instant::now());
+        let stamp = self.stamp();
+        if stamp == cache.stamp {
+            return;
+        }
+        match self.registry.load() {
+            Ok(entries) => {
+                cache.by_key = entries
+                    .into_iter()
+                    .map(|e| {
+                        let credentials = DrainCredentials {
+                            name: Arc::from(e.id.as_str()),
+                            secret: Secret::new(e.secret.expose()),
+                        };
+                        (e.path_key, credentials)
+                    })
+                    .collect();
+                cache.stamp = stamp;
+                tracing::info!(drains = cache.by_key.len(), "drain registry loaded");
+            }
+            // Keep serving the drains known so far; try again at the next check.
+            Err(e) => tracing::warn!(error = %e, "cannot read the drain registry"),
+        }
+    }
+}
+
+impl DrainDirectory for RegistryDirectory {
+    fn lookup(&self, key: &str) -> Option<DrainCredentials> {
+        self.refresh();
+        self.cache.read().unwrap_or_else(|e| e.into_inner()).by_key.get(key).cloned()
+    }
+}
