@@ -6,7 +6,8 @@
 //! Vercel's `{"error":{"code","message"}}` to [`ControlError`], with a variant of its own for a
 //! disabled installation. Tokens and secrets are [`Secret`]s, which never show in `Debug` or in
 //! an error message. [`DrainRegistry`] is the local file of the drains Spillway created, with
-//! their path keys and secrets. It never touches records. See ARCHITECTURE.md.
+//! their path keys and secrets, and [`InstallationStore`] the integration installations with their
+//! tokens; both are [`store::JsonStore`] files. It never touches records. See ARCHITECTURE.md.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), control::ControlError> {
@@ -25,11 +26,15 @@
 
 mod client;
 mod error;
+pub mod installations;
 pub mod model;
 pub mod registry;
 mod secret;
+pub mod store;
 
 pub use client::{ClientConfig, ListDrains, VercelClient, DEFAULT_BASE_URL};
 pub use error::ControlError;
+pub use installations::{Installation, InstallationStatus, InstallationStore};
 pub use registry::{DrainEntry, DrainKind, DrainRegistry, RegistryError};
 pub use secret::Secret;
+pub use store::StoreError;

@@ -5,28 +5,24 @@
 //! clear**: the file and its temporary siblings are created with mode `0600` and are never
 //! world-readable. In memory a secret is a [`Secret`], whose `Debug` is redacted.
 //!
-//! Every change is a read-modify-write under an exclusive lock on `<file>.lock` (so two CLI
-//! processes never lose an update), written to a temporary file in the same directory, fsynced
-//! and renamed over the old file (so a reader or a crash sees the old or the new contents, never
-//! a mix). Reads take no lock: a rename is atomic.
+//! The file is a [`JsonStore`]: every change is a read-modify-write under an exclusive lock on
+//! `<file>.lock` (so two CLI processes never lose an update), written to a temporary file,
+//! fsynced and renamed over the old file. Reads take no lock: a rename is atomic.
 
-use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::store::{random_hex, JsonStore, StoreError};
 use crate::Secret;
 
-/// The on-disk format version this code reads and writes.
-const FORMAT_VERSION: u32 = 1;
-/// Mode of the registry, its lock and its temporary files: owner read/write only.
-const FILE_MODE: u32 = 0o600;
 /// Random bytes in a path key (hex: twice as many characters).
 const PATH_KEY_BYTES: usize = 16;
 /// Random bytes in a drain secret (hex: twice as many characters).
 const SECRET_BYTES: usize = 32;
+
+/// Why the registry could not be read or written (the shared store error).
+pub type RegistryError = StoreError;
 
 /// Who created a drain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +30,8 @@ const SECRET_BYTES: usize = 32;
 pub enum DrainKind {
     /// Created with a user or team token (`spillway drains create`).
     SelfServed,
+    /// Created by the integration install flow with an installation's token.
+    Integration,
 }
 
 /// One drain Spillway created.
@@ -44,7 +42,8 @@ pub struct DrainEntry {
     pub id: String,
     /// The drain's own path segment on the receiver (URL-safe, random).
     pub path_key: String,
-    /// The signature verification secret Vercel signs deliveries with.
+    /// The signature verification secret Vercel signs deliveries with (unless
+    /// `integration_secret`).
     pub secret: Secret,
     /// The team owning the drain, if any.
     #[serde(default)]
@@ -53,76 +52,36 @@ pub struct DrainEntry {
     pub kind: DrainKind,
     /// When it was created, Unix milliseconds.
     pub created_at_ms: i64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct RegistryFile {
-    version: u32,
-    drains: Vec<DrainEntry>,
-}
-
-/// Why the registry could not be read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    /// A file operation failed.
-    #[error("drain registry {path}: {action}: {source}")]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// What was being done.
-        action: &'static str,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file is not a registry this version understands; it is left untouched.
-    #[error("drain registry {path} is unreadable: {reason}")]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The OS random number generator failed.
-    #[error("no randomness available: {0}")]
-    Random(String),
+    /// The integration installation (`icfg_…`) that owns it, for integration drains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configuration_id: Option<String>,
+    /// Vercel reported the drain's secret as `INTEGRATION_SECRET`: deliveries are signed with
+    /// the integration's client secret (from the configuration, never copied here), not
+    /// `secret`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub integration_secret: bool,
 }
 
 /// The registry file at a given path. Cheap; holds no file open between calls.
 #[derive(Debug, Clone)]
 pub struct DrainRegistry {
-    path: PathBuf,
-    lock_path: PathBuf,
+    file: JsonStore<DrainEntry>,
 }
 
 impl DrainRegistry {
     /// The registry stored at `path` (created on the first change, with its directory).
     pub fn new(path: impl Into<PathBuf>) -> DrainRegistry {
-        let path = path.into();
-        let mut lock_path = path.clone().into_os_string();
-        lock_path.push(".lock");
-        DrainRegistry { path, lock_path: lock_path.into() }
+        DrainRegistry { file: JsonStore::new(path, "drains") }
     }
 
     /// Where the registry is stored.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
     /// Every entry; none when the file does not exist yet.
     pub fn load(&self) -> Result<Vec<DrainEntry>, RegistryError> {
-        let bytes = match std::fs::read(&self.path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => return Err(self.io("read", source)),
-        };
-        let corrupt = |reason: String| RegistryError::Corrupt { path: self.path.clone(), reason };
-        let file: RegistryFile =
-            serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-        if file.version != FORMAT_VERSION {
-            return Err(corrupt(format!("format version {} is not supported", file.version)));
-        }
-        Ok(file.drains)
+        self.file.load()
     }
 
     /// The entry of drain `id`, if registered.
@@ -136,23 +95,7 @@ impl DrainRegistry {
         &self,
         change: impl FnOnce(&mut Vec<DrainEntry>) -> R,
     ) -> Result<R, RegistryError> {
-        let dir = self.dir();
-        std::fs::create_dir_all(&dir).map_err(|e| self.io_at(&dir, "create directory", e))?;
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(FILE_MODE)
-            .open(&self.lock_path)
-            .map_err(|e| self.io_at(&self.lock_path, "open lock file", e))?;
-        lock.lock().map_err(|e| self.io_at(&self.lock_path, "lock", e))?;
-        let mut entries = self.load()?;
-        let result = change(&mut entries);
-        self.write(&entries)?;
-        // Dropping `lock` releases it, after the rename.
-        drop(lock);
-        Ok(result)
+        self.file.update(change)
     }
 
     /// Adds `entry`, replacing any entry with the same id.
@@ -171,52 +114,18 @@ impl DrainRegistry {
         })
     }
 
-    fn dir(&self) -> PathBuf {
-        match self.path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
-            _ => PathBuf::from("."),
-        }
-    }
-
-    /// Writes `entries` to a `0600` temporary file beside the registry, fsyncs it, renames it
-    /// over the registry and fsyncs the directory.
-    fn write(&self, entries: &[DrainEntry]) -> Result<(), RegistryError> {
-        let file = RegistryFile { version: FORMAT_VERSION, drains: entries.to_vec() };
-        let mut bytes = serde_json::to_vec_pretty(&file).expect("registry entries serialize");
-        bytes.push(b'\n');
-        let dir = self.dir();
-        let name = self
-            .path
-            .file_name()
-            .map_or_else(|| "drains.json".into(), |n| n.to_string_lossy().into_owned());
-        let temp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), random_hex(4)?));
-        let written = (|| {
-            let mut out = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(FILE_MODE)
-                .open(&temp)
-                .map_err(|e| self.io_at(&temp, "create temporary file", e))?;
-            out.write_all(&bytes).map_err(|e| self.io_at(&temp, "write", e))?;
-            out.sync_all().map_err(|e| self.io_at(&temp, "fsync", e))?;
-            std::fs::rename(&temp, &self.path).map_err(|e| self.io("rename into place", e))
-        })();
-        if written.is_err() {
-            // Best effort: a leftover temporary file is harmless, only untidy.
-            let _ = std::fs::remove_file(&temp);
-            return written;
-        }
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| self.io_at(&dir, "fsync directory", e))
-    }
-
-    fn io(&self, action: &'static str, source: std::io::Error) -> RegistryError {
-        self.io_at(&self.path, action, source)
-    }
-
-    fn io_at(&self, path: &Path, action: &'static str, source: std::io::Error) -> RegistryError {
-        RegistryError::Io { path: path.to_owned(), action, source }
+    /// Removes every drain of integration installation `configuration_id`, returning them.
+    pub fn remove_configuration(
+        &self,
+        configuration_id: &str,
+    ) -> Result<Vec<DrainEntry>, RegistryError> {
+        self.update(|entries| {
+            let (removed, kept) = std::mem::take(entries)
+                .into_iter()
+                .partition(|e| e.configuration_id.as_deref() == Some(configuration_id));
+            *entries = kept;
+            removed
+        })
     }
 }
 
@@ -228,12 +137,6 @@ pub fn generate_path_key() -> Result<String, RegistryError> {
 /// A new random drain secret: 32 bytes as 64 lowercase hex characters.
 pub fn generate_secret() -> Result<Secret, RegistryError> {
     random_hex(SECRET_BYTES).map(Secret::new)
-}
-
-fn random_hex(bytes: usize) -> Result<String, RegistryError> {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).map_err(|e| RegistryError::Random(e.to_string()))?;
-    Ok(hex::encode(buf))
 }
 
 #[cfg(test)]
@@ -251,6 +154,8 @@ mod tests {
             team_id: Some("team_1".to_owned()),
             kind: DrainKind::SelfServed,
             created_at_ms: 1_700_000_000_000,
+            configuration_id: None,
+            integration_secret: false,
         }
     }
 

@@ -14,8 +14,10 @@ use pipeline::kafka::{KafkaSinkConfig, Route, RouteField};
 use pipeline::PipelineConfig;
 use serde::Deserialize;
 
+use crate::integration::IntegrationConfig;
+
 /// Environment variables that override the file (deploy tooling and tests rely on them).
-pub const ENV_OVERRIDES: [&str; 7] = [
+pub const ENV_OVERRIDES: [&str; 12] = [
     "SPILLWAY_LISTEN",
     "SPILLWAY_DRAIN_SECRET",
     "SPILLWAY_VERIFY_CODE",
@@ -23,6 +25,11 @@ pub const ENV_OVERRIDES: [&str; 7] = [
     "SPILLWAY_MAX_BODY_BYTES",
     "SPILLWAY_KAFKA_BROKERS",
     "SPILLWAY_KAFKA_TOPIC",
+    "SPILLWAY_VERCEL_CLIENT_ID",
+    "SPILLWAY_VERCEL_CLIENT_SECRET",
+    "SPILLWAY_VERCEL_REDIRECT_URL",
+    "SPILLWAY_VERCEL_API_URL",
+    "SPILLWAY_CONTROL_LISTEN",
 ];
 
 /// The configuration file as written; every field optional.
@@ -43,6 +50,39 @@ pub struct RawConfig {
     /// `[sinks.*]`.
     #[serde(default)]
     pub sinks: RawSinks,
+    /// `[integration]`: the Vercel integration's install flow and webhooks.
+    pub integration: Option<RawIntegration>,
+}
+
+/// `[integration]`: with client id, client secret and redirect URL all set, `serve` also runs
+/// the control-plane listener.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawIntegration {
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub redirect_url: Option<String>,
+    pub api_url: Option<String>,
+    pub listen: Option<String>,
+    pub drain_url: Option<String>,
+    pub create_drain: Option<bool>,
+    pub project_env: Option<String>,
+}
+
+impl std::fmt::Debug for RawIntegration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawIntegration")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "[redacted]"))
+            .field("redirect_url", &self.redirect_url)
+            .field("api_url", &self.api_url)
+            .field("listen", &self.listen)
+            .field("drain_url", &self.drain_url)
+            .field("create_drain", &self.create_drain)
+            .field("project_env", &self.project_env)
+            .finish()
+    }
 }
 
 /// `[server]`.
@@ -162,6 +202,8 @@ pub struct Config {
     pub dead_letter: FileSinkConfig,
     /// The Kafka sink, when enabled.
     pub kafka: Option<KafkaSinkConfig>,
+    /// The integration's control-plane listener, when the integration is configured.
+    pub integration: Option<IntegrationConfig>,
 }
 
 /// The configuration could not be read or is invalid.
@@ -223,6 +265,26 @@ impl RawConfig {
         }
         if let Some(v) = env("SPILLWAY_KAFKA_TOPIC") {
             self.sinks.kafka.get_or_insert_with(RawKafkaSink::default).topic = Some(v);
+        }
+        let integration_env = [
+            ("SPILLWAY_VERCEL_CLIENT_ID", 0),
+            ("SPILLWAY_VERCEL_CLIENT_SECRET", 1),
+            ("SPILLWAY_VERCEL_REDIRECT_URL", 2),
+            ("SPILLWAY_VERCEL_API_URL", 3),
+            ("SPILLWAY_CONTROL_LISTEN", 4),
+        ];
+        for (key, field) in integration_env {
+            if let Some(v) = env(key) {
+                let raw = self.integration.get_or_insert_with(RawIntegration::default);
+                let slot = match field {
+                    0 => &mut raw.client_id,
+                    1 => &mut raw.client_secret,
+                    2 => &mut raw.redirect_url,
+                    3 => &mut raw.api_url,
+                    _ => &mut raw.listen,
+                };
+                *slot = Some(v);
+            }
         }
         if let Some(v) = env("SPILLWAY_MAX_BODY_BYTES") {
             match v.trim().parse() {
@@ -356,6 +418,8 @@ impl RawConfig {
                 "sinks.file.enabled: no sink for records would remain; keep the file sink or configure Kafka".into(),
             );
         }
+        let integration =
+            self.integration.as_ref().and_then(|raw| integration_config(raw, &mut problems));
         if problems.is_empty() {
             Ok(Config {
                 data_dir,
@@ -364,6 +428,7 @@ impl RawConfig {
                 file_sink: file_enabled.then_some(file_sink),
                 dead_letter,
                 kafka,
+                integration,
             })
         } else {
             Err(ConfigError::Invalid(problems))
@@ -480,6 +545,79 @@ fn kafka_sink_config(raw: &RawKafkaSink, problems: &mut Vec<String>) -> KafkaSin
     }
     c.properties = raw.properties.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     c
+}
+
+/// `[integration]`: `None` when client id, secret and redirect URL are all unset.
+fn integration_config(
+    raw: &RawIntegration,
+    problems: &mut Vec<String>,
+) -> Option<IntegrationConfig> {
+    fn given(v: &Option<String>) -> Option<&str> {
+        v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+    }
+    let required = [
+        ("client_id", "SPILLWAY_VERCEL_CLIENT_ID", given(&raw.client_id)),
+        ("client_secret", "SPILLWAY_VERCEL_CLIENT_SECRET", given(&raw.client_secret)),
+        ("redirect_url", "SPILLWAY_VERCEL_REDIRECT_URL", given(&raw.redirect_url)),
+    ];
+    if required.iter().all(|(_, _, v)| v.is_none()) {
+        return None;
+    }
+    for (key, env, value) in &required {
+        if value.is_none() {
+            problems.push(format!(
+                "integration.{key}: required with the other integration credentials; or set {env}"
+            ));
+        }
+    }
+    let http_url = |key: &str, value: &str, problems: &mut Vec<String>| {
+        let ok = url::Url::parse(value)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && !u.cannot_be_a_base());
+        if !ok {
+            problems.push(format!("integration.{key}: {value:?} is not an http(s) URL"));
+        }
+    };
+    let listen_text = given(&raw.listen).unwrap_or("127.0.0.1:8081");
+    let listen: SocketAddr = listen_text.parse().unwrap_or_else(|_| {
+        problems.push(format!(
+            "integration.listen: {listen_text:?} is not an address like 127.0.0.1:8081"
+        ));
+        SocketAddr::from(([127, 0, 0, 1], 8081))
+    });
+    let api_url = given(&raw.api_url).unwrap_or(control::DEFAULT_BASE_URL).to_owned();
+    http_url("api_url", &api_url, problems);
+    let create_drain = raw.create_drain.unwrap_or(true);
+    let drain_url = given(&raw.drain_url).map(str::to_owned);
+    match &drain_url {
+        Some(url) => http_url("drain_url", url, problems),
+        None if create_drain => problems.push(
+            "integration.drain_url: required to create drains (or set create_drain = false)".into(),
+        ),
+        None => {}
+    }
+    let project_env = given(&raw.project_env).map(str::to_owned);
+    if let Some(key) = &project_env {
+        let valid = key.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !valid {
+            problems.push(format!("integration.project_env: {key:?} is not a variable name"));
+        }
+    }
+    let [(_, _, client_id), (_, _, client_secret), (_, _, redirect_url)] = required;
+    if let Some(redirect_url) = redirect_url {
+        http_url("redirect_url", redirect_url, problems);
+    }
+    Some(IntegrationConfig {
+        client_id: client_id.unwrap_or_default().to_owned(),
+        client_secret: control::Secret::new(client_secret.unwrap_or_default()),
+        redirect_url: redirect_url.unwrap_or_default().to_owned(),
+        api_url,
+        listen,
+        drain_url,
+        create_drain,
+        project_env,
+        ..IntegrationConfig::default()
+    })
 }
 
 /// Reads the optional file, applies the environment and validates.
@@ -621,6 +759,51 @@ mod tests {
         let kafka = config.kafka.unwrap();
         assert_eq!(kafka.properties, vec![("socket.timeout.ms".to_owned(), "1000".to_owned())]);
         assert_eq!(kafka.routes[0].topic, "edge-logs");
+    }
+
+    #[test]
+    fn the_integration_needs_all_three_credentials_and_a_drain_url() {
+        assert!(load(None, no_env).unwrap().integration.is_none());
+        let env = |k: &str| match k {
+            "SPILLWAY_VERCEL_CLIENT_ID" => Some("oac_1".to_owned()),
+            "SPILLWAY_VERCEL_CLIENT_SECRET" => Some("hunter2".to_owned()),
+            "SPILLWAY_VERCEL_REDIRECT_URL" => Some("https://x.example/cb".to_owned()),
+            "SPILLWAY_VERCEL_API_URL" => Some("http://127.0.0.1:1".to_owned()),
+            "SPILLWAY_CONTROL_LISTEN" => Some("127.0.0.1:0".to_owned()),
+            _ => None,
+        };
+        let mut raw = RawConfig::from_toml(
+            "[integration]\ndrain_url = \"https://logs.example/vercel/logs\"\nproject_env = \"LOG_URL\"\n",
+        )
+        .unwrap();
+        let mut problems = Vec::new();
+        raw.apply_env(env, &mut problems);
+        let config = raw.validate(problems).unwrap();
+        let integration = config.integration.clone().unwrap();
+        assert_eq!(integration.client_id, "oac_1");
+        assert_eq!(integration.api_url, "http://127.0.0.1:1");
+        assert_eq!(integration.listen.port(), 0);
+        assert!(integration.create_drain);
+        assert_eq!(integration.project_env.as_deref(), Some("LOG_URL"));
+        assert!(!format!("{config:?}").contains("hunter2"));
+
+        let raw = RawConfig::from_toml(
+            "[integration]\nclient_id = \"oac_1\"\nlisten = \"x\"\nproject_env = \"1 A\"\n",
+        )
+        .unwrap();
+        let Err(ConfigError::Invalid(problems)) = raw.validate(Vec::new()) else {
+            panic!("accepted")
+        };
+        let text = problems.join("\n");
+        for needle in [
+            "integration.client_secret",
+            "integration.redirect_url",
+            "integration.listen",
+            "integration.drain_url",
+            "integration.project_env",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
     }
 
     #[test]

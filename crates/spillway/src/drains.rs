@@ -534,6 +534,8 @@ async fn create_drain(
         team_id: drain.team_id.clone().or_else(|| client.team_id().map(str::to_owned)),
         kind: DrainKind::SelfServed,
         created_at_ms: drain.created_at.unwrap_or_else(now_ms),
+        configuration_id: None,
+        integration_secret: false,
     };
     if let Err(source) = registry.insert(entry.clone()) {
         // A drain whose secret is nowhere but on Vercel is of no use to the receiver.

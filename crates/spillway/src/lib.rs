@@ -2,11 +2,13 @@
 //!
 //! The binary (`main.rs`) only parses arguments, loads the [`config`], and runs an [`App`].
 //! Tests start an [`App`] in-process on `127.0.0.1:0`. [`drains`] holds the drain-management
-//! commands (`spillway drains …`, `spillway env set`).
+//! commands (`spillway drains …`, `spillway env set`); [`integration`] the install flow and
+//! webhooks, served on a second listener when the integration is configured.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod config;
 pub mod drains;
+pub mod integration;
 pub mod registry;
 
 use std::future::Future;
@@ -26,6 +28,7 @@ pub use config::Config;
 #[derive(Debug)]
 pub struct App {
     server: Server,
+    control: Option<integration::ControlPlane>,
     workers: Workers,
     shutdown_timeout: Duration,
 }
@@ -64,10 +67,21 @@ impl App {
         let shutdown_timeout = config.ingest.shutdown_timeout;
         let server =
             Server::bind(config.ingest, Arc::new(pipeline), ingest_metrics, render).await?;
-        // Drains created with `spillway drains create` are served on their own paths.
+        // Drains created with `spillway drains create` or by the integration are served on
+        // their own paths; Vercel signs the integration's with its client secret.
         let registry = config.data_dir.join(drains::REGISTRY_FILE);
-        let server = server.with_drains(Arc::new(registry::RegistryDirectory::new(registry)));
-        Ok(App { server, workers, shutdown_timeout })
+        let client_secret =
+            config.integration.as_ref().map(|i| ingest::Secret::new(i.client_secret.expose()));
+        let directory =
+            registry::RegistryDirectory::new(registry).with_client_secret(client_secret);
+        let server = server.with_drains(Arc::new(directory));
+        let control = match config.integration {
+            Some(integration) => {
+                Some(integration::ControlPlane::bind(integration, &config.data_dir).await?)
+            }
+            None => None,
+        };
+        Ok(App { server, control, workers, shutdown_timeout })
     }
 
     /// Where the server listens.
@@ -75,12 +89,33 @@ impl App {
         self.server.local_addr().expect("a bound listener has an address")
     }
 
+    /// Where the integration's control-plane listener listens, when the integration is
+    /// configured.
+    pub fn control_addr(&self) -> Option<SocketAddr> {
+        self.control.as_ref().and_then(|c| c.local_addr().ok())
+    }
+
     /// Serves until `shutdown` resolves; then stops accepting, lets in-flight deliveries finish,
     /// drains the sinks and completes their files. Returns whether everything finished in time.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> bool {
         let addr = self.local_addr();
         tracing::info!(%addr, "serving");
-        let requests_done = self.server.serve(shutdown).await;
+        // One shutdown signal for both listeners.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let wait = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        let trigger = async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
+        let control = async {
+            if let Some(control) = self.control {
+                control.serve(wait(stopped.clone())).await;
+            }
+        };
+        let (_, requests_done, ()) =
+            tokio::join!(trigger, self.server.serve(wait(stopped.clone())), control);
         // The server (and with it the last handle to the pipeline) is gone: workers drain.
         let timeout = self.shutdown_timeout;
         let late = tokio::task::spawn_blocking(move || self.workers.join(timeout))

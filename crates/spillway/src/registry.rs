@@ -26,6 +26,7 @@ struct Cache {
 /// The drain registry file as a [`DrainDirectory`].
 pub struct RegistryDirectory {
     registry: DrainRegistry,
+    client_secret: Option<Secret>,
     cache: RwLock<Cache>,
 }
 
@@ -40,8 +41,16 @@ impl RegistryDirectory {
     pub fn new(path: impl Into<PathBuf>) -> RegistryDirectory {
         RegistryDirectory {
             registry: DrainRegistry::new(path),
+            client_secret: None,
             cache: RwLock::new(Cache { checked: None, stamp: None, by_key: HashMap::new() }),
         }
+    }
+
+    /// Verifies the drains Vercel signs with the integration's client secret (reported as
+    /// `INTEGRATION_SECRET`) with `client_secret`; without it they are not served.
+    pub fn with_client_secret(mut self, client_secret: Option<Secret>) -> RegistryDirectory {
+        self.client_secret = client_secret;
+        self
     }
 
     fn stamp(&self) -> Stamp {
@@ -68,12 +77,23 @@ impl RegistryDirectory {
             Ok(entries) => {
                 cache.by_key = entries
                     .into_iter()
-                    .map(|e| {
-                        let credentials = DrainCredentials {
-                            name: Arc::from(e.id.as_str()),
-                            secret: Secret::new(e.secret.expose()),
+                    .filter_map(|e| {
+                        let secret = if e.integration_secret {
+                            let Some(secret) = self.client_secret.clone() else {
+                                tracing::warn!(
+                                    drain = e.id,
+                                    "drain signed with the integration secret, which is not \
+                                     configured: not served"
+                                );
+                                return None;
+                            };
+                            secret
+                        } else {
+                            Secret::new(e.secret.expose())
                         };
-                        (e.path_key, credentials)
+                        let credentials =
+                            DrainCredentials { name: Arc::from(e.id.as_str()), secret };
+                        Some((e.path_key, credentials))
                     })
                     .collect();
                 cache.stamp = stamp;

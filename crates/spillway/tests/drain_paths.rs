@@ -17,6 +17,8 @@ fn entry(id: &str, key: &str, secret: &str) -> DrainEntry {
         team_id: None,
         kind: DrainKind::SelfServed,
         created_at_ms: 1,
+        configuration_id: None,
+        integration_secret: false,
     }
 }
 

@@ -144,6 +144,8 @@ pub fn deliver_encoded(addr: SocketAddr, body: &[u8], encoding: &str) -> Reply {
 /// An app running in-process with its data in a temporary directory.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The integration's control-plane listener, when configured.
+    pub control_addr: Option<SocketAddr>,
     pub data: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     runtime: Option<tokio::runtime::Runtime>,
@@ -171,11 +173,19 @@ impl TestApp {
             .unwrap();
         let app = runtime.block_on(spillway::App::start(config)).unwrap();
         let addr = app.local_addr();
+        let control_addr = app.control_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let done = runtime.spawn(app.run(async move {
             let _ = stopped.await;
         }));
-        TestApp { addr, data, stop: Some(stop), runtime: Some(runtime), done: Some(done) }
+        TestApp {
+            addr,
+            control_addr,
+            data,
+            stop: Some(stop),
+            runtime: Some(runtime),
+            done: Some(done),
+        }
     }
 
     pub fn dir(&self, sub: &str) -> PathBuf {
