@@ -2,6 +2,8 @@
 //! checking exit codes, output, hints, the drain registry on disk, and that no secret is
 //! ever printed.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
@@ -45,12 +47,7 @@ impl Run {
 
 impl Harness {
     fn new() -> Harness {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let (addr, sim) = runtime.block_on(Simulator::start()).unwrap();
+        let (runtime, addr, sim) = common::start_simulator();
         let config = sim.config();
         Harness {
             sim,

@@ -33,12 +33,7 @@ struct Sim {
 
 impl Sim {
     fn start() -> Sim {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let (addr, sim) = runtime.block_on(Simulator::start()).unwrap();
+        let (runtime, addr, sim) = common::start_simulator();
         Sim { runtime, addr, sim }
     }
 

@@ -141,6 +141,14 @@ pub fn deliver_encoded(addr: SocketAddr, body: &[u8], encoding: &str) -> Reply {
     )
 }
 
+/// A Vercel API simulator on a runtime of its own; keep the runtime as long as the simulator.
+pub fn start_simulator() -> (tokio::runtime::Runtime, SocketAddr, vercel_sim::Simulator) {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let (addr, sim) = runtime.block_on(vercel_sim::Simulator::start()).unwrap();
+    (runtime, addr, sim)
+}
+
 /// An app running in-process with its data in a temporary directory.
 pub struct TestApp {
     pub addr: SocketAddr,
