@@ -12,7 +12,9 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error_chain;
+use crate::integration::INSTALLATIONS_FILE;
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
+use control::installations::{Installation, InstallationStatus, InstallationStore};
 use control::model::{
     log_schemas, Compression, CreateDrain, DeliveryRequest, Drain, DrainSecret, DrainStatus,
     EnvTarget, EnvType, EnvVar, ProjectScope, TestDrain, UpdateDrain,
@@ -70,15 +72,11 @@ pub struct CommonArgs {
     /// Print JSON for scripts instead of a table (errors go to stderr as JSON too).
     #[arg(long, global = true)]
     pub json: bool,
-}
-
-/// `spillway drains …`.
-#[derive(Debug, Args)]
-pub struct DrainsArgs {
-    /// Shared flags.
-    #[command(flatten)]
-    pub common: CommonArgs,
-    /// The data directory holding the drain registry (`drains.json`).
+    /// Without `SPILLWAY_VERCEL_TOKEN`, use this stored installation's token (`icfg_…`); needed
+    /// only when several installations are stored.
+    #[arg(long, global = true, value_name = "ICFG")]
+    pub installation: Option<String>,
+    /// The data directory holding the drain registry and the stored installations.
     #[arg(
         long,
         global = true,
@@ -87,6 +85,14 @@ pub struct DrainsArgs {
         value_name = "DIR"
     )]
     pub data_dir: PathBuf,
+}
+
+/// `spillway drains …`.
+#[derive(Debug, Args)]
+pub struct DrainsArgs {
+    /// Shared flags.
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: DrainsCommand,
@@ -295,7 +301,9 @@ impl Failure {
 
     fn message(&self) -> String {
         match self {
-            Failure::MissingToken => format!("{TOKEN_VAR} is not set"),
+            Failure::MissingToken => {
+                format!("{TOKEN_VAR} is not set and no single enabled installation is stored")
+            }
             // Said the way every other API error says it: status, Vercel's code, its message.
             Failure::Api(ControlError::InstallationDisabled { message }) => {
                 format!("Vercel API answered 403 integration_configuration_disabled: {message}")
@@ -327,9 +335,10 @@ impl Failure {
 
     fn hint(&self, team_given: bool) -> Option<&'static str> {
         match self {
-            Failure::MissingToken => {
-                Some("create a token in Vercel and export it as SPILLWAY_VERCEL_TOKEN")
-            }
+            Failure::MissingToken => Some(
+                "export a Vercel token as SPILLWAY_VERCEL_TOKEN, or install the integration \
+                     (with several installations stored, pass --installation)",
+            ),
             Failure::Api(ControlError::InstallationDisabled { .. }) => {
                 Some("the integration was disabled in Vercel; reinstall it")
             }
@@ -391,7 +400,7 @@ impl Failure {
 /// Runs `spillway drains …`; `env` looks up environment variables.
 pub fn run_drains(args: DrainsArgs, env: &dyn Fn(&str) -> Option<String>) -> ExitCode {
     let common = args.common.clone();
-    let registry = DrainRegistry::new(args.data_dir.join(REGISTRY_FILE));
+    let registry = DrainRegistry::new(args.common.data_dir.join(REGISTRY_FILE));
     finish(&common, run_async(&common, env, |client| drains(client, registry, args, common.json)))
 }
 
@@ -423,18 +432,54 @@ where
     F: FnOnce(VercelClient) -> Fut,
     Fut: std::future::Future<Output = Result<(), Failure>>,
 {
-    let token = env(TOKEN_VAR).filter(|t| !t.is_empty()).ok_or(Failure::MissingToken)?;
+    let (token, team_id, installation) = credentials(common, env)?;
     let client = VercelClient::new(ClientConfig {
         base_url: env(API_URL_VAR).unwrap_or_else(|| DEFAULT_BASE_URL.to_owned()),
-        token: Some(Secret::new(token)),
-        team_id: common.team.clone(),
+        token: Some(token),
+        team_id,
         ..ClientConfig::default()
     })?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(Failure::Runtime)?;
-    runtime.block_on(command(client))
+    let result = runtime.block_on(command(client));
+    if let (Err(Failure::Api(ControlError::InstallationDisabled { .. })), Some(id)) =
+        (&result, &installation)
+    {
+        // A state of the installation, not a passing error: remember it, so it is not used again.
+        let store = InstallationStore::new(common.data_dir.join(INSTALLATIONS_FILE));
+        let _ = store.modify(id, |i| i.status = InstallationStatus::Disabled);
+    }
+    result
+}
+
+/// The token to act with: `SPILLWAY_VERCEL_TOKEN`, else the stored installation (the one given
+/// with `--installation`, or the only enabled one), whose team applies unless `--team` is given.
+/// Also returns the installation used, if any.
+fn credentials(
+    common: &CommonArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Secret, Option<String>, Option<String>), Failure> {
+    if let Some(token) = env(TOKEN_VAR).filter(|t| !t.is_empty()) {
+        return Ok((Secret::new(token), common.team.clone(), None));
+    }
+    let store = InstallationStore::new(common.data_dir.join(INSTALLATIONS_FILE));
+    let enabled: Vec<Installation> = store
+        .load()
+        .map_err(Failure::Registry)?
+        .into_iter()
+        .filter(|i| i.status == InstallationStatus::Enabled)
+        .filter(|i| common.installation.as_ref().is_none_or(|id| *id == i.configuration_id))
+        .collect();
+    match <[Installation; 1]>::try_from(enabled) {
+        Ok([installation]) => {
+            let team = common.team.clone().or(installation.team_id);
+            let id = installation.configuration_id;
+            Ok((installation.access_token, team, Some(id)))
+        }
+        Err(_) => Err(Failure::MissingToken),
+    }
 }
 
 async fn drains(

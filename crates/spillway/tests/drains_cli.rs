@@ -464,3 +464,38 @@ fn env_set_upserts_the_variable_without_printing_its_value() {
     assert_eq!(again.code, 0, "{again:?}");
     assert_eq!(again.stdout.trim(), "set DRAIN_KEY on prj_1 (production, preview, development)");
 }
+
+#[test]
+fn without_a_token_the_stored_installation_is_used_and_marked_when_disabled() {
+    use control::installations::{Installation, InstallationStatus, InstallationStore};
+    let h = Harness::new();
+    let token = h.installation_token("icfg_sim");
+    let store = InstallationStore::new(h.dir.path().join("installations.json"));
+    store
+        .upsert(Installation {
+            configuration_id: "icfg_sim".into(),
+            team_id: None,
+            access_token: Secret::new(token),
+            user_id: "user".into(),
+            installation_id: "inst".into(),
+            scopes: Vec::new(),
+            created_at_ms: 1,
+            status: InstallationStatus::Enabled,
+        })
+        .unwrap();
+    let listed = h.run(None, &["drains", "list", "--json"]);
+    assert_eq!(listed.code, 0, "the stored installation's token was not used: {listed:?}");
+    // Naming another installation finds none.
+    assert_eq!(h.run(None, &["drains", "list", "--installation", "icfg_other"]).code, 4);
+
+    assert!(h.sim.disable_configuration("icfg_sim"));
+    let refused = h.run(None, &["drains", "list"]);
+    assert_eq!(refused.code, 4, "{refused:?}");
+    let stored = store.get("icfg_sim").unwrap().unwrap();
+    assert_eq!(stored.status, InstallationStatus::Disabled, "the installation was not marked");
+    // A disabled installation is never used again: no request is made.
+    let before = h.sim.request_count();
+    let again = h.run(None, &["drains", "list"]);
+    assert_eq!(again.code, 4);
+    assert_eq!(h.sim.request_count(), before, "a disabled installation was called again");
+}
