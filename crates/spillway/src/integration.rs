@@ -481,6 +481,12 @@ async fn install(shared: &Shared, configuration_id: &str, token: AccessToken) ->
     Ok(())
 }
 
+/// An installation drain's endpoint: always its own path under `drain_url`, since the receiver
+/// finds integration drains by their key.
+fn installation_endpoint(drain_url: &str, path_key: &str) -> String {
+    format!("{}/{path_key}", drain_url.trim_end_matches('/'))
+}
+
 /// Creates the installation's drain unless it has one; returns its endpoint.
 async fn create_drain(
     shared: &Shared,
@@ -499,12 +505,12 @@ async fn create_drain(
     .await
     .map_err(|e| local_failure(&e))?;
     if let Some(existing) = existing {
-        return Ok(Some(crate::drains::drain_endpoint(drain_url, &existing.path_key)));
+        return Ok(Some(installation_endpoint(drain_url, &existing.path_key)));
     }
     let (path_key, secret) = generate_path_key()
         .and_then(|key| Ok((key, generate_secret()?)))
         .map_err(|e| local_failure(&e))?;
-    let endpoint = format!("{}/{path_key}", drain_url.trim_end_matches('/'));
+    let endpoint = installation_endpoint(drain_url, &path_key);
     let mut delivery = DeliveryRequest::http(endpoint.clone(), Encoding::Ndjson);
     delivery.secret = Some(secret.clone());
     let (projects, project_ids) = match selected {
