@@ -2,18 +2,20 @@
 //! compared in constant time.
 
 use std::fmt;
+use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
-/// A secret key. Its `Debug` never shows the value, so it cannot leak through logs.
+/// A secret key. Its `Debug` never shows the value, so it cannot leak through logs. Cloning it
+/// (once per request, for the drain being served) only counts a reference.
 #[derive(Clone)]
-pub struct Secret(Box<[u8]>);
+pub struct Secret(Arc<[u8]>);
 
 impl Secret {
     /// Wraps a secret.
     pub fn new(value: impl Into<Vec<u8>>) -> Secret {
-        Secret(value.into().into_boxed_slice())
+        Secret(Arc::from(value.into()))
     }
 
     /// Whether `signature` (as sent in the header) is the HMAC-SHA1 of `body` under this secret.
