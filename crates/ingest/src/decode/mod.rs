@@ -6,8 +6,10 @@
 //!   (whitespace outside strings removed, content unchanged).
 //!
 //! A record must be a JSON object with a string `id`, a string `projectId` and a numeric
-//! `timestamp`; every other field is kept as is. A record failing that is a [`Reject`], never a
-//! failure of the batch. Accepted records are zero-copy slices of the body; only array elements
+//! `timestamp`; every other field is kept as is. Numbers are held to JSON's grammar, not to a
+//! float's range (`1e400` is a number, as RFC 8259 allows). Of a repeated key the last counts,
+//! as for `JSON.parse` and serde_json. A record failing that is a
+//! [`Reject`], never a failure of the batch. Accepted records are zero-copy slices of the body; only array elements
 //! that hold whitespace are copied, into one buffer shared by the whole batch.
 //!
 //! The whole body goes through simd-json's SIMD stage 1 in one pass ([`stage1`]); the structural
