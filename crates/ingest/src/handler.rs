@@ -218,6 +218,7 @@ fn open_delivery(
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
         records: decoded.records,
+        body: decoded.body,
         rejects: decoded.rejects,
         pinned_bytes,
         digest,

@@ -10,18 +10,26 @@ use pipeline::file::{FileSink, FileSinkConfig, FsyncPolicy};
 use pipeline::{Job, Pipeline, PipelineConfig, PipelineMetrics, Sink, Takes, Workers};
 use record::{Batch, Dispatch, FieldSpan, Record, RecordMeta, Refusal, Reject, RejectReason};
 
-fn record(line: &str) -> Record {
-    Record::new(
-        Bytes::copy_from_slice(line.as_bytes()),
-        RecordMeta { id: FieldSpan::new(7, 1, false), ..RecordMeta::default() },
-    )
+fn meta() -> RecordMeta {
+    RecordMeta { id: FieldSpan::new(7, 1, false), ..RecordMeta::default() }
 }
 
+/// A batch as the decoder makes one: the records are newline-terminated slices of one body.
 fn batch(records: &[&str], rejects: &[&[u8]]) -> Batch {
+    let body = Bytes::from(records.iter().map(|l| format!("{l}\n")).collect::<String>());
+    let mut at = 0;
+    let records = records
+        .iter()
+        .map(|l| {
+            at += l.len() + 1;
+            Record::terminated(body.slice(at - l.len() - 1..at), meta())
+        })
+        .collect();
     Batch {
         drain: Arc::from("default"),
         received_at_ms: 1_700_000_000_000,
-        records: records.iter().map(|l| record(l)).collect(),
+        records,
+        body,
         rejects: rejects
             .iter()
             .map(|raw| Reject {

@@ -32,6 +32,7 @@ fn batch(records: Vec<Record>) -> Batch {
         drain: Arc::from("drain-a"),
         received_at_ms: 0,
         records,
+        body: Bytes::new(),
         rejects: Vec::new(),
         pinned_bytes: 10,
         digest: 0,

@@ -71,6 +71,9 @@ pub struct Batch {
     pub received_at_ms: u64,
     /// The accepted records.
     pub records: Vec<Record>,
+    /// The decoded body, which most records are slices of (empty when there is none). Sinks may
+    /// write a run of records that follow each other in it as one piece.
+    pub body: Bytes,
     /// The records that failed validation, bound for the dead-letter sink.
     pub rejects: Vec<Reject>,
     /// Bytes of memory the batch pins (the decoded body), for admission control.

@@ -115,6 +115,8 @@ pub struct Decoded {
     pub records: Vec<Record>,
     /// The rejected lines or elements, in body order.
     pub rejects: Vec<Reject>,
+    /// The body that records and rejects are slices of (array elements with whitespace aside).
+    pub body: Bytes,
 }
 
 impl Decoded {
@@ -198,7 +200,7 @@ impl Output {
                 offset: start - 1,
             })
             .collect();
-        Decoded { format, records, rejects }
+        Decoded { format, records, rejects, body: whole.clone() }
     }
 }
 
