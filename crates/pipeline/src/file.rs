@@ -15,9 +15,13 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
+use crossbeam_channel::{Receiver, Sender};
 use record::{Batch, SinkFailure};
 
 use crate::dedup::DedupWindow;
@@ -69,7 +73,8 @@ const OPEN_SUFFIX: &str = ".ndjson.open";
 const DONE_SUFFIX: &str = ".ndjson";
 
 struct Current {
-    file: File,
+    /// Shared with the syncer, which makes written data durable while the next write proceeds.
+    file: Arc<File>,
     path: PathBuf,
     len: u64,
     opened: Instant,
@@ -177,6 +182,7 @@ impl RotatingFile {
             if self.config.fsync != FsyncPolicy::Never {
                 sync_dir(&self.config.dir)?;
             }
+            let file = Arc::new(file);
             self.current = Some(Current { file, path, len: 0, opened: Instant::now() });
         }
         Ok(self.current.as_mut().expect("current was just set"))
@@ -189,7 +195,7 @@ impl RotatingFile {
         let current = self.current()?;
         let mut written = 0u64;
         while !pieces.is_empty() {
-            match current.file.write_vectored(pieces) {
+            match (&*current.file).write_vectored(pieces) {
                 Ok(0) => {
                     let _ = current.file.set_len(current.len);
                     return Err(io::ErrorKind::WriteZero.into());
@@ -281,15 +287,21 @@ fn io_code(e: &io::Error) -> &'static str {
 /// How many recently written batches a file sink remembers, to skip clients' retries.
 const DEDUP_BATCHES: usize = 4096;
 
+/// How many written groups may wait for the syncer before the writer waits for it.
+const SYNC_QUEUE: usize = 2;
+
 /// A sink writing NDJSON files: the records themselves, or dead letters.
+///
+/// With `FsyncPolicy::Batch` a syncer thread makes each written group durable and settles it
+/// while the sink already writes the next group: the disk is never idle while the CPU copies,
+/// nor the CPU while the disk flushes. Groups settle in the order they were written.
 pub struct FileSink {
     name: &'static str,
     takes: Takes,
     file: RotatingFile,
     buf: Vec<u8>,
-    recent: DedupWindow,
-    health: Health,
-    metrics: PipelineMetrics,
+    settler: Settler,
+    syncer: Option<Syncer>,
 }
 
 impl std::fmt::Debug for FileSink {
@@ -366,6 +378,128 @@ fn encode_rejects(batch: &Batch, buf: &mut Vec<u8>) -> u64 {
     batch.rejects.len() as u64
 }
 
+/// A written group waiting to be settled.
+struct Written {
+    jobs: Vec<Job>,
+    records: u64,
+    bytes: u64,
+    started: Instant,
+}
+
+/// Settles written groups: shared by the sink and its syncer.
+#[derive(Clone)]
+struct Settler {
+    name: &'static str,
+    /// Digests of the batches made durable lately (see `dedup`).
+    recent: Arc<Mutex<DedupWindow>>,
+    health: Health,
+    metrics: PipelineMetrics,
+}
+
+impl Settler {
+    fn is_repeat(&self, digest: u128) -> bool {
+        self.recent.lock().unwrap_or_else(PoisonError::into_inner).contains(digest)
+    }
+
+    fn durable(&self, mut written: Written) {
+        self.health.set_healthy(true);
+        self.metrics.written(
+            self.name,
+            written.records,
+            written.bytes,
+            written.started.elapsed().as_secs_f64(),
+        );
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        for job in &mut written.jobs {
+            recent.insert(job.batch().digest);
+            job.complete();
+        }
+    }
+
+    fn fail(&self, jobs: &mut [Job], e: &io::Error) {
+        let code = io_code(e);
+        tracing::error!(sink = self.name, code, error = %e, "write failed; batches answered 503");
+        self.metrics.write_error(self.name, code);
+        self.health.set_healthy(false);
+        for job in jobs {
+            job.fail(SinkFailure { sink: self.name, code });
+        }
+    }
+}
+
+/// A group written to file number `seq`, to be made durable before it is settled.
+struct SyncOrder {
+    file: Arc<File>,
+    seq: u64,
+    written: Written,
+}
+
+/// How the syncer makes a file's written data durable (`File::sync_data`; tests inject faults).
+type SyncFn = Box<dyn FnMut(&File) -> io::Result<()> + Send>;
+
+/// The syncer thread of a sink with `FsyncPolicy::Batch`.
+struct Syncer {
+    tx: Sender<SyncOrder>,
+    thread: JoinHandle<()>,
+    /// The number of the last file whose sync failed (0: none). The sink leaves that file: after
+    /// a failed `fdatasync` the kernel may have dropped its dirty pages and will not say so twice.
+    failed: Arc<AtomicU64>,
+}
+
+impl Syncer {
+    fn start(settler: Settler, sync: SyncFn) -> io::Result<Syncer> {
+        let (tx, rx) = crossbeam_channel::bounded(SYNC_QUEUE);
+        let failed = Arc::new(AtomicU64::new(0));
+        let thread = std::thread::Builder::new().name(format!("sync-{}", settler.name)).spawn({
+            let failed = Arc::clone(&failed);
+            move || Syncer::run(&rx, &settler, &failed, sync)
+        })?;
+        Ok(Syncer { tx, thread, failed })
+    }
+
+    /// Syncs and settles orders as they come; orders that queued up during a sync share the
+    /// next one (a second group commit).
+    fn run(rx: &Receiver<SyncOrder>, settler: &Settler, failed: &AtomicU64, mut sync: SyncFn) {
+        let mut orders = Vec::new();
+        while let Ok(order) = rx.recv() {
+            orders.push(order);
+            orders.extend(rx.try_iter());
+            // The last order for a file covers every earlier one for it.
+            let mut synced: Option<(u64, io::Result<()>)> = None;
+            for order in orders.drain(..) {
+                let SyncOrder { file, seq, mut written } = order;
+                let result = match &synced {
+                    Some((s, result)) if *s == seq => result.as_ref().map(|_| ()).map_err(copy),
+                    _ if failed.load(Ordering::Acquire) == seq => {
+                        Err(io::Error::other("an earlier sync of this file failed"))
+                    }
+                    _ => {
+                        let result = sync(&file);
+                        let shared = result.as_ref().map(|_| ()).map_err(copy);
+                        synced = Some((seq, result));
+                        shared
+                    }
+                };
+                match result {
+                    Ok(()) => settler.durable(written),
+                    Err(e) => {
+                        failed.store(seq, Ordering::Release);
+                        settler.fail(&mut written.jobs, &e);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An `io::Error` for each group a failed sync covered.
+fn copy(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
 impl FileSink {
     /// The records sink: files `records-….ndjson` in `config.dir`.
     pub fn records(
@@ -391,30 +525,46 @@ impl FileSink {
         metrics: &PipelineMetrics,
     ) -> Result<FileSink, PipelineError> {
         let path = config.dir.display().to_string();
-        let file = RotatingFile::open(config, prefix).map_err(|source| PipelineError::Open {
-            sink: name,
-            path,
-            source,
-        })?;
-        Ok(FileSink {
+        let error = |source| PipelineError::Open { sink: name, path: path.clone(), source };
+        let batch_sync = config.fsync == FsyncPolicy::Batch;
+        let file = RotatingFile::open(config, prefix).map_err(error)?;
+        let settler = Settler {
             name,
-            takes,
-            file,
-            buf: Vec::new(),
-            recent: DedupWindow::new(DEDUP_BATCHES),
+            recent: Arc::new(Mutex::new(DedupWindow::new(DEDUP_BATCHES))),
             health: Health::new(),
             metrics: metrics.clone(),
-        })
+        };
+        let syncer = match batch_sync {
+            true => Some(Syncer::start(settler.clone(), Box::new(File::sync_data)).map_err(error)?),
+            false => None,
+        };
+        Ok(FileSink { name, takes, file, buf: Vec::new(), settler, syncer })
     }
 
-    fn fail_all(&mut self, jobs: &mut [Job], e: &io::Error) {
-        let code = io_code(e);
-        tracing::error!(sink = self.name, code, error = %e, "write failed; batches answered 503");
-        self.metrics.write_error(self.name, code);
-        self.health.set_healthy(false);
-        for job in jobs {
-            job.fail(SinkFailure { sink: self.name, code });
+    /// The same sink with its syncer making data durable through `sync`.
+    #[cfg(test)]
+    fn with_sync(mut self, sync: SyncFn) -> FileSink {
+        self.stop_syncer();
+        self.syncer = Some(Syncer::start(self.settler.clone(), sync).unwrap());
+        self
+    }
+
+    /// Stops the syncer once it has settled every group written so far.
+    fn stop_syncer(&mut self) {
+        if let Some(Syncer { tx, thread, .. }) = self.syncer.take() {
+            drop(tx);
+            if thread.join().is_err() {
+                tracing::error!(sink = self.name, "the syncer thread panicked");
+            }
         }
+    }
+
+    /// Leaves the current file (completing it as it is) and fails `jobs`.
+    fn abandon(&mut self, jobs: &mut [Job], e: &io::Error) {
+        // Start afresh in a new file: the old one may be unusable (or the disk full).
+        let _ = self.file.complete();
+        self.file.current = None;
+        self.settler.fail(jobs, e);
     }
 }
 
@@ -429,19 +579,27 @@ impl Sink for FileSink {
 
     fn write(&mut self, jobs: &mut Vec<Job>) {
         let started = Instant::now();
+        if let Some(syncer) = &self.syncer {
+            if self.file.current.is_some() && syncer.failed.load(Ordering::Acquire) == self.file.seq
+            {
+                tracing::warn!(sink = self.name, "leaving a file whose sync failed");
+                let _ = self.file.complete();
+                self.file.current = None;
+            }
+        }
         match self.file.rotate_if_due(started) {
-            Ok(true) => self.metrics.file_completed(self.name),
+            Ok(true) => self.settler.metrics.file_completed(self.name),
             Ok(false) => {}
             Err(e) => {
                 self.file.current = None;
-                return self.fail_all(jobs, &e);
+                return self.settler.fail(jobs, &e);
             }
         }
         // A retry of a batch this sink already wrote (it failed elsewhere) is not written again.
         jobs.retain_mut(|job| {
-            let repeat = self.recent.contains(job.batch().digest);
+            let repeat = self.settler.is_repeat(job.batch().digest);
             if repeat {
-                self.metrics.retry_skipped(self.name);
+                self.settler.metrics.retry_skipped(self.name);
                 job.complete();
             }
             !repeat
@@ -449,43 +607,51 @@ impl Sink for FileSink {
         if jobs.is_empty() {
             return;
         }
-        let mut count = 0;
+        let mut records = 0;
         let appended = match self.takes {
             Takes::Records => {
                 let mut pieces =
                     Vec::with_capacity(jobs.iter().map(|j| j.batch().records.len()).sum());
                 for job in jobs.iter() {
-                    count += record_lines(job.batch(), &mut pieces);
+                    records += record_lines(job.batch(), &mut pieces);
                 }
                 self.file.append(&mut pieces)
             }
             Takes::Rejects => {
                 self.buf.clear();
                 for job in jobs.iter() {
-                    count += encode_rejects(job.batch(), &mut self.buf);
+                    records += encode_rejects(job.batch(), &mut self.buf);
                 }
                 self.file.append(&mut [IoSlice::new(&self.buf)])
             }
         };
-        let written = appended.and_then(|bytes| self.file.commit(Instant::now()).map(|()| bytes));
-        let bytes = match written {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                // Start afresh in a new file: the old one may be unusable (or the disk full).
-                let _ = self.file.complete();
-                self.file.current = None;
-                return self.fail_all(jobs, &e);
-            }
-        };
-        self.health.set_healthy(true);
-        self.metrics.written(self.name, count, bytes, started.elapsed().as_secs_f64());
-        for job in jobs.iter_mut() {
-            self.recent.insert(job.batch().digest);
-            job.complete();
-        }
         // Keep memory flat after an unusually large group.
         if self.buf.capacity() > 64 << 20 {
             self.buf = Vec::new();
+        }
+        let bytes = match appended {
+            Ok(bytes) => bytes,
+            Err(e) => return self.abandon(jobs, &e),
+        };
+        let written = Written { jobs: std::mem::take(jobs), records, bytes, started };
+        match (&self.syncer, &self.file.current) {
+            (Some(syncer), Some(current)) => {
+                let order =
+                    SyncOrder { file: Arc::clone(&current.file), seq: self.file.seq, written };
+                self.file.unsynced = false;
+                if let Err(crossbeam_channel::SendError(order)) = syncer.tx.send(order) {
+                    // The syncer is gone (it panicked): nothing can make this group durable.
+                    let mut jobs = order.written.jobs;
+                    self.abandon(&mut jobs, &io::Error::other("the syncer thread stopped"));
+                }
+            }
+            _ => match self.file.commit(Instant::now()) {
+                Ok(()) => self.settler.durable(written),
+                Err(e) => {
+                    let mut jobs = written.jobs;
+                    self.abandon(&mut jobs, &e);
+                }
+            },
         }
     }
 
@@ -493,26 +659,28 @@ impl Sink for FileSink {
         if let FsyncPolicy::Interval(every) = self.file.config.fsync {
             if self.file.unsynced && now.duration_since(self.file.last_sync) >= every {
                 if let Err(e) = self.file.sync(now) {
-                    self.metrics.write_error(self.name, io_code(&e));
+                    self.settler.metrics.write_error(self.name, io_code(&e));
                 }
             }
         }
         match self.file.rotate_if_due(now) {
-            Ok(true) => self.metrics.file_completed(self.name),
+            Ok(true) => self.settler.metrics.file_completed(self.name),
             Ok(false) => {}
             Err(e) => {
                 tracing::error!(sink = self.name, error = %e, "cannot complete file");
-                self.metrics.write_error(self.name, io_code(&e));
+                self.settler.metrics.write_error(self.name, io_code(&e));
                 self.file.current = None;
             }
         }
     }
 
     fn health(&self) -> Health {
-        self.health.clone()
+        self.settler.health.clone()
     }
 
     fn close(&mut self) {
+        // Every written group is settled before the last file is completed.
+        self.stop_syncer();
         if let Err(e) = self.file.complete() {
             tracing::error!(sink = self.name, error = %e, "cannot complete file at shutdown");
         }
@@ -553,6 +721,63 @@ mod tests {
         assert_eq!(record_lines(&batch, &mut pieces), 5);
         let pieces: Vec<&[u8]> = pieces.iter().map(|p| &p[..]).collect();
         assert_eq!(pieces, [&b"a\nb\n"[..], b"c\n", b"d", b"\n", b"e\n"]);
+    }
+
+    #[test]
+    fn a_failed_sync_fails_its_group_and_the_sink_moves_to_a_new_file() {
+        use std::sync::atomic::AtomicUsize;
+
+        use record::Dispatch;
+
+        use crate::{Pipeline, PipelineConfig};
+
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = PipelineMetrics::register(&mut Default::default());
+        let syncs = Arc::new(AtomicUsize::new(0));
+        let sink =
+            FileSink::records(FileSinkConfig::new(dir.path()), &metrics).unwrap().with_sync({
+                let syncs = Arc::clone(&syncs);
+                Box::new(move |file: &File| match syncs.fetch_add(1, Ordering::SeqCst) {
+                    0 => Err(io::Error::from_raw_os_error(5)),
+                    _ => file.sync_data(),
+                })
+            });
+        let (pipeline, workers) =
+            Pipeline::start(PipelineConfig::default(), vec![Box::new(sink)], metrics).unwrap();
+        let block_on = |waiter: record::AckWaiter| {
+            tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(waiter.wait())
+        };
+        let one = |line: &str| {
+            let body = Bytes::from(format!("{line}\n"));
+            Batch {
+                drain: Arc::from("default"),
+                received_at_ms: 0,
+                records: vec![Record::terminated(body.clone(), RecordMeta::default())],
+                body,
+                rejects: Vec::new(),
+                pinned_bytes: 0,
+                digest: 0,
+            }
+        };
+
+        let failure = block_on(pipeline.try_submit(one("{\"n\":1}")).unwrap()).unwrap_err();
+        assert_eq!((failure.sink, failure.code), ("file", "io_error"));
+        assert!(!pipeline.ready(), "a sink whose sync failed is not ready");
+        block_on(pipeline.try_submit(one("{\"n\":2}")).unwrap()).unwrap();
+        assert!(pipeline.ready());
+        drop(pipeline);
+        assert!(workers.join(Duration::from_secs(5)).is_empty());
+
+        // The second batch went to a new file, not after data a failed sync may have lost.
+        let mut files: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(DONE_SUFFIX))
+            .collect();
+        files.sort();
+        assert_eq!(files.len(), 2, "{files:?}");
+        assert_eq!(fs::read_to_string(&files[1]).unwrap(), "{\"n\":2}\n");
+        assert_eq!(syncs.load(Ordering::SeqCst), 2);
     }
 
     #[test]
