@@ -55,16 +55,22 @@ pub struct FileSinkConfig {
     pub max_file_age: Duration,
     /// When data is forced to disk.
     pub fsync: FsyncPolicy,
+    /// After each sync, drop the synced pages from the OS page cache (`POSIX_FADV_DONTNEED`).
+    /// The sink never reads its files back; keeping gigabytes of their pages cached evicts other
+    /// data, and writing into recycled pages costs a fraction of claiming fresh ones. Off when a
+    /// reader tails the files and should find them in memory.
+    pub drop_synced_pages: bool,
 }
 
 impl FileSinkConfig {
-    /// Defaults for `dir`: 128 MiB or 5 minutes per file, fsync per batch.
+    /// Defaults for `dir`: 128 MiB or 5 minutes per file, fsync per batch, synced pages dropped.
     pub fn new(dir: impl Into<PathBuf>) -> FileSinkConfig {
         FileSinkConfig {
             dir: dir.into(),
             max_file_bytes: 128 << 20,
             max_file_age: Duration::from_secs(300),
             fsync: FsyncPolicy::Batch,
+            drop_synced_pages: true,
         }
     }
 }
@@ -77,6 +83,8 @@ struct Current {
     file: Arc<File>,
     path: PathBuf,
     len: u64,
+    /// Where the synced pages dropped from the page cache end (interval policy).
+    dropped: u64,
     opened: Instant,
 }
 
@@ -183,7 +191,7 @@ impl RotatingFile {
                 sync_dir(&self.config.dir)?;
             }
             let file = Arc::new(file);
-            self.current = Some(Current { file, path, len: 0, opened: Instant::now() });
+            self.current = Some(Current { file, path, len: 0, dropped: 0, opened: Instant::now() });
         }
         Ok(self.current.as_mut().expect("current was just set"))
     }
@@ -228,8 +236,11 @@ impl RotatingFile {
     }
 
     fn sync(&mut self, now: Instant) -> io::Result<()> {
-        if let (true, Some(current)) = (self.unsynced, self.current.as_ref()) {
+        if let (true, Some(current)) = (self.unsynced, self.current.as_mut()) {
             current.file.sync_data()?;
+            if self.config.drop_synced_pages {
+                current.dropped = drop_pages(&current.file, current.dropped, current.len);
+            }
         }
         self.unsynced = false;
         self.last_sync = now;
@@ -268,6 +279,20 @@ impl RotatingFile {
         }
         Ok(())
     }
+}
+
+/// Drops the pages of `file` from `from` to `to` (synced data) out of the page cache, except a
+/// partly written last page, which the next append would otherwise read back in. Returns where
+/// the dropped range now ends. Advice only: a refusal changes nothing that matters.
+fn drop_pages(file: &File, from: u64, to: u64) -> u64 {
+    const PAGE: u64 = 4096;
+    let end = to / PAGE * PAGE;
+    if end <= from {
+        return from;
+    }
+    let len = std::num::NonZeroU64::new(end - from);
+    let _ = rustix::fs::fadvise(file, from, len, rustix::fs::Advice::DontNeed);
+    end
 }
 
 /// A bounded code for an I/O error, for failures and metrics.
@@ -427,10 +452,12 @@ impl Settler {
     }
 }
 
-/// A group written to file number `seq`, to be made durable before it is settled.
+/// A group written to file number `seq`, ending at byte `end`, to be made durable before it is
+/// settled.
 struct SyncOrder {
     file: Arc<File>,
     seq: u64,
+    end: u64,
     written: Written,
 }
 
@@ -447,27 +474,35 @@ struct Syncer {
 }
 
 impl Syncer {
-    fn start(settler: Settler, sync: SyncFn) -> io::Result<Syncer> {
+    fn start(settler: Settler, sync: SyncFn, drop_synced_pages: bool) -> io::Result<Syncer> {
         let (tx, rx) = crossbeam_channel::bounded(SYNC_QUEUE);
         let failed = Arc::new(AtomicU64::new(0));
         let thread = std::thread::Builder::new().name(format!("sync-{}", settler.name)).spawn({
             let failed = Arc::clone(&failed);
-            move || Syncer::run(&rx, &settler, &failed, sync)
+            move || Syncer::run(&rx, &settler, &failed, sync, drop_synced_pages)
         })?;
         Ok(Syncer { tx, thread, failed })
     }
 
     /// Syncs and settles orders as they come; orders that queued up during a sync share the
     /// next one (a second group commit).
-    fn run(rx: &Receiver<SyncOrder>, settler: &Settler, failed: &AtomicU64, mut sync: SyncFn) {
+    fn run(
+        rx: &Receiver<SyncOrder>,
+        settler: &Settler,
+        failed: &AtomicU64,
+        mut sync: SyncFn,
+        drop_synced_pages: bool,
+    ) {
         let mut orders = Vec::new();
+        // The file whose synced pages are being dropped, and where the dropped range ends.
+        let mut dropped = (0, 0);
         while let Ok(order) = rx.recv() {
             orders.push(order);
             orders.extend(rx.try_iter());
             // The last order for a file covers every earlier one for it.
             let mut synced: Option<(u64, io::Result<()>)> = None;
             for order in orders.drain(..) {
-                let SyncOrder { file, seq, mut written } = order;
+                let SyncOrder { file, seq, end, mut written } = order;
                 let result = match &synced {
                     Some((s, result)) if *s == seq => result.as_ref().map(|_| ()).map_err(copy),
                     _ if failed.load(Ordering::Acquire) == seq => {
@@ -481,7 +516,13 @@ impl Syncer {
                     }
                 };
                 match result {
-                    Ok(()) => settler.durable(written),
+                    Ok(()) => {
+                        if drop_synced_pages {
+                            let from = if dropped.0 == seq { dropped.1 } else { 0 };
+                            dropped = (seq, drop_pages(&file, from, end));
+                        }
+                        settler.durable(written);
+                    }
                     Err(e) => {
                         failed.store(seq, Ordering::Release);
                         settler.fail(&mut written.jobs, &e);
@@ -527,6 +568,7 @@ impl FileSink {
         let path = config.dir.display().to_string();
         let error = |source| PipelineError::Open { sink: name, path: path.clone(), source };
         let batch_sync = config.fsync == FsyncPolicy::Batch;
+        let drop_synced_pages = config.drop_synced_pages;
         let file = RotatingFile::open(config, prefix).map_err(error)?;
         let settler = Settler {
             name,
@@ -535,7 +577,10 @@ impl FileSink {
             metrics: metrics.clone(),
         };
         let syncer = match batch_sync {
-            true => Some(Syncer::start(settler.clone(), Box::new(File::sync_data)).map_err(error)?),
+            true => Some(
+                Syncer::start(settler.clone(), Box::new(File::sync_data), drop_synced_pages)
+                    .map_err(error)?,
+            ),
             false => None,
         };
         Ok(FileSink { name, takes, file, buf: Vec::new(), settler, syncer })
@@ -545,7 +590,8 @@ impl FileSink {
     #[cfg(test)]
     fn with_sync(mut self, sync: SyncFn) -> FileSink {
         self.stop_syncer();
-        self.syncer = Some(Syncer::start(self.settler.clone(), sync).unwrap());
+        let drop_synced_pages = self.file.config.drop_synced_pages;
+        self.syncer = Some(Syncer::start(self.settler.clone(), sync, drop_synced_pages).unwrap());
         self
     }
 
@@ -636,8 +682,12 @@ impl Sink for FileSink {
         let written = Written { jobs: std::mem::take(jobs), records, bytes, started };
         match (&self.syncer, &self.file.current) {
             (Some(syncer), Some(current)) => {
-                let order =
-                    SyncOrder { file: Arc::clone(&current.file), seq: self.file.seq, written };
+                let order = SyncOrder {
+                    file: Arc::clone(&current.file),
+                    seq: self.file.seq,
+                    end: current.len,
+                    written,
+                };
                 self.file.unsynced = false;
                 if let Err(crossbeam_channel::SendError(order)) = syncer.tx.send(order) {
                     // The syncer is gone (it panicked): nothing can make this group durable.

@@ -286,3 +286,40 @@ fn the_byte_limit_bounds_admission_too() {
     drop(pipeline);
     workers.join(Duration::from_secs(5));
 }
+
+/// Bytes of `path` held in the page cache, as util-linux's `fincore` reports them.
+fn cached_bytes(path: &Path) -> u64 {
+    let out = std::process::Command::new("fincore")
+        .args(["--bytes", "--noheadings", "--output", "RES"])
+        .arg(path)
+        .output()
+        .expect("fincore (util-linux) runs");
+    assert!(out.status.success(), "fincore: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[test]
+fn synced_pages_leave_the_page_cache_unless_asked_to_stay() {
+    // Under target/, on the disk the build uses: tmpfs pages cannot leave the cache.
+    let root = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let lines: Vec<String> = (0..3000).map(|i| format!(r#"{{"id":"{i:0>500}"}}"#)).collect();
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    for (drop_synced_pages, dir) in [(true, "dropped"), (false, "kept")] {
+        let logs = root.path().join(dir);
+        let config = FileSinkConfig { drop_synced_pages, ..FileSinkConfig::new(&logs) };
+        let (pipeline, workers) = start(root.path(), config, PipelineConfig::default());
+        block_on(pipeline.try_submit(batch(&lines, &[])).unwrap().wait()).unwrap();
+        let file = logs.join(&files(&logs, ".open")[0]);
+        let size = std::fs::metadata(&file).unwrap().len();
+        assert!(size > 1 << 20, "{size}");
+        let cached = cached_bytes(&file);
+        if drop_synced_pages {
+            // All but the partly written last page, which the next append would read back.
+            assert!(cached <= 4096, "{cached} of {size} bytes still cached");
+        } else {
+            assert!(cached >= size / 4096 * 4096, "{cached} of {size} bytes cached");
+        }
+        drop(pipeline);
+        assert!(workers.join(Duration::from_secs(5)).is_empty());
+    }
+}

@@ -185,6 +185,7 @@ pub struct RawFileSink {
     pub max_file_age_secs: Option<u64>,
     pub fsync: Option<String>,
     pub fsync_interval_ms: Option<u64>,
+    pub drop_synced_pages: Option<bool>,
 }
 
 /// The validated configuration.
@@ -469,6 +470,7 @@ fn file_sink_config(
             FsyncPolicy::Batch
         }
     };
+    config.drop_synced_pages = raw.drop_synced_pages.unwrap_or(config.drop_synced_pages);
     config
 }
 
