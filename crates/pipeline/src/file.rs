@@ -98,6 +98,9 @@ struct RotatingFile {
     seq: u64,
     last_sync: Instant,
     unsynced: bool,
+    /// New files' directory entries are synced by the syncer, before anything in them is
+    /// acknowledged, instead of on the writer's path.
+    defer_dir_sync: bool,
 }
 
 fn millis_now() -> u64 {
@@ -178,6 +181,7 @@ impl RotatingFile {
             seq: 0,
             last_sync: Instant::now(),
             unsynced: false,
+            defer_dir_sync: false,
         })
     }
 
@@ -187,7 +191,7 @@ impl RotatingFile {
             let name = format!("{}-{:013}-{:06}{OPEN_SUFFIX}", self.prefix, millis_now(), self.seq);
             let path = self.config.dir.join(name);
             let file = OpenOptions::new().create_new(true).append(true).open(&path)?;
-            if self.config.fsync != FsyncPolicy::Never {
+            if self.config.fsync != FsyncPolicy::Never && !self.defer_dir_sync {
                 sync_dir(&self.config.dir)?;
             }
             let file = Arc::new(file);
@@ -247,38 +251,39 @@ impl RotatingFile {
         Ok(())
     }
 
-    /// Completes the current file if it is over its size or age. Returns whether it did.
-    fn rotate_if_due(&mut self, now: Instant) -> io::Result<bool> {
-        let due = self.current.as_ref().is_some_and(|c| {
+    /// Whether the current file is over its size or age.
+    fn due(&self, now: Instant) -> bool {
+        self.current.as_ref().is_some_and(|c| {
             c.len >= self.config.max_file_bytes
                 || (c.len > 0 && now.duration_since(c.opened) >= self.config.max_file_age)
-        });
-        if due {
-            self.complete()?;
-        }
-        Ok(due)
+        })
     }
 
     /// Syncs (unless the policy is `Never`), closes and renames the current file to `.ndjson`.
     fn complete(&mut self) -> io::Result<()> {
         let Some(current) = self.current.take() else { return Ok(()) };
-        if current.len == 0 {
-            drop(current.file);
-            return fs::remove_file(&current.path);
-        }
-        if self.config.fsync != FsyncPolicy::Never {
-            current.file.sync_all()?;
-        }
         self.unsynced = false;
-        let path = current.path.to_string_lossy();
-        let done =
-            PathBuf::from(format!("{}{DONE_SUFFIX}", &path[..path.len() - OPEN_SUFFIX.len()]));
-        fs::rename(&current.path, &done)?;
-        if self.config.fsync != FsyncPolicy::Never {
-            sync_dir(&self.config.dir)?;
-        }
-        Ok(())
+        finish(current, self.config.fsync != FsyncPolicy::Never, &self.config.dir)
     }
+}
+
+/// Completes a file: syncs it (when `sync`), closes it and renames it to `.ndjson`; an empty
+/// file is removed instead.
+fn finish(current: Current, sync: bool, dir: &Path) -> io::Result<()> {
+    if current.len == 0 {
+        drop(current.file);
+        return fs::remove_file(&current.path);
+    }
+    if sync {
+        current.file.sync_all()?;
+    }
+    let path = current.path.to_string_lossy();
+    let done = PathBuf::from(format!("{}{DONE_SUFFIX}", &path[..path.len() - OPEN_SUFFIX.len()]));
+    fs::rename(&current.path, &done)?;
+    if sync {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 /// Drops the pages of `file` from `from` to `to` (synced data) out of the page cache, except a
@@ -452,13 +457,13 @@ impl Settler {
     }
 }
 
-/// A group written to file number `seq`, ending at byte `end`, to be made durable before it is
-/// settled.
-struct SyncOrder {
-    file: Arc<File>,
-    seq: u64,
-    end: u64,
-    written: Written,
+/// Work for the syncer, done in the order it was written.
+enum SyncOrder {
+    /// A group written to file number `seq`, ending at byte `end`, to be made durable before
+    /// it is settled.
+    Group { file: Arc<File>, seq: u64, end: u64, written: Written },
+    /// A rotated file to complete (sync, rename, directory sync), off the writer's path.
+    Finish(Current),
 }
 
 /// How the syncer makes a file's written data durable (`File::sync_data`; tests inject faults).
@@ -474,12 +479,17 @@ struct Syncer {
 }
 
 impl Syncer {
-    fn start(settler: Settler, sync: SyncFn, drop_synced_pages: bool) -> io::Result<Syncer> {
+    fn start(
+        settler: Settler,
+        sync: SyncFn,
+        dir: PathBuf,
+        drop_synced_pages: bool,
+    ) -> io::Result<Syncer> {
         let (tx, rx) = crossbeam_channel::bounded(SYNC_QUEUE);
         let failed = Arc::new(AtomicU64::new(0));
         let thread = std::thread::Builder::new().name(format!("sync-{}", settler.name)).spawn({
             let failed = Arc::clone(&failed);
-            move || Syncer::run(&rx, &settler, &failed, sync, drop_synced_pages)
+            move || Syncer::run(&rx, &settler, &failed, sync, &dir, drop_synced_pages)
         })?;
         Ok(Syncer { tx, thread, failed })
     }
@@ -491,25 +501,45 @@ impl Syncer {
         settler: &Settler,
         failed: &AtomicU64,
         mut sync: SyncFn,
+        dir: &Path,
         drop_synced_pages: bool,
     ) {
         let mut orders = Vec::new();
         // The file whose synced pages are being dropped, and where the dropped range ends.
         let mut dropped = (0, 0);
+        // The newest file whose directory entry is durable.
+        let mut dir_synced = 0;
         while let Ok(order) = rx.recv() {
             orders.push(order);
             orders.extend(rx.try_iter());
             // The last order for a file covers every earlier one for it.
             let mut synced: Option<(u64, io::Result<()>)> = None;
             for order in orders.drain(..) {
-                let SyncOrder { file, seq, end, mut written } = order;
+                let (file, seq, end, mut written) = match order {
+                    SyncOrder::Group { file, seq, end, written } => (file, seq, end, written),
+                    SyncOrder::Finish(current) => {
+                        match finish(current, true, dir) {
+                            Ok(()) => settler.metrics.file_completed(settler.name),
+                            Err(e) => {
+                                tracing::error!(sink = settler.name, error = %e, "cannot complete file");
+                                settler.metrics.write_error(settler.name, io_code(&e));
+                            }
+                        }
+                        continue;
+                    }
+                };
                 let result = match &synced {
                     Some((s, result)) if *s == seq => result.as_ref().map(|_| ()).map_err(copy),
                     _ if failed.load(Ordering::Acquire) == seq => {
                         Err(io::Error::other("an earlier sync of this file failed"))
                     }
                     _ => {
-                        let result = sync(&file);
+                        let mut result = Ok(());
+                        if seq > dir_synced {
+                            result = sync_dir(dir);
+                            dir_synced = seq;
+                        }
+                        let result = result.and_then(|()| sync(&file));
                         let shared = result.as_ref().map(|_| ()).map_err(copy);
                         synced = Some((seq, result));
                         shared
@@ -569,7 +599,9 @@ impl FileSink {
         let error = |source| PipelineError::Open { sink: name, path: path.clone(), source };
         let batch_sync = config.fsync == FsyncPolicy::Batch;
         let drop_synced_pages = config.drop_synced_pages;
-        let file = RotatingFile::open(config, prefix).map_err(error)?;
+        let dir = config.dir.clone();
+        let mut file = RotatingFile::open(config, prefix).map_err(error)?;
+        file.defer_dir_sync = batch_sync;
         let settler = Settler {
             name,
             recent: Arc::new(Mutex::new(DedupWindow::new(DEDUP_BATCHES))),
@@ -578,7 +610,7 @@ impl FileSink {
         };
         let syncer = match batch_sync {
             true => Some(
-                Syncer::start(settler.clone(), Box::new(File::sync_data), drop_synced_pages)
+                Syncer::start(settler.clone(), Box::new(File::sync_data), dir, drop_synced_pages)
                     .map_err(error)?,
             ),
             false => None,
@@ -590,8 +622,8 @@ impl FileSink {
     #[cfg(test)]
     fn with_sync(mut self, sync: SyncFn) -> FileSink {
         self.stop_syncer();
-        let drop_synced_pages = self.file.config.drop_synced_pages;
-        self.syncer = Some(Syncer::start(self.settler.clone(), sync, drop_synced_pages).unwrap());
+        let (dir, drop) = (self.file.config.dir.clone(), self.file.config.drop_synced_pages);
+        self.syncer = Some(Syncer::start(self.settler.clone(), sync, dir, drop).unwrap());
         self
     }
 
@@ -603,6 +635,30 @@ impl FileSink {
                 tracing::error!(sink = self.name, "the syncer thread panicked");
             }
         }
+    }
+
+    /// Completes the current file if it is over its size or age, through the syncer when there
+    /// is one (the writer goes on into a new file at once).
+    fn rotate_if_due(&mut self, now: Instant) -> io::Result<()> {
+        if !self.file.due(now) {
+            return Ok(());
+        }
+        match (&self.syncer, self.file.current.take()) {
+            (Some(syncer), Some(current)) => {
+                if let Err(crossbeam_channel::SendError(SyncOrder::Finish(current))) =
+                    syncer.tx.send(SyncOrder::Finish(current))
+                {
+                    finish(current, true, &self.file.config.dir)?;
+                    self.settler.metrics.file_completed(self.name);
+                }
+            }
+            (_, current) => {
+                self.file.current = current;
+                self.file.complete()?;
+                self.settler.metrics.file_completed(self.name);
+            }
+        }
+        Ok(())
     }
 
     /// Leaves the current file (completing it as it is) and fails `jobs`.
@@ -633,13 +689,9 @@ impl Sink for FileSink {
                 self.file.current = None;
             }
         }
-        match self.file.rotate_if_due(started) {
-            Ok(true) => self.settler.metrics.file_completed(self.name),
-            Ok(false) => {}
-            Err(e) => {
-                self.file.current = None;
-                return self.settler.fail(jobs, &e);
-            }
+        if let Err(e) = self.rotate_if_due(started) {
+            self.file.current = None;
+            return self.settler.fail(jobs, &e);
         }
         // A retry of a batch this sink already wrote (it failed elsewhere) is not written again.
         jobs.retain_mut(|job| {
@@ -682,16 +734,18 @@ impl Sink for FileSink {
         let written = Written { jobs: std::mem::take(jobs), records, bytes, started };
         match (&self.syncer, &self.file.current) {
             (Some(syncer), Some(current)) => {
-                let order = SyncOrder {
+                let order = SyncOrder::Group {
                     file: Arc::clone(&current.file),
                     seq: self.file.seq,
                     end: current.len,
                     written,
                 };
                 self.file.unsynced = false;
-                if let Err(crossbeam_channel::SendError(order)) = syncer.tx.send(order) {
+                if let Err(crossbeam_channel::SendError(SyncOrder::Group { written, .. })) =
+                    syncer.tx.send(order)
+                {
                     // The syncer is gone (it panicked): nothing can make this group durable.
-                    let mut jobs = order.written.jobs;
+                    let mut jobs = written.jobs;
                     self.abandon(&mut jobs, &io::Error::other("the syncer thread stopped"));
                 }
             }
@@ -713,14 +767,10 @@ impl Sink for FileSink {
                 }
             }
         }
-        match self.file.rotate_if_due(now) {
-            Ok(true) => self.settler.metrics.file_completed(self.name),
-            Ok(false) => {}
-            Err(e) => {
-                tracing::error!(sink = self.name, error = %e, "cannot complete file");
-                self.settler.metrics.write_error(self.name, io_code(&e));
-                self.file.current = None;
-            }
+        if let Err(e) = self.rotate_if_due(now) {
+            tracing::error!(sink = self.name, error = %e, "cannot complete file");
+            self.settler.metrics.write_error(self.name, io_code(&e));
+            self.file.current = None;
         }
     }
 

@@ -108,26 +108,33 @@ fn wait_for(what: impl Fn() -> bool) {
 
 #[test]
 fn a_file_is_completed_once_it_reaches_its_size() {
-    let root = tempfile::tempdir().unwrap();
-    let logs = root.path().join("logs");
-    let config = FileSinkConfig {
-        max_file_bytes: 40,
-        fsync: FsyncPolicy::Never,
-        ..FileSinkConfig::new(&logs)
-    };
-    let (pipeline, workers) = start(root.path(), config, PipelineConfig::default());
-    for i in 0..3 {
-        let line = format!(r#"{{"id":"{i}","pad":"0123456789012345678901234567890"}}"#);
-        block_on(pipeline.try_submit(batch(&[&line], &[])).unwrap().wait()).unwrap();
+    // Without fsync the writer completes files itself; with fsync per batch its syncer does.
+    for fsync in [FsyncPolicy::Never, FsyncPolicy::Batch] {
+        let root = tempfile::tempdir().unwrap();
+        let logs = root.path().join("logs");
+        let config = FileSinkConfig { max_file_bytes: 40, fsync, ..FileSinkConfig::new(&logs) };
+        let (pipeline, workers) = start(root.path(), config, PipelineConfig::default());
+        for i in 0..3 {
+            let line = format!(r#"{{"id":"{i}","pad":"0123456789012345678901234567890"}}"#);
+            block_on(pipeline.try_submit(batch(&[&line], &[])).unwrap().wait()).unwrap();
+        }
+        wait_for(|| files(&logs, ".ndjson").len() == 3);
+        let done = files(&logs, ".ndjson");
+        assert_eq!(
+            done.len(),
+            3,
+            "{fsync:?}: one complete file per write over the limit: {done:?}"
+        );
+        assert!(files(&logs, ".open").is_empty(), "{fsync:?}");
+        let lines: Vec<String> =
+            done.iter().map(|name| std::fs::read_to_string(logs.join(name)).unwrap()).collect();
+        for (i, text) in lines.iter().enumerate() {
+            assert!(text.starts_with(&format!(r#"{{"id":"{i}""#)), "{fsync:?}: {text}");
+            assert_eq!(text.lines().count(), 1, "{fsync:?}");
+        }
+        drop(pipeline);
+        assert!(workers.join(Duration::from_secs(5)).is_empty());
     }
-    wait_for(|| files(&logs, ".ndjson").len() == 3);
-    let done = files(&logs, ".ndjson");
-    assert_eq!(done.len(), 3, "one complete file per write over the limit: {done:?}");
-    for name in &done {
-        assert_eq!(std::fs::read_to_string(logs.join(name)).unwrap().lines().count(), 1);
-    }
-    drop(pipeline);
-    workers.join(Duration::from_secs(5));
 }
 
 #[test]
