@@ -44,6 +44,7 @@ enum Encoding {
 }
 
 pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let started = Instant::now();
     let mut response = match route(&state, req).await {
         Ok(response) => response,
         Err(error) => error_response(&state, &error),
@@ -53,7 +54,7 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Respons
             response.headers_mut().insert(VERIFY, code.clone());
         }
     }
-    state.metrics.request(response.status());
+    state.metrics.request(response.status(), started.elapsed().as_secs_f64());
     response
 }
 

@@ -19,6 +19,7 @@ pub struct IngestMetrics {
     signature_matches: Family<Label, Counter>,
     probes: Counter,
     ack_seconds: Histogram,
+    request_seconds: Histogram,
 }
 
 impl IngestMetrics {
@@ -33,6 +34,7 @@ impl IngestMetrics {
             signature_matches: Family::default(),
             probes: Counter::default(),
             ack_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            request_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
         };
         let r = registry.sub_registry_with_prefix("spillway");
         r.register("http_requests", "HTTP requests answered, by status", m.requests.clone());
@@ -59,14 +61,20 @@ impl IngestMetrics {
             "Time from hand-off to the sinks' acknowledgement of a batch",
             m.ack_seconds.clone(),
         );
+        r.register(
+            "request_seconds",
+            "Time from a request's headers to its answer (body read, verify, decode, sinks)",
+            m.request_seconds.clone(),
+        );
         for reason in RejectReason::ALL {
             let _ = m.records_dead_lettered.get_or_create(&[("reason", reason.code())]);
         }
         m
     }
 
-    pub(crate) fn request(&self, status: http::StatusCode) {
+    pub(crate) fn request(&self, status: http::StatusCode, seconds: f64) {
         self.requests.get_or_create(&[("status", status_label(status))]).inc();
+        self.request_seconds.observe(seconds);
     }
 
     pub(crate) fn received(&self, bytes: usize) {

@@ -378,6 +378,8 @@ fn healthz_and_metrics_report() {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
     assert!(text.contains("spillway_sink_write_seconds_count{sink=\"file\"} 1"), "{text}");
+    // Every answered request is timed (the /metrics request itself is answered after this text).
+    assert!(text.contains("spillway_request_seconds_count 3"), "{text}");
     let received: u64 = text
         .lines()
         .find_map(|l| l.strip_prefix("spillway_received_bytes_total "))
