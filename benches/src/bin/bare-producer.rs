@@ -1,6 +1,8 @@
-//! `bare-producer`: the Kafka baseline. Produces the benchmark corpus's records to a broker with
-//! the same producer settings as Spillway's Kafka sink (idempotence, `acks=all`, lz4, same
-//! batching), with no HTTP and no parsing, and reports records/s once every delivery report is in.
+//! `bare-producer`: the Kafka baseline. Produces the benchmark corpus's records to a broker as
+//! the same messages Spillway's Kafka sink makes (value, `projectId` key, drain/source/level
+//! headers) with the same producer settings (idempotence, `acks=all`, lz4, same batching), but
+//! with no HTTP and no parsing (keys and header values are taken out before the clock starts),
+//! and reports records/s once every delivery report is in.
 //!
 //! ```text
 //! bare-producer --brokers 127.0.0.1:9092 --topic bench --records 200000
@@ -14,6 +16,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 use spillway_benches::Corpus;
@@ -57,12 +60,13 @@ impl ProducerContext for Counts {
 fn main() {
     let args = Args::parse();
     let corpus = Corpus::new(args.seed, args.corpus);
-    let keys: Vec<String> = corpus
+    // Key, source and level of each record.
+    let fields: Vec<[Option<String>; 3]> = corpus
         .records
         .iter()
         .map(|r| {
             let v: serde_json::Value = serde_json::from_str(r).expect("corpus records are JSON");
-            v["projectId"].as_str().unwrap_or_default().to_owned()
+            ["projectId", "source", "level"].map(|k| v[k].as_str().map(str::to_owned))
         })
         .collect();
     // The same topic shape Spillway creates (3 partitions), since brokers may not auto-create.
@@ -99,9 +103,19 @@ fn main() {
     let mut bytes = 0u64;
     for i in 0..args.records {
         let j = i % corpus.records.len();
+        let [key, source, level] = &fields[j];
+        let mut headers = OwnedHeaders::new_with_capacity(3)
+            .insert(Header { key: "drain", value: Some("default".as_bytes()) });
+        if let Some(source) = source {
+            headers = headers.insert(Header { key: "source", value: Some(source.as_bytes()) });
+        }
+        if let Some(level) = level {
+            headers = headers.insert(Header { key: "level", value: Some(level.as_bytes()) });
+        }
         let mut record = BaseRecord::to(&args.topic)
             .payload(corpus.records[j].as_bytes())
-            .key(keys[j].as_bytes());
+            .key(key.as_deref().unwrap_or_default().as_bytes())
+            .headers(headers);
         bytes += corpus.records[j].len() as u64;
         loop {
             match producer.send(record) {
