@@ -406,17 +406,21 @@ impl VercelClient {
     }
 }
 
-/// How long a `429` asks to wait: `Retry-After` (seconds) if present, else until
-/// `X-RateLimit-Reset` (epoch seconds; zero if already past), else `None`.
+/// How long a `429` asks to wait: `Retry-After` (seconds, or an HTTP date) if present, else
+/// until `X-RateLimit-Reset` (epoch seconds); zero for a time already past; else `None`.
 fn retry_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let number = |name: &str| {
-        headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok())
-    };
-    if let Some(secs) = number(RETRY_AFTER.as_str()) {
-        return Some(Duration::from_secs(secs));
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let until = |at: SystemTime| at.duration_since(now).unwrap_or(Duration::ZERO);
+    if let Some(after) = text(RETRY_AFTER.as_str()) {
+        if let Ok(secs) = after.parse::<u64>() {
+            return Some(Duration::from_secs(secs));
+        }
+        if let Ok(at) = httpdate::parse_http_date(after) {
+            return Some(until(at));
+        }
     }
-    let reset = UNIX_EPOCH + Duration::from_secs(number("x-ratelimit-reset")?);
-    Some(reset.duration_since(now).unwrap_or(Duration::ZERO))
+    let reset = text("x-ratelimit-reset")?.parse::<u64>().ok()?;
+    Some(until(UNIX_EPOCH + Duration::from_secs(reset)))
 }
 
 #[cfg(test)]
@@ -435,6 +439,14 @@ mod tests {
         assert_eq!(retry_wait(&headers, now), Some(Duration::ZERO));
         headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
         assert_eq!(retry_wait(&headers, now), Some(Duration::from_secs(7)));
+        // An HTTP date (RFC 9110): 1004 s after the epoch, 3.5 s from now.
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("Thu, 01 Jan 1970 00:16:44 GMT"));
+        assert_eq!(retry_wait(&headers, now), Some(Duration::from_millis(3500)));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("Thu, 01 Jan 1970 00:00:01 GMT"));
+        assert_eq!(retry_wait(&headers, now), Some(Duration::ZERO));
+        // Neither a number nor a date: the reset time decides.
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_wait(&headers, now), Some(Duration::ZERO));
     }
 
     #[test]
