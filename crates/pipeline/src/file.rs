@@ -512,7 +512,8 @@ impl Syncer {
         while let Ok(order) = rx.recv() {
             orders.push(order);
             orders.extend(rx.try_iter());
-            // The last order for a file covers every earlier one for it.
+            // Every order drained here was written before the first sync below starts, so one
+            // sync per file covers them all.
             let mut synced: Option<(u64, io::Result<()>)> = None;
             for order in orders.drain(..) {
                 let (file, seq, end, mut written) = match order {
