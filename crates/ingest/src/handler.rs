@@ -298,8 +298,9 @@ fn error_response(state: &State, error: &IngestError) -> Response<Full<Bytes>> {
     response
 }
 
-/// The raw bytes of the `503` sent to a connection over `max_connections` before closing it.
-pub(crate) fn over_capacity_response(retry_after_secs: u32) -> Vec<u8> {
+/// The raw bytes of the `503` sent to a connection over `max_connections` before closing it
+/// (written straight to the socket: no HTTP machinery is spent on a connection refused).
+pub fn over_capacity_response(retry_after_secs: u32) -> Vec<u8> {
     let body = format!(
         r#"{{"error":{{"code":"too_many_connections","message":"{}"}}}}"#,
         "receiver is at its connection limit; retry later"

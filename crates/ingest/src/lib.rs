@@ -26,7 +26,7 @@ mod signature;
 pub use config::IngestConfig;
 pub use drains::{DrainCredentials, DrainDirectory};
 pub use error::IngestError;
-pub use handler::RenderMetrics;
+pub use handler::{over_capacity_response, RenderMetrics};
 pub use metrics::IngestMetrics;
 pub use server::Server;
 pub use signature::Secret;

@@ -178,6 +178,7 @@ impl ControlPlane {
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let ControlPlane { listener, shared } = self;
         let limit = Arc::new(Semaphore::new(shared.config.max_connections));
+        let refusal = ingest::over_capacity_response(1);
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
         if let Ok(addr) = listener.local_addr() {
@@ -197,7 +198,9 @@ impl ControlPlane {
                 () = &mut shutdown => break,
             };
             let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-                tracing::debug!("control plane: connection closed at max_connections");
+                // As the edge does: a fresh socket's send buffer takes this small write at once.
+                let _ = stream.try_write(&refusal);
+                tracing::debug!("control plane: connection refused at max_connections");
                 continue;
             };
             let conn_shared = Arc::clone(&shared);
