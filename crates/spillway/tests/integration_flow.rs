@@ -373,3 +373,24 @@ fn the_control_listener_answers_503_over_its_connection_limit() {
     assert!(started.elapsed() < Duration::from_secs(2));
     drop(first);
 }
+
+#[test]
+fn project_env_is_set_on_the_projects_the_installation_may_see() {
+    let sim = Sim::start();
+    let app = start_with(&sim, |c| c.project_env = Some("SPILLWAY_DRAIN_URL".to_owned()));
+    let code = sim.sim.issue_code("icfg_env", Some("team_env"));
+    assert!(sim.sim.select_projects("icfg_env", &["prj_a", "prj_b"]));
+    let reply = callback(&app, &code, "icfg_env", Some("team_env"), "/done");
+    assert_eq!(reply.status, 302, "{}", reply_text(&reply));
+
+    // The value is the installation's drain endpoint, on every target of both projects.
+    let drain = registry(&app).load().unwrap().into_iter().next().expect("drain registered");
+    let endpoint = format!("{DRAIN_URL}/{}", drain.path_key);
+    for project in ["prj_a", "prj_b"] {
+        let var = sim.sim.env_var("team_env", project, "SPILLWAY_DRAIN_URL").expect("set");
+        assert_eq!(var["value"], endpoint.as_str(), "{project}: {var}");
+        assert_eq!(var["target"], json!(["production", "preview", "development"]), "{var}");
+        assert_eq!(var["type"], "encrypted");
+    }
+    assert_eq!(sim.sim.env_var("team_env", "prj_other", "SPILLWAY_DRAIN_URL"), None);
+}

@@ -138,6 +138,7 @@ impl Simulator {
             team_id: team_id.map(str::to_owned),
             created_at_ms: now,
             disabled_at_ms: None,
+            projects: None,
         });
         let code = state.id("code");
         state.codes.insert(
@@ -169,6 +170,25 @@ impl Simulator {
             }
             None => false,
         }
+    }
+
+    /// Gives installation `configuration_id` access to `projects` only (`projectSelection:
+    /// "selected"`), as a user choosing projects on install does. Returns whether it exists.
+    pub fn select_projects(&self, configuration_id: &str, projects: &[&str]) -> bool {
+        let mut state = self.state();
+        match state.configurations.get_mut(configuration_id) {
+            Some(configuration) => {
+                configuration.projects = Some(projects.iter().map(|p| (*p).to_owned()).collect());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The environment variable `key` of `owner`'s (a team's or the user's) `project`, as it
+    /// was sent (value in clear), if set.
+    pub fn env_var(&self, owner: &str, project: &str, key: &str) -> Option<serde_json::Value> {
+        self.state().env.get(owner)?.get(project)?.get(key).cloned()
     }
 
     /// Makes the next `n` requests (whatever they are) answer `429 rate_limited` with `hint`.

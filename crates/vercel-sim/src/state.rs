@@ -44,6 +44,8 @@ pub(crate) struct Configuration {
     pub(crate) team_id: Option<String>,
     pub(crate) created_at_ms: i64,
     pub(crate) disabled_at_ms: Option<i64>,
+    /// The projects the user gave the installation access to; `None`: all of them.
+    pub(crate) projects: Option<Vec<String>>,
 }
 
 /// A stored drain, kept as the JSON Vercel would answer, plus the secret it signs with.
