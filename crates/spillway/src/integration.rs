@@ -38,6 +38,9 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -124,8 +127,38 @@ pub enum IntegrationError {
     Client(#[source] ControlError),
 }
 
+/// The control plane's metrics: requests by route and status class (bounded labels).
+#[derive(Debug, Clone, Default)]
+pub struct ControlMetrics {
+    requests: Family<[(&'static str, &'static str); 2], Counter>,
+}
+
+impl ControlMetrics {
+    /// Creates the metrics and registers them in `registry` under `spillway_control_`.
+    pub fn register(registry: &mut Registry) -> ControlMetrics {
+        let metrics = ControlMetrics::default();
+        registry.sub_registry_with_prefix("spillway_control").register(
+            "requests",
+            "Integration control-plane requests answered, by route and status class",
+            metrics.requests.clone(),
+        );
+        metrics
+    }
+
+    fn request(&self, route: &'static str, status: StatusCode) {
+        let class = match status.as_u16() {
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.requests.get_or_create(&[("route", route), ("status", class)]).inc();
+    }
+}
+
 struct Shared {
     config: IntegrationConfig,
+    metrics: ControlMetrics,
     client: VercelClient,
     installations: InstallationStore,
     drains: DrainRegistry,
@@ -149,6 +182,7 @@ impl ControlPlane {
     pub async fn bind(
         config: IntegrationConfig,
         data_dir: &Path,
+        metrics: ControlMetrics,
     ) -> Result<ControlPlane, IntegrationError> {
         let client = VercelClient::new(ClientConfig {
             base_url: config.api_url.clone(),
@@ -165,6 +199,7 @@ impl ControlPlane {
             drains: DrainRegistry::new(data_dir.join(crate::drains::REGISTRY_FILE)),
             webhook_secret: ingest::Secret::new(config.client_secret.expose()),
             config,
+            metrics,
         };
         Ok(ControlPlane { listener, shared: Arc::new(shared) })
     }
@@ -228,6 +263,17 @@ impl ControlPlane {
 }
 
 async fn handle(shared: &Shared, request: Request<Incoming>) -> Reply {
+    let route = match request.uri().path() {
+        CALLBACK_PATH => "callback",
+        WEBHOOK_PATH => "webhook",
+        _ => "other",
+    };
+    let reply = route_request(shared, request).await;
+    shared.metrics.request(route, reply.status());
+    reply
+}
+
+async fn route_request(shared: &Shared, request: Request<Incoming>) -> Reply {
     let path = request.uri().path();
     match (request.method(), path) {
         (&Method::GET, CALLBACK_PATH) => {

@@ -39,6 +39,10 @@ impl App {
         let mut registry = Registry::default();
         let pipeline_metrics = PipelineMetrics::register(&mut registry);
         let ingest_metrics = IngestMetrics::register(&mut registry);
+        let control_metrics = config
+            .integration
+            .is_some()
+            .then(|| integration::ControlMetrics::register(&mut registry));
 
         let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
         if let Some(file) = config.file_sink.clone() {
@@ -75,11 +79,11 @@ impl App {
         let directory =
             registry::RegistryDirectory::new(registry).with_client_secret(client_secret);
         let server = server.with_drains(Arc::new(directory));
-        let control = match config.integration {
-            Some(integration) => {
-                Some(integration::ControlPlane::bind(integration, &config.data_dir).await?)
+        let control = match (config.integration, control_metrics) {
+            (Some(integration), Some(metrics)) => {
+                Some(integration::ControlPlane::bind(integration, &config.data_dir, metrics).await?)
             }
-            None => None,
+            _ => None,
         };
         Ok(App { server, control, workers, shutdown_timeout })
     }

@@ -211,6 +211,15 @@ fn install_serve_and_remove_an_installation_end_to_end() {
     let gone = eventually(&app, &path, &client_secret, 404);
     assert_eq!(gone.status, 404);
     assert_eq!(gone.error_code(), "unknown_drain");
+
+    // The control plane's requests show on the receiver's /metrics.
+    let metrics = String::from_utf8(send(app.addr, "GET", "/metrics", &[], b"").body).unwrap();
+    for line in [
+        "spillway_control_requests_total{route=\"callback\",status=\"3xx\"} 1",
+        "spillway_control_requests_total{route=\"webhook\",status=\"2xx\"} 1",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
+    }
 }
 
 #[test]
