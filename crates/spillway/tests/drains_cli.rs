@@ -499,3 +499,40 @@ fn without_a_token_the_stored_installation_is_used_and_marked_when_disabled() {
     assert_eq!(again.code, 4);
     assert_eq!(h.sim.request_count(), before, "a disabled installation was called again");
 }
+
+#[test]
+fn a_gzip_drain_s_test_delivery_is_verified_inflated_and_stored_by_spillway() {
+    let h = Harness::new();
+    let token = h.user_token();
+    let token = Some(token.as_str());
+    // Spillway serving the drain registry this CLI writes.
+    let registry_dir = h.dir.path().to_owned();
+    let app = common::TestApp::start(|c| c.data_dir = registry_dir);
+    let url = format!("http://{}/vercel/logs", app.addr);
+    let created = h.run(token, &["drains", "create", "--url", &url, "--gzip", "--json"]);
+    assert_eq!(created.code, 0, "{created:?}");
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+
+    // The receiver picks a new drain up within a quarter of a second; until then it is a 404.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let tested = loop {
+        let tested = h.run(token, &["drains", "test", &id]);
+        if tested.code == 0 || std::time::Instant::now() > deadline {
+            break tested;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(tested.code, 0, "{tested:?}");
+    let stored = common::lines_in(&app.dir("logs"));
+    assert!(stored.iter().any(|l| l.contains("SAMPLE MESSAGE")), "{stored:?}");
+    // It came compressed, signed over the bytes as sent.
+    let reply = common::send(app.addr, "GET", "/metrics", &[], b"");
+    let metrics = String::from_utf8(reply.body).unwrap();
+    assert!(metrics.contains("spillway_signature_matches_total{over=\"raw\"} 1"), "{metrics}");
+    let inflated: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("spillway_inflated_bytes_total "))
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(inflated > 0, "{metrics}");
+}

@@ -525,7 +525,7 @@ fn test_drain(state: &mut State, principal: &Principal, body: &Value) -> Outcome
         return bad_request("delivery.endpoint is required").into();
     };
     let encoding = delivery["encoding"].as_str().unwrap_or("json");
-    let batch = sample_batch(encoding, state.now_ms());
+    let mut batch = sample_batch(encoding, state.now_ms());
     let secret = match &delivery["secret"] {
         Value::String(secret) if !secret.is_empty() => Some(secret.clone()),
         _ if principal.configuration_id.is_some() => Some(state.config.client_secret.clone()),
@@ -535,6 +535,11 @@ fn test_drain(state: &mut State, principal: &Principal, body: &Value) -> Outcome
         .as_object()
         .map(|h| h.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
         .unwrap_or_default();
+    if delivery["compression"] == "gzip" {
+        // Signed as sent, compressed (what receivers in the wild verify; PROTOCOL.md §2).
+        batch = deliver::gzip(&batch);
+        headers.push(("content-encoding".to_owned(), "gzip".to_owned()));
+    }
     if let Some(secret) = secret {
         headers.push(("x-vercel-signature".to_owned(), deliver::sign(secret.as_bytes(), &batch)));
     }

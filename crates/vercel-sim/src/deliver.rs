@@ -12,6 +12,15 @@ use sha1::Sha1;
 /// How long one outgoing delivery (connect, send, read the answer) may take.
 pub(crate) const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// `body` gzip-compressed, as a drain with `compression: "gzip"` sends it.
+pub(crate) fn gzip(body: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    // Writing into a Vec cannot fail.
+    let _ = encoder.write_all(body);
+    encoder.finish().unwrap_or_default()
+}
+
 /// Lowercase hex HMAC-SHA1 of `body` keyed by `secret`, as in `x-vercel-signature`.
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
     let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(secret).expect("HMAC takes any key length");
