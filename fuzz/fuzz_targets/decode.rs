@@ -10,8 +10,12 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|body: &[u8]| {
     let decoded = decode(PaddedBody::from_slice(body));
     for record in &decoded.records {
-        let value: serde_json::Value =
-            serde_json::from_slice(record.bytes()).expect("an accepted record is JSON");
+        let value: serde_json::Value = match serde_json::from_slice(record.bytes()) {
+            Ok(value) => value,
+            // JSON's grammar allows numbers beyond an f64 (`1e400`); serde_json refuses them.
+            Err(e) if e.to_string().starts_with("number out of range") => continue,
+            Err(e) => panic!("an accepted record is JSON: {e}"),
+        };
         let object = value.as_object().expect("an accepted record is an object");
         assert_eq!(object["id"].as_str(), record.id().as_deref());
         assert_eq!(object["projectId"].as_str(), record.project_id().as_deref());
