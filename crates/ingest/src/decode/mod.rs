@@ -395,9 +395,19 @@ fn accept_element(
 
 /// The slow path for NDJSON whose body failed stage 1: each line through stage 1 alone.
 fn ndjson_line_by_line(input: &[u8], out: &mut Output) {
-    for (start, end, _) in lines(input) {
-        one_value(input, start, end, out);
+    for (start, end, line_end) in lines(input) {
+        let terminated = end == line_end && line_end < input.len();
+        one_value(input, start, end, Framing::Line { terminated }, out);
     }
+}
+
+/// What one value decoded alone is.
+#[derive(Clone, Copy)]
+enum Framing {
+    /// An NDJSON line: passed through as it is (with its newline when `terminated`).
+    Line { terminated: bool },
+    /// A JSON-array element: compacted like any other element.
+    Element,
 }
 
 /// The slow path for an array whose body failed stage 1: split elements with a byte scanner,
@@ -408,7 +418,7 @@ fn array_element_by_element(input: &[u8], out: &mut Output) {
     for (elem_start, elem_end) in split_array(input, start, body_end) {
         let (s, e) = trim(input, elem_start, elem_end);
         if s < e {
-            one_value(input, s, e, out);
+            one_value(input, s, e, Framing::Element, out);
         }
         start = elem_end + 1;
     }
@@ -454,8 +464,9 @@ fn split_array(input: &[u8], from: usize, to: usize) -> Vec<(usize, usize)> {
     parts
 }
 
-/// Decodes `input[start..end]` as one record from a private padded copy.
-fn one_value(input: &[u8], start: usize, end: usize, out: &mut Output) {
+/// Decodes `input[start..end]` (an NDJSON line or an array element) as one record from a private
+/// padded copy.
+fn one_value(input: &[u8], start: usize, end: usize, framing: Framing, out: &mut Output) {
     let mut copy = Vec::with_capacity(end - start + 1 + PADDING);
     copy.push(SENTINEL);
     copy.extend_from_slice(&input[start..end]);
@@ -466,6 +477,10 @@ fn one_value(input: &[u8], start: usize, end: usize, out: &mut Output) {
         let mut w = Walker::new(line, idx);
         let n = idx.len();
         let fields = classify(&mut w, 1, n, line.len())?;
+        if let Framing::Line { terminated } = framing {
+            let stop = if terminated { end + 1 } else { end };
+            return Ok((Source::Body(start, stop), meta(&w, &fields, 1), terminated));
+        }
         let mut private = Output::default();
         accept_element(&w, &fields, 1, n, 1, line.len(), &mut private);
         Ok(match private.records.pop() {
