@@ -122,6 +122,29 @@ proptest! {
     }
 
     #[test]
+    fn good_lines_pass_through_unchanged_beside_a_line_that_fails_the_whole_body(
+        records in prop::collection::vec(vercel_record(), 1..8),
+        at in any::<prop::sample::Index>(),
+    ) {
+        // Spaced-out lines (pretty JSON on one line), and one with bad UTF-8, which makes stage 1
+        // refuse the body as a whole, so every line is decoded on its own.
+        let mut lines: Vec<Vec<u8>> = records
+            .iter()
+            .map(|r| serde_json::to_string_pretty(r).unwrap().replace('\n', " ").into_bytes())
+            .collect();
+        let poison = at.index(lines.len() + 1);
+        lines.insert(poison, b"{\"id\":\"\xff\",\"projectId\":\"p\",\"timestamp\":1}".to_vec());
+        let body = lines.join(&b'\n');
+        let decoded = decode(PaddedBody::from_slice(&body));
+        prop_assert_eq!(decoded.rejects.len(), 1);
+        prop_assert_eq!(decoded.rejects[0].reason.code(), "invalid_json");
+        lines.remove(poison);
+        let out: Vec<&[u8]> = decoded.records.iter().map(|r| r.bytes()).collect();
+        let expected: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+        prop_assert_eq!(out, expected);
+    }
+
+    #[test]
     fn verdict_matches_serde_json_on_mutated_lines(
         record in vercel_record(),
         cuts in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 0..3),
