@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use spillway::config::{self, Config};
 use tokio::sync::oneshot;
@@ -238,4 +238,19 @@ pub fn lines_in(dir: &Path) -> Vec<String> {
             text.lines().map(str::to_owned).collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// Holds the only connection slot of the listener at `addr` (keep-alive, proven by exchanging
+/// `first`, answered `status`), then checks that a second connection gets the raw `503` at once.
+pub fn assert_second_connection_refused(addr: SocketAddr, first: &[u8], status: u16) {
+    let mut held = TcpStream::connect(addr).unwrap();
+    assert_eq!(exchange(&mut held, first).status, status);
+    let started = Instant::now();
+    let mut second = TcpStream::connect(addr).unwrap();
+    let reply = read_reply(&mut second);
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.error_code(), "too_many_connections");
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    drop(held);
 }
