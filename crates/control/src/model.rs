@@ -107,9 +107,10 @@ pub struct DeliveryRequest {
     pub encoding: Encoding,
     /// Compression.
     pub compression: Compression,
-    /// Extra request headers Vercel sends with each delivery.
+    /// Extra request headers Vercel sends with each delivery (values may be credentials, such
+    /// as a bearer token, so they are secrets).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, Secret>,
     /// The signature verification secret; Vercel generates one when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<Secret>,
@@ -221,9 +222,9 @@ pub struct Delivery {
     /// Compression.
     #[serde(default)]
     pub compression: Option<Compression>,
-    /// Extra request headers.
+    /// Extra request headers (values may be credentials).
     #[serde(default, deserialize_with = "null_as_default")]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, Secret>,
     /// The signing secret.
     #[serde(default)]
     pub secret: Option<DrainSecret>,

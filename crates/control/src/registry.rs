@@ -60,6 +60,20 @@ pub struct DrainEntry {
     /// `secret`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub integration_secret: bool,
+    /// Headers Vercel sends with every delivery (the drain's `delivery.headers`), which the
+    /// receiver requires with exactly these values. The values are credentials, stored in clear
+    /// like the secret.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<DeliveryHeader>,
+}
+
+/// One header of a drain's deliveries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryHeader {
+    /// Its name, as given.
+    pub name: String,
+    /// Its value.
+    pub value: Secret,
 }
 
 /// The registry file at a given path. Cheap; holds no file open between calls.
@@ -156,6 +170,10 @@ mod tests {
             created_at_ms: 1_700_000_000_000,
             configuration_id: None,
             integration_secret: false,
+            headers: vec![DeliveryHeader {
+                name: "Authorization".to_owned(),
+                value: Secret::new("Bearer tok-in-the-registry"),
+            }],
         }
     }
 
@@ -182,6 +200,10 @@ mod tests {
         assert_eq!(on_disk["drains"][0]["kind"], "self-served");
         assert_eq!(on_disk["drains"][0]["secret"], a.secret.expose());
         assert_eq!(on_disk["drains"][0]["pathKey"].as_str().unwrap().len(), 32);
+        assert_eq!(
+            on_disk["drains"][0]["headers"],
+            serde_json::json!([{"name": "Authorization", "value": "Bearer tok-in-the-registry"}])
+        );
 
         assert_eq!(registry.remove("drn_a").unwrap(), Some(a));
         assert_eq!(registry.remove("drn_a").unwrap(), None);
@@ -192,6 +214,7 @@ mod tests {
     fn debug_of_an_entry_does_not_show_the_secret() {
         let e = entry("drn_a");
         assert!(!format!("{e:?}").contains(e.secret.expose()));
+        assert!(!format!("{e:?}").contains("tok-in-the-registry"));
     }
 
     #[test]

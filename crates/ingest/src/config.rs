@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::drains::RequiredHeader;
 use crate::signature::Secret;
 
 /// How the edge listens and what it accepts. Built and validated by the binary.
@@ -17,6 +18,8 @@ pub struct IngestConfig {
     pub drain_name: Arc<str>,
     /// The drain's signature secret; without one, deliveries are accepted unsigned.
     pub drain_secret: Option<Secret>,
+    /// Headers every delivery to the default drain must carry, each with its exact value.
+    pub drain_headers: Arc<[RequiredHeader]>,
     /// The code answered in `x-vercel-verify`.
     pub verify_code: Option<String>,
     /// Largest request body accepted, as received.
@@ -39,13 +42,14 @@ pub struct IngestConfig {
 
 impl IngestConfig {
     /// Defaults: the drain at `/vercel/logs` on `listen`, no secret, 16 MiB bodies (64 MiB
-    /// inflated), 1024 connections.
+    /// inflated), 1024 connections, no required header.
     pub fn new(listen: SocketAddr) -> IngestConfig {
         IngestConfig {
             listen,
             drain_path: "/vercel/logs".into(),
             drain_name: Arc::from("default"),
             drain_secret: None,
+            drain_headers: Arc::from([]),
             verify_code: None,
             max_body_bytes: 16 << 20,
             max_inflated_bytes: 64 << 20,

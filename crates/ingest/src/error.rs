@@ -39,6 +39,12 @@ pub enum IngestError {
     /// The signature does not match the body.
     #[error("x-vercel-signature does not match the body")]
     BadSignature,
+    /// The drain requires a header the request does not carry.
+    #[error("missing required {0} header")]
+    MissingHeader(http::HeaderName),
+    /// A required header carries another value than the drain's.
+    #[error("the {0} header does not match the drain's")]
+    BadHeader(http::HeaderName),
     /// The drain path takes only POST, GET and HEAD.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -86,8 +92,10 @@ impl IngestError {
             IngestError::BodyRead | IngestError::CorruptGzip | IngestError::NoRecords => {
                 StatusCode::BAD_REQUEST
             }
-            IngestError::MissingSignature => StatusCode::UNAUTHORIZED,
-            IngestError::BadSignature => StatusCode::FORBIDDEN,
+            IngestError::MissingSignature | IngestError::MissingHeader(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            IngestError::BadSignature | IngestError::BadHeader(_) => StatusCode::FORBIDDEN,
             IngestError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             IngestError::NotFound | IngestError::UnknownDrain => StatusCode::NOT_FOUND,
             IngestError::Overloaded
@@ -110,6 +118,8 @@ impl IngestError {
             IngestError::NoRecords => "no_records",
             IngestError::MissingSignature => "missing_signature",
             IngestError::BadSignature => "invalid_signature",
+            IngestError::MissingHeader(_) => "missing_header",
+            IngestError::BadHeader(_) => "invalid_header",
             IngestError::MethodNotAllowed => "method_not_allowed",
             IngestError::NotFound => "not_found",
             IngestError::UnknownDrain => "unknown_drain",

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use record::{Batch, Dispatch, RejectReason};
 
 use crate::decode::{decode, PaddedBody};
-use crate::drains::DrainDirectory;
+use crate::drains::{check_headers, DrainDirectory, RequiredHeader};
 use crate::inflate::gunzip;
 use crate::{IngestConfig, IngestError, IngestMetrics, Secret};
 
@@ -29,10 +29,12 @@ pub(crate) struct State {
     pub(crate) drains: Option<Arc<dyn DrainDirectory>>,
 }
 
-/// Which drain a request is for: its name in batches and the secret it must be signed with.
+/// Which drain a request is for: its name in batches, the secret it must be signed with and
+/// the headers it must carry.
 struct Target {
     name: Arc<str>,
     secret: Option<Secret>,
+    headers: Arc<[RequiredHeader]>,
 }
 
 const SIGNATURE: &str = "x-vercel-signature";
@@ -67,13 +69,18 @@ async fn route(
         Some(Target {
             name: Arc::clone(&state.config.drain_name),
             secret: state.config.drain_secret.clone(),
+            headers: Arc::clone(&state.config.drain_headers),
         })
     } else {
         match drain_key(path, &state.config.drain_path) {
             Some(key) => {
                 let found = state.drains.as_ref().and_then(|d| d.lookup(key));
                 let credentials = found.ok_or(IngestError::UnknownDrain)?;
-                Some(Target { name: credentials.name, secret: Some(credentials.secret) })
+                Some(Target {
+                    name: credentials.name,
+                    secret: Some(credentials.secret),
+                    headers: credentials.headers,
+                })
             }
             None => None,
         }
@@ -134,17 +141,18 @@ async fn deliver(
     .map_err(|_| IngestError::BodyTimeout)??;
     state.metrics.received(raw.len());
     let signature = parts.headers.get(SIGNATURE).map(|v| v.as_bytes().to_vec());
+    let headers_checked = check_headers(&target.headers, &parts.headers);
 
     let inline = match encoding {
         Encoding::Identity => raw.len() <= INLINE_BYTES,
         Encoding::Gzip => raw.len() <= INLINE_GZIP_BYTES,
     };
     let opened = if inline {
-        open_delivery(&state, &target, raw, encoding, signature.as_deref())?
+        open_delivery(&state, &target, raw, encoding, signature.as_deref(), headers_checked)?
     } else {
         let state = Arc::clone(&state);
         tokio::task::spawn_blocking(move || {
-            open_delivery(&state, &target, raw, encoding, signature.as_deref())
+            open_delivery(&state, &target, raw, encoding, signature.as_deref(), headers_checked)
         })
         .await
         .map_err(|_| IngestError::Overloaded)??
@@ -171,12 +179,15 @@ async fn deliver(
 }
 
 /// The CPU part of a delivery: inflate, verify, decode. `None` for a verification probe.
+/// `headers_checked` is the outcome of the drain's required-header check, which, like the
+/// signature, a probe need not pass.
 fn open_delivery(
     state: &State,
     target: &Target,
     raw: PaddedBody,
     encoding: Encoding,
     signature: Option<&[u8]>,
+    headers_checked: Result<(), IngestError>,
 ) -> Result<Option<Batch>, IngestError> {
     let config = &state.config;
     let raw_verified = match (&target.secret, signature) {
@@ -194,6 +205,7 @@ fn open_delivery(
     if is_probe(body.as_slice()) {
         return Ok(None);
     }
+    headers_checked?;
     if let Some(secret) = &target.secret {
         let sig = signature.ok_or(IngestError::MissingSignature)?;
         if raw_verified {

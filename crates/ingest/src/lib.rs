@@ -7,7 +7,7 @@
 //!   part of it confirmed. `GET`/`HEAD` on the drain path and unsigned `{}` bodies are
 //!   verification probes. `/healthz`, `/readyz` and `/metrics` serve operators.
 //! - [`DrainDirectory`]: drains with their own path (`<drain path>/<key>`) and secret, looked
-//!   up per request.
+//!   up per request; [`RequiredHeader`]: a header a drain's deliveries must carry.
 //! - [`IngestError`]: every failure, mapped to a status in exactly one place.
 //!
 //! This crate knows nothing of files or Kafka: it sees the pipeline only as a `Dispatch`.
@@ -24,7 +24,7 @@ mod server;
 mod signature;
 
 pub use config::IngestConfig;
-pub use drains::{DrainCredentials, DrainDirectory};
+pub use drains::{DrainCredentials, DrainDirectory, InvalidHeader, RequiredHeader};
 pub use error::IngestError;
 pub use handler::{over_capacity_response, RenderMetrics};
 pub use metrics::IngestMetrics;

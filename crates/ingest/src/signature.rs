@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
+use subtle::ConstantTimeEq;
 
 /// A secret key. Its `Debug` never shows the value, so it cannot leak through logs. Cloning it
 /// (once per request, for the drain being served) only counts a reference.
@@ -24,6 +25,12 @@ impl Secret {
         let mut mac = Hmac::<Sha1>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
         mac.update(body);
         mac.verify_slice(&expected).is_ok()
+    }
+
+    /// Whether `value` is this secret itself, compared in constant time (for a drain's required
+    /// header values, which are sent as they are rather than as a signature).
+    pub fn matches(&self, value: &[u8]) -> bool {
+        bool::from(self.0.as_ref().ct_eq(value))
     }
 
     /// The signature of `body` under this secret, as Vercel would send it.
@@ -61,5 +68,8 @@ mod tests {
         assert!(!secret.verifies(b"{}", b"198debbea7000af15f561fcc7a07a585d4b623"));
         assert!(!secret.verifies(b"{}", b"not hex at all"));
         assert_eq!(format!("{secret:?}"), "Secret([redacted])");
+        assert!(secret.matches(b"drain-secret-0123456789"));
+        assert!(!secret.matches(b"drain-secret-012345678"));
+        assert!(!secret.matches(b"drain-secret-0123456780"));
     }
 }

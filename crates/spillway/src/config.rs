@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ingest::{IngestConfig, Secret};
+use ingest::{IngestConfig, RequiredHeader, Secret};
 use std::collections::BTreeMap;
 
 use pipeline::file::{FileSinkConfig, FsyncPolicy};
@@ -17,9 +17,10 @@ use serde::Deserialize;
 use crate::integration::IntegrationConfig;
 
 /// Environment variables that override the file (deploy tooling and tests rely on them).
-pub const ENV_OVERRIDES: [&str; 12] = [
+pub const ENV_OVERRIDES: [&str; 13] = [
     "SPILLWAY_LISTEN",
     "SPILLWAY_DRAIN_SECRET",
+    "SPILLWAY_DRAIN_HEADER",
     "SPILLWAY_VERIFY_CODE",
     "SPILLWAY_DATA_DIR",
     "SPILLWAY_MAX_BODY_BYTES",
@@ -108,13 +109,20 @@ pub struct RawServer {
 #[allow(missing_docs)]
 pub struct RawVercel {
     pub drain_secret: Option<String>,
+    /// `"Name: value"` each; the values are credentials.
+    pub required_headers: Option<Vec<String>>,
     pub verify_code: Option<String>,
 }
 
 impl std::fmt::Debug for RawVercel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let header_names: Option<Vec<&str>> = self
+            .required_headers
+            .as_ref()
+            .map(|headers| headers.iter().map(|h| h.split(':').next().unwrap_or("")).collect());
         f.debug_struct("RawVercel")
             .field("drain_secret", &self.drain_secret.as_ref().map(|_| "[redacted]"))
+            .field("required_headers", &header_names)
             .field("verify_code", &self.verify_code)
             .finish()
     }
@@ -255,6 +263,9 @@ impl RawConfig {
         if let Some(v) = env("SPILLWAY_DRAIN_SECRET") {
             self.vercel.drain_secret = Some(v);
         }
+        if let Some(v) = env("SPILLWAY_DRAIN_HEADER") {
+            self.vercel.required_headers = Some(vec![v]);
+        }
         if let Some(v) = env("SPILLWAY_VERIFY_CODE") {
             self.vercel.verify_code = Some(v);
         }
@@ -392,6 +403,14 @@ impl RawConfig {
             Some(secret) => ingest.drain_secret = Some(Secret::new(secret)),
             None => {}
         }
+        let mut required = Vec::new();
+        for (i, text) in self.vercel.required_headers.iter().flatten().enumerate() {
+            match RequiredHeader::parse(text) {
+                Ok(header) => required.push(header),
+                Err(e) => problems.push(format!("vercel.required_headers[{i}]: {e}")),
+            }
+        }
+        ingest.drain_headers = required.into();
         if let Some(code) = self.vercel.verify_code {
             if code.is_empty() || !code.bytes().all(|b| b.is_ascii_graphic()) {
                 problems.push("vercel.verify_code: must be printable ASCII without spaces".into());
@@ -816,9 +835,49 @@ mod tests {
 
     #[test]
     fn secrets_do_not_show_in_debug_output() {
-        let raw = RawConfig::from_toml("[vercel]\ndrain_secret = \"hunter2\"\n").unwrap();
-        assert!(!format!("{raw:?}").contains("hunter2"));
+        let raw = RawConfig::from_toml(
+            "[vercel]\ndrain_secret = \"hunter2\"\n\
+             required_headers = [\"Authorization: Bearer tok-hunter3\"]\n",
+        )
+        .unwrap();
+        assert!(!format!("{raw:?}").contains("hunter"));
         let config = raw.validate(Vec::new()).unwrap();
-        assert!(!format!("{config:?}").contains("hunter2"));
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter"), "{shown}");
+        assert!(shown.contains("authorization"), "{shown}");
+    }
+
+    #[test]
+    fn required_headers_come_from_the_file_or_the_environment_and_are_checked() {
+        let raw = RawConfig::from_toml(
+            "[vercel]\nrequired_headers = [\"X-Drain-Token: a\", \"Authorization: Bearer b\"]\n",
+        )
+        .unwrap();
+        let names: Vec<String> = raw
+            .validate(Vec::new())
+            .unwrap()
+            .ingest
+            .drain_headers
+            .iter()
+            .map(|h| h.name().to_owned())
+            .collect();
+        assert_eq!(names, ["x-drain-token", "authorization"]);
+
+        let env = |k: &str| (k == "SPILLWAY_DRAIN_HEADER").then(|| "X-Token: t1".to_owned());
+        let headers = load(None, env).unwrap().ingest.drain_headers;
+        assert_eq!(headers.len(), 1);
+        assert_eq!(headers[0].name(), "x-token");
+
+        let raw = RawConfig::from_toml(
+            "[vercel]\nrequired_headers = [\"no colon here\", \"x-vercel-signature: s\", \"ok: v\"]\n",
+        )
+        .unwrap();
+        let Err(ConfigError::Invalid(problems)) = raw.validate(Vec::new()) else {
+            panic!("accepted")
+        };
+        let text = problems.join("\n");
+        assert!(text.contains("vercel.required_headers[0]: expected"), "{text}");
+        assert!(text.contains("vercel.required_headers[1]: x-vercel-signature"), "{text}");
+        assert!(!text.contains("[2]"), "{text}");
     }
 }

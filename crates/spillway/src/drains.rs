@@ -19,7 +19,7 @@ use control::model::{
     log_schemas, Compression, CreateDrain, DeliveryRequest, Drain, DrainSecret, DrainStatus,
     EnvTarget, EnvType, EnvVar, ProjectScope, TestDrain, UpdateDrain,
 };
-use control::registry::{generate_path_key, generate_secret};
+use control::registry::{generate_path_key, generate_secret, DeliveryHeader};
 use control::{
     ClientConfig, ControlError, DrainEntry, DrainKind, DrainRegistry, RegistryError, Secret,
     VercelClient, DEFAULT_BASE_URL,
@@ -184,6 +184,11 @@ pub struct CreateArgs {
     /// Have Vercel gzip deliveries.
     #[arg(long)]
     pub gzip: bool,
+    /// A header Vercel sends with every delivery and the receiver requires with this exact
+    /// value, as `NAME: VALUE` (repeatable), e.g. `Authorization: Bearer …`. The value is kept
+    /// in the registry and never printed.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
     /// Display name.
     #[arg(long, default_value = "spillway")]
     pub name: String,
@@ -253,6 +258,8 @@ pub enum TargetArg {
 #[derive(Debug)]
 enum Failure {
     MissingToken,
+    /// An argument clap could not check without echoing a credential.
+    Usage(String),
     Api(ControlError),
     Registry(RegistryError),
     /// The drain was created on Vercel but could not be registered.
@@ -289,7 +296,7 @@ impl Failure {
     fn exit(&self) -> Exit {
         match self {
             Failure::MissingToken => Exit::Auth,
-            Failure::Api(ControlError::Config(_)) => Exit::Usage,
+            Failure::Usage(_) | Failure::Api(ControlError::Config(_)) => Exit::Usage,
             Failure::Api(ControlError::InstallationDisabled { .. }) => Exit::Auth,
             Failure::Api(e) if matches!(e.status(), Some(401 | 403)) => Exit::Auth,
             Failure::Api(_) | Failure::TestFailed { .. } | Failure::EnvRefused { .. } => Exit::Api,
@@ -304,6 +311,7 @@ impl Failure {
             Failure::MissingToken => {
                 format!("{TOKEN_VAR} is not set and no single enabled installation is stored")
             }
+            Failure::Usage(message) => message.clone(),
             // Said the way every other API error says it: status, Vercel's code, its message.
             Failure::Api(ControlError::InstallationDisabled { message }) => {
                 format!("Vercel API answered 403 integration_configuration_disabled: {message}")
@@ -367,7 +375,7 @@ impl Failure {
             Failure::Registry(_) | Failure::Unregistered { .. } => {
                 Some("check the data directory (--data-dir or SPILLWAY_DATA_DIR)")
             }
-            Failure::EnvRefused { .. } | Failure::Runtime(_) => None,
+            Failure::Usage(_) | Failure::EnvRefused { .. } | Failure::Runtime(_) => None,
         }
     }
 
@@ -549,6 +557,7 @@ async fn create_drain(
     registry: &DrainRegistry,
     args: CreateArgs,
 ) -> Result<DrainView, Failure> {
+    let headers = delivery_headers(&args.headers)?;
     let path_key = generate_path_key()?;
     let secret = generate_secret()?;
     let encoding = match args.encoding {
@@ -558,6 +567,7 @@ async fn create_drain(
     let mut delivery = DeliveryRequest::http(drain_endpoint(&args.url, &path_key), encoding);
     delivery.compression = if args.gzip { Compression::Gzip } else { Compression::None };
     delivery.secret = Some(secret.clone());
+    delivery.headers = headers.iter().map(|h| (h.name.clone(), h.value.clone())).collect();
     let request = CreateDrain {
         name: args.name,
         projects: Some(if args.projects.is_empty() {
@@ -581,6 +591,7 @@ async fn create_drain(
         created_at_ms: drain.created_at.unwrap_or_else(now_ms),
         configuration_id: None,
         integration_secret: false,
+        headers,
     };
     if let Err(source) = registry.insert(entry.clone()) {
         // A drain whose secret is nowhere but on Vercel is of no use to the receiver.
@@ -590,14 +601,39 @@ async fn create_drain(
     Ok(DrainView::new(&drain, Some(&entry)))
 }
 
-/// The delivery of `drain` as a request: its reported settings with `endpoint` and `secret`.
-fn delivery_of(drain: &Drain, endpoint: String, secret: Option<Secret>) -> DeliveryRequest {
+/// The `--header NAME: VALUE` arguments, each checked as the receiver will check it. A bad
+/// one is a usage error that names the header, never its value.
+fn delivery_headers(args: &[String]) -> Result<Vec<DeliveryHeader>, Failure> {
+    let mut headers: Vec<DeliveryHeader> = Vec::new();
+    for arg in args {
+        let checked = ingest::RequiredHeader::parse(arg)
+            .map_err(|e| Failure::Usage(format!("--header: {e}")))?;
+        if headers.iter().any(|h| h.name.eq_ignore_ascii_case(checked.name())) {
+            return Err(Failure::Usage(format!("--header: {} is given twice", checked.name())));
+        }
+        let (name, value) = arg.split_once(':').expect("parsed as NAME: VALUE");
+        headers.push(DeliveryHeader {
+            name: name.trim().to_owned(),
+            value: Secret::new(value.trim()),
+        });
+    }
+    Ok(headers)
+}
+
+/// The delivery of `drain` as a request: its reported settings with `endpoint`, and the
+/// secret and headers the registry holds for it (else the ones Vercel reports).
+fn delivery_of(drain: &Drain, endpoint: String, entry: Option<&DrainEntry>) -> DeliveryRequest {
     let reported = drain.delivery.as_ref();
     let encoding = reported.and_then(|d| d.encoding).unwrap_or(control::model::Encoding::Ndjson);
     let mut delivery = DeliveryRequest::http(endpoint, encoding);
     delivery.compression = reported.and_then(|d| d.compression).unwrap_or(Compression::None);
-    delivery.headers = reported.map(|d| d.headers.clone()).unwrap_or_default();
-    delivery.secret = secret;
+    delivery.headers = match entry {
+        Some(entry) if !entry.headers.is_empty() => {
+            entry.headers.iter().map(|h| (h.name.clone(), h.value.clone())).collect()
+        }
+        _ => reported.map(|d| d.headers.clone()).unwrap_or_default(),
+    };
+    delivery.secret = secret_of(drain, entry);
     delivery
 }
 
@@ -634,8 +670,7 @@ async fn update_drain(
             Some(entry) => drain_endpoint(&url, &entry.path_key),
             None => url,
         };
-        let secret = secret_of(&current, entry.as_ref());
-        update.delivery = Some(delivery_of(&current, endpoint, secret));
+        update.delivery = Some(delivery_of(&current, endpoint, entry.as_ref()));
     }
     let drain = client.update_drain(&args.id, &update).await?;
     Ok(DrainView::new(&drain, entry.as_ref()))
@@ -679,10 +714,8 @@ async fn test_drain(
     let entry = registry.get(id)?;
     let endpoint = drain.delivery.as_ref().and_then(|d| d.endpoint.clone()).unwrap_or_default();
     let schemas = if drain.schemas.is_empty() { log_schemas() } else { drain.schemas.clone() };
-    let test = TestDrain {
-        schemas,
-        delivery: delivery_of(&drain, endpoint.clone(), secret_of(&drain, entry.as_ref())),
-    };
+    let test =
+        TestDrain { schemas, delivery: delivery_of(&drain, endpoint.clone(), entry.as_ref()) };
     let result = client.test_drain(&test).await?;
     if !result.is_ok() {
         return Err(Failure::TestFailed {
@@ -772,6 +805,8 @@ struct DrainView {
     created_at: Option<i64>,
     /// Redacted, or the marker kind (`INTEGRATION_SECRET`).
     secret: Option<String>,
+    /// The names of the headers Vercel sends with each delivery (their values are not shown).
+    headers: Vec<String>,
     registered: bool,
     path_key: Option<String>,
     disabled_reason: Option<String>,
@@ -798,6 +833,7 @@ impl DrainView {
             team_id: drain.team_id.clone(),
             created_at: drain.created_at,
             secret,
+            headers: delivery.map(|d| d.headers.keys().cloned().collect()).unwrap_or_default(),
             registered: entry.is_some(),
             path_key: entry.map(|e| e.path_key.clone()),
             disabled_reason: drain.disabled_reason.clone(),
@@ -829,6 +865,7 @@ fn print_drain(view: &DrainView, json_output: bool) {
         ("projects", projects),
         ("team", or_dash(&view.team_id).to_owned()),
         ("secret", or_dash(&view.secret).to_owned()),
+        ("headers", if view.headers.is_empty() { "-".to_owned() } else { view.headers.join(", ") }),
         ("registered", if view.registered { "yes" } else { "no" }.to_owned()),
     ];
     for (key, value) in rows {

@@ -608,6 +608,7 @@ async fn create_drain(
         created_at_ms: drain.created_at.unwrap_or_else(now_ms),
         configuration_id: Some(configuration_id.to_owned()),
         integration_secret,
+        headers: Vec::new(),
     };
     let registry = shared.drains.clone();
     if let Err(e) = blocking(move || registry.insert(entry)).await {

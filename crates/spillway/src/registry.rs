@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use control::registry::DrainRegistry;
-use ingest::{DrainCredentials, DrainDirectory, Secret};
+use ingest::{DrainCredentials, DrainDirectory, RequiredHeader, Secret};
 
 /// How often, at most, a lookup checks whether the registry file changed (one `stat`).
 const CHECK_EVERY: Duration = Duration::from_millis(250);
@@ -91,8 +91,29 @@ impl RegistryDirectory {
                         } else {
                             Secret::new(e.secret.expose())
                         };
-                        let credentials =
-                            DrainCredentials { name: Arc::from(e.id.as_str()), secret };
+                        let headers: Result<Vec<RequiredHeader>, _> = e
+                            .headers
+                            .iter()
+                            .map(|h| RequiredHeader::new(&h.name, h.value.expose()))
+                            .collect();
+                        let headers = match headers {
+                            Ok(headers) => headers,
+                            // Serving the drain without the check would accept what its owner
+                            // meant to refuse.
+                            Err(error) => {
+                                tracing::warn!(
+                                    drain = e.id,
+                                    %error,
+                                    "drain's required header is invalid: not served"
+                                );
+                                return None;
+                            }
+                        };
+                        let credentials = DrainCredentials {
+                            name: Arc::from(e.id.as_str()),
+                            secret,
+                            headers: headers.into(),
+                        };
                         Some((e.path_key, credentials))
                     })
                     .collect();

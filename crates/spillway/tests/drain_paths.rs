@@ -19,6 +19,7 @@ fn entry(id: &str, key: &str, secret: &str) -> DrainEntry {
         created_at_ms: 1,
         configuration_id: None,
         integration_secret: false,
+        headers: Vec::new(),
     }
 }
 

@@ -536,3 +536,97 @@ fn a_gzip_drain_s_test_delivery_is_verified_inflated_and_stored_by_spillway() {
         .unwrap();
     assert!(inflated > 0, "{metrics}");
 }
+
+#[test]
+fn a_drain_s_required_header_is_sent_by_vercel_checked_by_spillway_and_never_printed() {
+    let mut h = Harness::new();
+    const VALUE: &str = "Bearer tok-a1b2c3d4e5";
+    h.secrets.push(VALUE.to_owned());
+    let token = h.user_token();
+    let token = Some(token.as_str());
+    let registry_dir = h.dir.path().to_owned();
+    let app = common::TestApp::start(|c| c.data_dir = registry_dir);
+    let url = format!("http://{}/vercel/logs", app.addr);
+    let header = format!("Authorization: {VALUE}");
+    let created = h.run(token, &["drains", "create", "--url", &url, "--header", &header, "--json"]);
+    assert_eq!(created.code, 0, "{created:?}");
+    let view = created.json();
+    assert_eq!(view["headers"], serde_json::json!(["Authorization"]));
+    let id = view["id"].as_str().unwrap().to_owned();
+    // Vercel was told to send it; the registry keeps it for the receiver.
+    assert_eq!(
+        h.sim.drain_delivery_headers(&id),
+        Some(serde_json::json!({"Authorization": VALUE}))
+    );
+    let entry = h.only_entry();
+    assert_eq!(entry["headers"], serde_json::json!([{"name": "Authorization", "value": VALUE}]));
+    let shown = h.run(token, &["drains", "get", &id]);
+    assert!(shown.stdout.contains("headers      Authorization"), "{}", shown.stdout);
+
+    // The simulator's test delivery carries the header and the receiver accepts it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let tested = loop {
+        let tested = h.run(token, &["drains", "test", &id]);
+        if tested.code == 0 || std::time::Instant::now() > deadline {
+            break tested;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(tested.code, 0, "{tested:?}");
+    let stored = common::lines_in(&app.dir("logs"));
+    assert_eq!(stored.iter().filter(|l| l.contains("SAMPLE MESSAGE")).count(), 2, "{stored:?}");
+
+    // Signed correctly but without the header, or with another value: refused, nothing stored.
+    let path = format!("/vercel/logs/{}", entry["pathKey"].as_str().unwrap());
+    let body = common::fixture("logs.ndjson");
+    let sig = ingest::Secret::new(entry["secret"].as_str().unwrap()).sign(&body);
+    let reply = common::send(app.addr, "POST", &path, &[("x-vercel-signature", &sig)], &body);
+    assert_eq!((reply.status, reply.error_code().as_str()), (401, "missing_header"));
+    let reply = common::send(
+        app.addr,
+        "POST",
+        &path,
+        &[("x-vercel-signature", &sig), ("authorization", "Bearer tok-guess")],
+        &body,
+    );
+    assert_eq!((reply.status, reply.error_code().as_str()), (403, "invalid_header"));
+    assert!(!String::from_utf8_lossy(&reply.body).contains("tok-"), "{reply:?}");
+    assert_eq!(common::lines_in(&app.dir("logs")).len(), stored.len());
+    let reply = common::send(
+        app.addr,
+        "POST",
+        &path,
+        &[("x-vercel-signature", &sig), ("authorization", VALUE)],
+        &body,
+    );
+    assert_eq!(reply.status, 200, "{reply:?}");
+
+    // A moved drain keeps its header.
+    let moved = h.run(token, &["drains", "update", &id, "--url", &url]);
+    assert_eq!(moved.code, 0, "{moved:?}");
+    assert_eq!(
+        h.sim.drain_delivery_headers(&id),
+        Some(serde_json::json!({"Authorization": VALUE}))
+    );
+}
+
+#[test]
+fn a_bad_header_argument_is_exit_2_without_its_value_and_creates_nothing() {
+    let h = Harness::new();
+    let token = h.user_token();
+    for header in [
+        vec!["Authorization Bearer tok-zz9"],
+        vec!["X-Vercel-Signature: tok-zz9"],
+        vec!["X-Token: tok-zz9", "x-token: tok-zz9"],
+    ] {
+        let mut args = vec!["drains", "create", "--url", "http://127.0.0.1:1/vercel/logs"];
+        for h in &header {
+            args.extend(["--header", h]);
+        }
+        let run = h.run(Some(&token), &args);
+        assert_eq!(run.code, 2, "{header:?}: {run:?}");
+        assert!(run.stderr.contains("--header"), "{run:?}");
+        assert!(!run.stderr.contains("tok-zz9") && !run.stdout.contains("tok-zz9"), "{run:?}");
+    }
+    assert!(h.registry_entries().is_empty());
+}

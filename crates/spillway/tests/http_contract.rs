@@ -191,6 +191,40 @@ fn wrong_signature_is_403_and_stores_nothing() {
 }
 
 #[test]
+fn a_required_header_missing_is_401_and_with_another_value_403_and_stores_nothing() {
+    const TOKEN: &str = "Bearer tok-9f8e7d";
+    let app = TestApp::start(|c| {
+        c.ingest.drain_headers =
+            vec![ingest::RequiredHeader::new("Authorization", TOKEN).unwrap()].into();
+    });
+    let body = fixture("logs.ndjson");
+    let sig = fixture_signature("logs.ndjson");
+    let post = |headers: &[(&str, &str)]| send(app.addr, "POST", "/vercel/logs", headers, &body);
+
+    let reply = post(&[("x-vercel-signature", &sig)]);
+    assert_eq!((reply.status, reply.error_code().as_str()), (401, "missing_header"));
+    assert!(reply.header("x-vercel-verify").is_none());
+    for wrong in ["Bearer tok-9f8e7", "Bearer tok-9f8e7e", "bearer tok-9f8e7d"] {
+        let reply = post(&[("x-vercel-signature", &sig), ("authorization", wrong)]);
+        assert_eq!((reply.status, reply.error_code().as_str()), (403, "invalid_header"), "{wrong}");
+        assert!(!String::from_utf8_lossy(&reply.body).contains("tok-"), "{reply:?}");
+    }
+    // The header does not stand in for the signature.
+    let reply = post(&[("authorization", TOKEN)]);
+    assert_eq!((reply.status, reply.error_code().as_str()), (401, "missing_signature"));
+    assert!(lines_in(&app.dir("logs")).is_empty());
+
+    // Vercel's endpoint check is answered without it, as without a signature.
+    let reply = send(app.addr, "POST", "/vercel/logs", &[], &fixture("verify-probe.json"));
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("x-vercel-verify"), Some(VERIFY_CODE));
+
+    let reply = post(&[("x-vercel-signature", &sig), ("Authorization", TOKEN)]);
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(lines_in(&app.dir("logs")).len(), 5);
+}
+
+#[test]
 fn other_methods_on_the_drain_path_are_405_with_allow() {
     let app = TestApp::start(|_| {});
     let reply = send(app.addr, "PUT", "/vercel/logs", &[], b"{}");

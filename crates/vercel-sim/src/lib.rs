@@ -214,6 +214,12 @@ impl Simulator {
         }
     }
 
+    /// The headers a drain's deliveries carry besides the signature (`delivery.headers`, values
+    /// in clear), if the drain exists.
+    pub fn drain_delivery_headers(&self, drain_id: &str) -> Option<serde_json::Value> {
+        Some(self.state().drains.get(drain_id)?.json["delivery"]["headers"].clone())
+    }
+
     /// Sends an integration webhook (`integration-configuration.removed`,
     /// `integration-configuration.scope-change-confirmed`, …) to `url`, signed with the
     /// integration client secret. Returns the receiver's status.
