@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::DISABLED_CODE;
 use crate::model::{
-    AccessToken, CreateDrain, Drain, DrainList, DrainTestResult, EnvUpsert, EnvVar, ExchangeCode,
-    IntegrationConfiguration, TestDrain, UpdateDrain, VerifyEndpoint,
+    AccessToken, CreateDrain, CreateLogDrain, Drain, DrainList, DrainTestResult, EnvUpsert, EnvVar,
+    ExchangeCode, IntegrationConfiguration, LogDrain, TestDrain, UpdateDrain, VerifyEndpoint,
 };
 use crate::{ControlError, Secret};
 
@@ -250,6 +250,27 @@ impl VercelClient {
     /// `POST /v1/drains/test`: has Vercel send a sample batch to `test.delivery.endpoint`.
     pub async fn test_drain(&self, test: &TestDrain) -> Result<DrainTestResult, ControlError> {
         self.json(Call::new(Method::POST, &["v1", "drains", "test"]).json(test)).await
+    }
+
+    /// `POST /v2/integrations/log-drains`: creates a drain through the legacy, deprecated
+    /// log-drain API (integration tokens only).
+    pub async fn create_log_drain(&self, drain: &CreateLogDrain) -> Result<LogDrain, ControlError> {
+        let mut call = Call::new(Method::POST, &["v2", "integrations", "log-drains"]).json(drain);
+        call.secrets =
+            drain.secret.iter().chain(drain.headers.values()).map(Secret::expose).collect();
+        self.json(call).await
+    }
+
+    /// `GET /v2/integrations/log-drains`: the installation's legacy log drains (one list, not
+    /// paginated).
+    pub async fn list_log_drains(&self) -> Result<Vec<LogDrain>, ControlError> {
+        self.json(Call::new(Method::GET, &["v2", "integrations", "log-drains"])).await
+    }
+
+    /// `DELETE /v1/integrations/log-drains/{id}`.
+    pub async fn delete_log_drain(&self, id: &str) -> Result<(), ControlError> {
+        let segments = ["v1", "integrations", "log-drains", id];
+        self.send(Call::new(Method::DELETE, &segments)).await.map(drop)
     }
 
     /// `GET /v1/verify-endpoint`: the code the receiver answers in `x-vercel-verify`.

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use control::model::{
-    log_schemas, CreateDrain, DeliveryRequest, DrainStatus, Encoding, EnvTarget, EnvType, EnvVar,
-    ExchangeCode, TestDrain, UpdateDrain,
+    log_schemas, CreateDrain, CreateLogDrain, DeliveryRequest, DrainStatus, Encoding, EnvTarget,
+    EnvType, EnvVar, ExchangeCode, TestDrain, UpdateDrain,
 };
 use control::{ClientConfig, ControlError, ListDrains, Secret, VercelClient};
 use hmac::{Hmac, Mac};
@@ -233,6 +233,47 @@ async fn integration_drains_report_the_integration_secret() {
     assert_eq!(source.kind, "integration");
     assert_eq!(source.integration_configuration_id.as_deref(), Some("icfg_user"));
     assert_eq!(s.sim.drain_signing_secret(&created.id), Some(s.sim.config().client_secret));
+}
+
+#[tokio::test]
+async fn legacy_log_drains_are_created_listed_and_deleted_with_an_integration_token_only() {
+    let s = setup().await;
+    let team = s.sim.config().team_id;
+    let installation = s.install("icfg_legacy", Some(&team)).await;
+    let request = CreateLogDrain {
+        name: "old".to_owned(),
+        url: "https://logs.example/vercel/logs".to_owned(),
+        project_ids: vec!["prj_a".to_owned()],
+        secret: Some(Secret::new("legacy-secret-1")),
+        delivery_format: Encoding::Ndjson,
+        sources: vec!["lambda".to_owned(), "edge".to_owned()],
+        headers: [("X-Token".to_owned(), Secret::new("legacy-header-1"))].into(),
+        environments: vec!["production".to_owned()],
+    };
+    let created = installation.create_log_drain(&request).await.unwrap();
+    assert!(created.id.starts_with("ld_"), "{created:?}");
+    assert_eq!(created.configuration_id.as_deref(), Some("icfg_legacy"));
+    assert_eq!(created.team_id.as_deref(), Some(team.as_str()));
+    assert_eq!(created.delivery_format, Some(Encoding::Ndjson));
+    assert_eq!(created.sources, ["lambda", "edge"]);
+    assert_eq!(created.environments, ["production"]);
+    assert_eq!(created.headers["X-Token"].expose(), "legacy-header-1");
+    assert!(!format!("{created:?}").contains("legacy-header-1"));
+
+    let listed = installation.list_log_drains().await.unwrap();
+    assert_eq!(listed, vec![created.clone()]);
+    installation.delete_log_drain(&created.id).await.unwrap();
+    assert!(installation.list_log_drains().await.unwrap().is_empty());
+    let err = installation.delete_log_drain(&created.id).await.unwrap_err();
+    assert_eq!(api_error(&err), (404, "not_found"));
+
+    // A user's or team's own token is refused by the legacy API, with Vercel's code.
+    let err = s.team().list_log_drains().await.unwrap_err();
+    assert_eq!(api_error(&err), (403, "forbidden"));
+    // And a refusal never shows the secrets of the request.
+    let err = s.team().create_log_drain(&request).await.unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("legacy-secret-1") && !shown.contains("legacy-header-1"), "{shown}");
 }
 
 #[tokio::test]

@@ -38,6 +38,8 @@ const RECEIVER_PATH: &str = "/vercel/logs";
 /// Page size and page bound of `drains list`.
 const LIST_PAGE_SIZE: u32 = 100;
 const LIST_MAX_PAGES: u32 = 100;
+/// The id prefix of the legacy log-drain API's drains.
+const LEGACY_PREFIX: &str = "ld_";
 
 /// The exit codes of these commands (clap's own usage errors exit with 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +106,12 @@ pub enum DrainsCommand {
     /// Create a drain on Vercel with a new secret and register it locally.
     Create(CreateArgs),
     /// List the drains on Vercel, marking the ones registered here.
-    List,
+    List {
+        /// List the drains of the legacy log-drain API (`ld_…`, an integration installation's
+        /// token only) instead, to find the ones left to replace.
+        #[arg(long)]
+        legacy: bool,
+    },
     /// Show one drain.
     Get {
         /// The drain (`drn_…`).
@@ -114,7 +121,7 @@ pub enum DrainsCommand {
     Update(UpdateArgs),
     /// Delete a drain on Vercel and remove it from the registry.
     Delete {
-        /// The drain (`drn_…`).
+        /// The drain (`drn_…`, or a legacy log drain's `ld_…`).
         id: String,
     },
     /// Have Vercel send a signed sample batch to the drain's endpoint.
@@ -501,7 +508,12 @@ async fn drains(
             let view = create_drain(&client, &registry, create).await?;
             print_drain(&view, json_output);
         }
-        DrainsCommand::List => {
+        DrainsCommand::List { legacy: true } => {
+            let views: Vec<LegacyView> =
+                client.list_log_drains().await?.iter().map(LegacyView::new).collect();
+            print_legacy_list(&views, json_output);
+        }
+        DrainsCommand::List { legacy: false } => {
             let drains = client.list_all_drains(None, LIST_PAGE_SIZE, LIST_MAX_PAGES).await?;
             let entries: HashMap<String, DrainEntry> =
                 registry.load()?.into_iter().map(|e| (e.id.clone(), e)).collect();
@@ -682,6 +694,16 @@ async fn delete_drain(
     id: &str,
     json_output: bool,
 ) -> Result<(), Failure> {
+    if id.starts_with(LEGACY_PREFIX) {
+        // Legacy log drains are never registered here: nothing to forget locally.
+        client.delete_log_drain(id).await?;
+        if json_output {
+            println!("{}", json!({"id": id, "deleted": true, "legacy": true}));
+        } else {
+            println!("deleted legacy log drain {id}");
+        }
+        return Ok(());
+    }
     let gone_already = match client.delete_drain(id).await {
         Ok(()) => false,
         // Gone on Vercel but still registered: forget it here too, so delete is idempotent.
@@ -895,8 +917,69 @@ fn print_list(views: &[DrainView], json_output: bool) {
             ]
         })
         .collect();
+    print_table(header, &rows);
+}
+
+/// A legacy log drain as printed (header names only: values may be credentials).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LegacyView {
+    id: String,
+    name: Option<String>,
+    url: Option<String>,
+    delivery_format: Option<String>,
+    project_ids: Vec<String>,
+    sources: Vec<String>,
+    environments: Vec<String>,
+    headers: Vec<String>,
+    configuration_id: Option<String>,
+    created_at: Option<i64>,
+}
+
+impl LegacyView {
+    fn new(drain: &control::model::LogDrain) -> LegacyView {
+        LegacyView {
+            id: drain.id.clone(),
+            name: drain.name.clone(),
+            url: drain.url.clone(),
+            delivery_format: drain.delivery_format.map(|f| to_name(&f)),
+            project_ids: drain.project_ids.clone(),
+            sources: drain.sources.clone(),
+            environments: drain.environments.clone(),
+            headers: drain.headers.keys().cloned().collect(),
+            configuration_id: drain.configuration_id.clone(),
+            created_at: drain.created_at,
+        }
+    }
+}
+
+fn print_legacy_list(views: &[LegacyView], json_output: bool) {
+    if json_output {
+        println!("{}", serde_json::to_string_pretty(views).expect("views serialize"));
+        return;
+    }
+    let header = ["ID", "NAME", "URL", "FORMAT", "PROJECTS"];
+    let rows: Vec<[String; 5]> = views
+        .iter()
+        .map(|v| {
+            let projects =
+                if v.project_ids.is_empty() { "all".to_owned() } else { v.project_ids.join(",") };
+            [
+                v.id.clone(),
+                or_dash(&v.name).to_owned(),
+                or_dash(&v.url).to_owned(),
+                or_dash(&v.delivery_format).to_owned(),
+                projects,
+            ]
+        })
+        .collect();
+    print_table(header, &rows);
+}
+
+/// Prints `rows` under `header` in columns as wide as their widest cell.
+fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
     let mut widths = header.map(str::len);
-    for row in &rows {
+    for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
@@ -907,7 +990,7 @@ fn print_list(views: &[DrainView], json_output: bool) {
         println!("{}", padded.join("  ").trim_end());
     };
     line(&header);
-    for row in &rows {
+    for row in rows {
         line(&row.each_ref().map(String::as_str));
     }
     if rows.is_empty() {

@@ -630,3 +630,49 @@ fn a_bad_header_argument_is_exit_2_without_its_value_and_creates_nothing() {
     }
     assert!(h.registry_entries().is_empty());
 }
+
+#[test]
+fn legacy_log_drains_are_listed_and_deleted_with_an_installation_token() {
+    let h = Harness::new();
+    let token = h.installation_token("icfg_legacy_cli");
+    let client = VercelClient::new(ClientConfig {
+        base_url: h.api.clone(),
+        token: Some(Secret::new(token.as_str())),
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    let request = control::model::CreateLogDrain {
+        name: "before-drains".to_owned(),
+        url: "https://logs.example/old".to_owned(),
+        project_ids: Vec::new(),
+        secret: None,
+        delivery_format: control::model::Encoding::Json,
+        sources: Vec::new(),
+        headers: Default::default(),
+        environments: Vec::new(),
+    };
+    let created = h.runtime.block_on(client.create_log_drain(&request)).unwrap();
+
+    let listed = h.run(Some(&token), &["drains", "list", "--legacy", "--json"]);
+    assert_eq!(listed.code, 0, "{listed:?}");
+    let listed = listed.json();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["id"], created.id);
+    assert_eq!(listed[0]["url"], "https://logs.example/old");
+    assert_eq!(listed[0]["deliveryFormat"], "json");
+    let table = h.run(Some(&token), &["drains", "list", "--legacy"]);
+    let row = table.stdout.lines().find(|l| l.starts_with(&created.id)).unwrap();
+    assert!(row.contains("before-drains") && row.ends_with("all"), "{row}");
+
+    // The legacy API answers installation tokens only.
+    let user = h.run(Some(&h.user_token()), &["drains", "list", "--legacy"]);
+    assert_eq!(user.code, 4, "{user:?}");
+    assert!(user.stderr.contains("403 forbidden"), "{}", user.stderr);
+
+    let deleted = h.run(Some(&token), &["drains", "delete", &created.id]);
+    assert_eq!(deleted.code, 0, "{deleted:?}");
+    let empty = h.run(Some(&token), &["drains", "list", "--legacy"]);
+    assert!(empty.stdout.contains("(no drains)"), "{empty:?}");
+    let again = h.run(Some(&token), &["drains", "delete", &created.id]);
+    assert_eq!(again.code, 3, "{again:?}");
+}

@@ -1,5 +1,5 @@
 //! The simulator's in-memory world: tokens, OAuth codes, integration configurations, drains,
-//! project environment variables, the clock and the rate limiter.
+//! legacy log drains, project environment variables, the clock and the rate limiter.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -64,6 +64,8 @@ pub(crate) struct State {
     pub(crate) codes: HashMap<String, Code>,
     pub(crate) configurations: HashMap<String, Configuration>,
     pub(crate) drains: HashMap<String, Drain>,
+    /// Drains of the legacy log-drain API (`ld_…`), kept apart as Vercel keeps them.
+    pub(crate) log_drains: HashMap<String, Drain>,
     /// `owner -> project -> key -> variable`.
     pub(crate) env: HashMap<String, HashMap<String, BTreeMap<String, serde_json::Value>>>,
     pub(crate) clock_offset: Duration,
@@ -97,6 +99,7 @@ impl State {
             codes: HashMap::new(),
             configurations: HashMap::new(),
             drains: HashMap::new(),
+            log_drains: HashMap::new(),
             env: HashMap::new(),
             clock_offset: Duration::ZERO,
             requests: 0,
