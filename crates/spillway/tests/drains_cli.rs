@@ -93,6 +93,19 @@ impl Harness {
         run
     }
 
+    /// `spillway drains test id`, repeated until it passes (for at most 5 s): a receiver picks a
+    /// new drain up within a quarter of a second, and answers 404 until then.
+    fn test_once_served(&self, token: Option<&str>, id: &str) -> Run {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let tested = self.run(token, &["drains", "test", id]);
+            if tested.code == 0 || std::time::Instant::now() > deadline {
+                return tested;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The registry's entries (none when the file does not exist), after checking its mode.
     fn registry_entries(&self) -> Vec<Value> {
         let path = self.registry_path();
@@ -513,15 +526,7 @@ fn a_gzip_drain_s_test_delivery_is_verified_inflated_and_stored_by_spillway() {
     assert_eq!(created.code, 0, "{created:?}");
     let id = created.json()["id"].as_str().unwrap().to_owned();
 
-    // The receiver picks a new drain up within a quarter of a second; until then it is a 404.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let tested = loop {
-        let tested = h.run(token, &["drains", "test", &id]);
-        if tested.code == 0 || std::time::Instant::now() > deadline {
-            break tested;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let tested = h.test_once_served(token, &id);
     assert_eq!(tested.code, 0, "{tested:?}");
     let stored = common::lines_in(&app.dir("logs"));
     assert!(stored.iter().any(|l| l.contains("SAMPLE MESSAGE")), "{stored:?}");
@@ -564,14 +569,7 @@ fn a_drain_s_required_header_is_sent_by_vercel_checked_by_spillway_and_never_pri
     assert!(shown.stdout.contains("headers      Authorization"), "{}", shown.stdout);
 
     // The simulator's test delivery carries the header and the receiver accepts it.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let tested = loop {
-        let tested = h.run(token, &["drains", "test", &id]);
-        if tested.code == 0 || std::time::Instant::now() > deadline {
-            break tested;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let tested = h.test_once_served(token, &id);
     assert_eq!(tested.code, 0, "{tested:?}");
     let stored = common::lines_in(&app.dir("logs"));
     assert_eq!(stored.iter().filter(|l| l.contains("SAMPLE MESSAGE")).count(), 2, "{stored:?}");
