@@ -57,9 +57,9 @@ pub enum InvalidHeader {
     /// Not of the form `Name: value`.
     #[error("expected \"Name: value\"")]
     Form,
-    /// The name is not an HTTP header name.
-    #[error("{0:?} is not an HTTP header name")]
-    Name(String),
+    /// The name is not an HTTP header name (not echoed: a misplaced value could be in it).
+    #[error("the name is not an HTTP header name")]
+    Name,
     /// The value is empty or has characters a header value cannot carry.
     #[error("the value of {0} is empty or not a valid header value")]
     Value(String),
@@ -84,8 +84,7 @@ impl RequiredHeader {
     /// surrounding spaces that HTTP drops anyway).
     pub fn new(name: &str, value: &str) -> Result<RequiredHeader, InvalidHeader> {
         let name = name.trim();
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| InvalidHeader::Name(name.chars().take(64).collect()))?;
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| InvalidHeader::Name)?;
         if RESERVED.contains(&name.as_str()) {
             return Err(InvalidHeader::Reserved(name.as_str().to_owned()));
         }
@@ -170,7 +169,9 @@ mod tests {
     #[test]
     fn malformed_or_reserved_headers_are_refused_without_showing_the_value() {
         assert_eq!(RequiredHeader::parse("no colon").unwrap_err(), InvalidHeader::Form);
-        assert!(matches!(RequiredHeader::parse("bad name: v"), Err(InvalidHeader::Name(_))));
+        let bad_name = RequiredHeader::parse("Authorization=Bearer tok-1: v").unwrap_err();
+        assert_eq!(bad_name, InvalidHeader::Name);
+        assert!(!bad_name.to_string().contains("tok-1"), "{bad_name}");
         assert!(matches!(RequiredHeader::parse("x-token:  "), Err(InvalidHeader::Value(_))));
         let reserved = RequiredHeader::parse("X-Vercel-Signature: abc").unwrap_err();
         assert_eq!(reserved, InvalidHeader::Reserved("x-vercel-signature".into()));

@@ -116,10 +116,9 @@ pub struct RawVercel {
 
 impl std::fmt::Debug for RawVercel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let header_names: Option<Vec<&str>> = self
-            .required_headers
-            .as_ref()
-            .map(|headers| headers.iter().map(|h| h.split(':').next().unwrap_or("")).collect());
+        let header_names: Option<Vec<&str>> = self.required_headers.as_ref().map(|headers| {
+            headers.iter().map(|h| h.split_once(':').map_or("[redacted]", |(n, _)| n)).collect()
+        });
         f.debug_struct("RawVercel")
             .field("drain_secret", &self.drain_secret.as_ref().map(|_| "[redacted]"))
             .field("required_headers", &header_names)
@@ -841,6 +840,11 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{raw:?}").contains("hunter"));
+        // A header written without its name shows nothing of the value either.
+        let nameless =
+            RawConfig::from_toml("[vercel]\nrequired_headers = [\"Bearer tok-hunter4\"]\n")
+                .unwrap();
+        assert!(!format!("{nameless:?}").contains("hunter"), "{nameless:?}");
         let config = raw.validate(Vec::new()).unwrap();
         let shown = format!("{config:?}");
         assert!(!shown.contains("hunter"), "{shown}");
