@@ -8,7 +8,8 @@
 //!   on the selected projects (best effort), then redirects to `next` (Vercel or a relative
 //!   path only: never an open redirect).
 //! - `POST /vercel/integration/webhook`: checks `x-vercel-signature` (HMAC-SHA1 with the client
-//!   secret), then forgets a removed installation and its drains, or records confirmed scopes.
+//!   secret), then forgets a removed installation and its drains, records confirmed scopes, or
+//!   sets `project_env` on a project created in an all-projects installation's scope.
 //!
 //! `integration_configuration_disabled` marks the installation disabled; it is never called
 //! again. No token, secret or code appears in a log line, an error or a response.
@@ -536,13 +537,11 @@ fn installation_endpoint(drain_url: &str, path_key: &str) -> String {
     format!("{}/{path_key}", drain_url.trim_end_matches('/'))
 }
 
-/// Creates the installation's drain unless it has one; returns its endpoint.
-async fn create_drain(
+/// The endpoint of the drain installation `configuration_id` has in the registry, if any.
+async fn existing_endpoint(
     shared: &Shared,
-    client: &VercelClient,
     configuration_id: &str,
     drain_url: &str,
-    selected: Option<&[String]>,
 ) -> Result<Option<String>, Reply> {
     let registry = shared.drains.clone();
     let id = configuration_id.to_owned();
@@ -553,8 +552,19 @@ async fn create_drain(
     })
     .await
     .map_err(|e| local_failure(&e))?;
-    if let Some(existing) = existing {
-        return Ok(Some(installation_endpoint(drain_url, &existing.path_key)));
+    Ok(existing.map(|e| installation_endpoint(drain_url, &e.path_key)))
+}
+
+/// Creates the installation's drain unless it has one; returns its endpoint.
+async fn create_drain(
+    shared: &Shared,
+    client: &VercelClient,
+    configuration_id: &str,
+    drain_url: &str,
+    selected: Option<&[String]>,
+) -> Result<Option<String>, Reply> {
+    if let Some(endpoint) = existing_endpoint(shared, configuration_id, drain_url).await? {
+        return Ok(Some(endpoint));
     }
     let (path_key, secret) = generate_path_key()
         .and_then(|key| Ok((key, generate_secret()?)))
@@ -621,6 +631,7 @@ async fn create_drain(
 }
 
 /// Best effort: upserts `key` on the configuration's selected projects; failures are logged.
+/// (An installation that sees every project gets it on each new one, from `project.created`.)
 async fn set_project_env(
     shared: &Shared,
     client: &VercelClient,
@@ -636,6 +647,19 @@ async fn set_project_env(
             return Ok(());
         }
     };
+    upsert_project_env(shared, client, configuration_id, &projects, key, endpoint).await
+}
+
+/// Best effort: upserts `key` on `projects`, valued the installation's drain endpoint (else
+/// its configuration id); failures are logged, a disabled installation is marked.
+async fn upsert_project_env(
+    shared: &Shared,
+    client: &VercelClient,
+    configuration_id: &str,
+    projects: &[String],
+    key: &str,
+    endpoint: Option<String>,
+) -> Result<(), Reply> {
     let value = endpoint.unwrap_or_else(|| configuration_id.to_owned());
     let vars = [EnvVar {
         key: key.to_owned(),
@@ -643,7 +667,7 @@ async fn set_project_env(
         kind: EnvType::Encrypted,
         target: vec![EnvTarget::Production, EnvTarget::Preview, EnvTarget::Development],
     }];
-    for project in &projects {
+    for project in projects {
         match client.upsert_env(project, &vars).await {
             Ok(answer) => {
                 for failure in &answer.failed {
@@ -760,8 +784,61 @@ async fn webhook(shared: &Shared, request: Request<Incoming>) -> Reply {
             ),
             None,
         ) => error(StatusCode::BAD_REQUEST, "invalid_body", "the event names no configuration"),
+        (Some("project.created"), configuration_id) => {
+            project_created(shared, payload, configuration_id).await
+        }
         _ => ok(),
     }
+}
+
+/// `project.created`, which Vercel sends for installations that see every project of their
+/// scope: with `project_env` configured, the new project gets it as selected projects get it at
+/// install. The installations concerned are the one the event names, else the enabled ones of
+/// the event's team (or, without a team, of its user).
+async fn project_created(
+    shared: &Shared,
+    payload: &Value,
+    configuration_id: Option<String>,
+) -> Reply {
+    let Some(key) = &shared.config.project_env else { return ok() };
+    let Some(project) = payload["project"]["id"].as_str() else {
+        return error(StatusCode::BAD_REQUEST, "invalid_body", "the event names no project");
+    };
+    let (team, user) = (payload["team"]["id"].as_str(), payload["user"]["id"].as_str());
+    let store = shared.installations.clone();
+    let installations = match blocking(move || store.load()).await {
+        Ok(all) => all,
+        Err(e) => return local_failure(&e),
+    };
+    let concerned = installations.into_iter().filter(|i| {
+        i.status == InstallationStatus::Enabled
+            && match &configuration_id {
+                Some(id) => i.configuration_id == *id,
+                None => {
+                    i.team_id.as_deref() == team
+                        && (team.is_some() || user == Some(i.user_id.as_str()))
+                }
+            }
+    });
+    for installation in concerned {
+        let endpoint = match &shared.config.drain_url {
+            Some(url) => match existing_endpoint(shared, &installation.configuration_id, url).await
+            {
+                Ok(endpoint) => endpoint,
+                Err(reply) => return reply,
+            },
+            None => None,
+        };
+        let client = shared
+            .client
+            .with_token(installation.access_token.clone(), installation.team_id.clone());
+        let projects = [project.to_owned()];
+        let id = &installation.configuration_id;
+        // A disabled installation is marked by the upsert; the event is acknowledged all the
+        // same (Vercel would only send it again).
+        let _ = upsert_project_env(shared, &client, id, &projects, key, endpoint).await;
+    }
+    ok()
 }
 
 #[cfg(test)]

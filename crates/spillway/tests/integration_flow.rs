@@ -392,3 +392,31 @@ fn project_env_is_set_on_the_projects_the_installation_may_see() {
     }
     assert_eq!(sim.sim.env_var("team_env", "prj_other", "SPILLWAY_DRAIN_URL"), None);
 }
+
+#[test]
+fn a_new_project_of_an_all_projects_installation_gets_project_env() {
+    let sim = Sim::start();
+    let app = start_with(&sim, |c| c.project_env = Some("SPILLWAY_DRAIN_URL".to_owned()));
+    let code = sim.sim.issue_code("icfg_all", Some("team_all"));
+    let reply = callback(&app, &code, "icfg_all", Some("team_all"), "/done");
+    assert_eq!(reply.status, 302, "{}", reply_text(&reply));
+    // All projects: nothing is set at install (there is no list of them to set it on).
+    assert_eq!(sim.sim.env_var("team_all", "prj_new", "SPILLWAY_DRAIN_URL"), None);
+
+    let event = json!({"project": {"id": "prj_new", "name": "new"}, "team": {"id": "team_all"},
+        "user": {"id": "user_sim"}});
+    assert_eq!(sim.webhook(&app, "project.created", event), 200);
+    let drain = registry(&app).load().unwrap().into_iter().next().expect("drain registered");
+    let var = sim.sim.env_var("team_all", "prj_new", "SPILLWAY_DRAIN_URL").expect("set");
+    assert_eq!(var["value"], format!("{DRAIN_URL}/{}", drain.path_key).as_str(), "{var}");
+    assert_eq!(var["target"], json!(["production", "preview", "development"]), "{var}");
+
+    // Another team's project is none of this installation's business.
+    let other = json!({"project": {"id": "prj_elsewhere"}, "team": {"id": "team_other"}});
+    assert_eq!(sim.webhook(&app, "project.created", other), 200);
+    assert_eq!(sim.sim.env_var("team_all", "prj_elsewhere", "SPILLWAY_DRAIN_URL"), None);
+    assert_eq!(sim.sim.env_var("team_other", "prj_elsewhere", "SPILLWAY_DRAIN_URL"), None);
+    // An event without a project is refused as malformed.
+    let status = sim.webhook(&app, "project.created", json!({"team": {"id": "team_all"}}));
+    assert_eq!(status, 400);
+}
