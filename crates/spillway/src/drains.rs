@@ -6,7 +6,7 @@
 //! `SPILLWAY_VERCEL_API_URL` (default `https://api.vercel.com`). Output is a table by default and
 //! JSON with `--json`; a drain secret is only ever shown redacted. Exit codes: see [`Exit`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -579,7 +579,7 @@ async fn create_drain(
     let mut delivery = DeliveryRequest::http(drain_endpoint(&args.url, &path_key), encoding);
     delivery.compression = if args.gzip { Compression::Gzip } else { Compression::None };
     delivery.secret = Some(secret.clone());
-    delivery.headers = headers.iter().map(|h| (h.name.clone(), h.value.clone())).collect();
+    delivery.headers = header_map(&headers);
     let request = CreateDrain {
         name: args.name,
         projects: Some(if args.projects.is_empty() {
@@ -616,20 +616,26 @@ async fn create_drain(
 /// The `--header NAME: VALUE` arguments, each checked as the receiver will check it. A bad
 /// one is a usage error that names the header, never its value.
 fn delivery_headers(args: &[String]) -> Result<Vec<DeliveryHeader>, Failure> {
+    let usage = |e: ingest::InvalidHeader| Failure::Usage(format!("--header: {e}"));
     let mut headers: Vec<DeliveryHeader> = Vec::new();
     for arg in args {
-        let checked = ingest::RequiredHeader::parse(arg)
-            .map_err(|e| Failure::Usage(format!("--header: {e}")))?;
+        let (name, value) =
+            arg.split_once(':').ok_or(ingest::InvalidHeader::Form).map_err(usage)?;
+        let checked = ingest::RequiredHeader::new(name, value).map_err(usage)?;
         if headers.iter().any(|h| h.name.eq_ignore_ascii_case(checked.name())) {
             return Err(Failure::Usage(format!("--header: {} is given twice", checked.name())));
         }
-        let (name, value) = arg.split_once(':').expect("parsed as NAME: VALUE");
         headers.push(DeliveryHeader {
             name: name.trim().to_owned(),
             value: Secret::new(value.trim()),
         });
     }
     Ok(headers)
+}
+
+/// Registry headers as the API's `delivery.headers`.
+fn header_map(headers: &[DeliveryHeader]) -> BTreeMap<String, Secret> {
+    headers.iter().map(|h| (h.name.clone(), h.value.clone())).collect()
 }
 
 /// The delivery of `drain` as a request: its reported settings with `endpoint`, and the
@@ -640,9 +646,7 @@ fn delivery_of(drain: &Drain, endpoint: String, entry: Option<&DrainEntry>) -> D
     let mut delivery = DeliveryRequest::http(endpoint, encoding);
     delivery.compression = reported.and_then(|d| d.compression).unwrap_or(Compression::None);
     delivery.headers = match entry {
-        Some(entry) if !entry.headers.is_empty() => {
-            entry.headers.iter().map(|h| (h.name.clone(), h.value.clone())).collect()
-        }
+        Some(entry) if !entry.headers.is_empty() => header_map(&entry.headers),
         _ => reported.map(|d| d.headers.clone()).unwrap_or_default(),
     };
     delivery.secret = secret_of(drain, entry);
