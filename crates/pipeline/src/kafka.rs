@@ -6,7 +6,7 @@
 //! the record has them. Topic: the configured one, or the first matching routing rule's.
 //!
 //! A batch is enqueued whole (never one message awaited at a time); each message carries the
-//! batch's [`Tracker`], a counter fed by librdkafka's delivery reports, and the batch's job is
+//! batch's `Tracker`, a counter fed by librdkafka's delivery reports, and the batch's job is
 //! settled when the last report is in. A message that cannot be enqueued (producer queue full)
 //! fails the batch at once. Broker reachability comes from librdkafka's statistics: while no
 //! broker is up, the sink stops accepting, so new deliveries are refused with a fast `503` and
@@ -15,6 +15,7 @@
 //! rdkafka types never leave this module.
 
 use std::fmt;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,7 +31,7 @@ use record::{Record, SinkFailure};
 
 use crate::dedup::DedupWindow;
 use crate::sink::{Health, Job, Sink, Takes};
-use crate::{PipelineError, PipelineMetrics};
+use crate::{PipelineError, PipelineMetrics, UnknownName};
 
 /// The Kafka sink's name.
 pub const KAFKA: &str = "kafka";
@@ -48,6 +49,32 @@ pub enum RouteField {
     Drain,
 }
 
+impl RouteField {
+    /// The field's name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RouteField::Source => "source",
+            RouteField::Level => "level",
+            RouteField::Environment => "environment",
+            RouteField::Drain => "drain",
+        }
+    }
+}
+
+impl FromStr for RouteField {
+    type Err = UnknownName;
+
+    fn from_str(name: &str) -> Result<RouteField, UnknownName> {
+        match name {
+            "source" => Ok(RouteField::Source),
+            "level" => Ok(RouteField::Level),
+            "environment" => Ok(RouteField::Environment),
+            "drain" => Ok(RouteField::Drain),
+            _ => Err(UnknownName::new(name, "source, level, environment, drain")),
+        }
+    }
+}
+
 /// Records whose `field` equals `value` go to `topic`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
@@ -59,6 +86,49 @@ pub struct Route {
     pub topic: String,
 }
 
+/// How the producer compresses message batches (librdkafka's `compression.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// `lz4`.
+    Lz4,
+    /// `zstd`.
+    Zstd,
+    /// `gzip`.
+    Gzip,
+    /// `snappy`.
+    Snappy,
+    /// `none`: uncompressed.
+    None,
+}
+
+impl Compression {
+    /// The codec's name, as librdkafka and configuration spell it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::None => "none",
+        }
+    }
+}
+
+impl FromStr for Compression {
+    type Err = UnknownName;
+
+    fn from_str(name: &str) -> Result<Compression, UnknownName> {
+        match name {
+            "lz4" => Ok(Compression::Lz4),
+            "zstd" => Ok(Compression::Zstd),
+            "gzip" => Ok(Compression::Gzip),
+            "snappy" => Ok(Compression::Snappy),
+            "none" => Ok(Compression::None),
+            _ => Err(UnknownName::new(name, "lz4, zstd, gzip, snappy, none")),
+        }
+    }
+}
+
 /// How the Kafka sink connects and produces.
 #[derive(Debug, Clone)]
 pub struct KafkaSinkConfig {
@@ -68,8 +138,8 @@ pub struct KafkaSinkConfig {
     pub topic: String,
     /// Routing rules, first match wins; records matching none go to `topic`.
     pub routes: Vec<Route>,
-    /// `compression.type`: `lz4`, `zstd`, `gzip`, `snappy` or `none`.
-    pub compression: String,
+    /// `compression.type`.
+    pub compression: Compression,
     /// `linger.ms`.
     pub linger_ms: u32,
     /// `batch.size` in bytes.
@@ -97,7 +167,7 @@ impl KafkaSinkConfig {
             brokers: brokers.into(),
             topic: "vercel-logs".into(),
             routes: Vec::new(),
-            compression: "lz4".into(),
+            compression: Compression::Lz4,
             linger_ms: 5,
             batch_bytes: 1 << 20,
             queue_max_messages: 100_000,
@@ -125,7 +195,7 @@ impl KafkaSinkConfig {
         c.set("bootstrap.servers", &self.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("compression.type", &self.compression)
+            .set("compression.type", self.compression.as_str())
             .set("linger.ms", self.linger_ms.to_string())
             .set("batch.size", self.batch_bytes.to_string())
             .set("queue.buffering.max.messages", self.queue_max_messages.to_string())
@@ -447,5 +517,51 @@ impl Sink for KafkaSink {
                 "messages left undelivered at shutdown"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compressions_parse_from_their_names() {
+        for compression in [
+            Compression::Lz4,
+            Compression::Zstd,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::None,
+        ] {
+            assert_eq!(compression.as_str().parse::<Compression>(), Ok(compression));
+        }
+        assert_eq!("zstd".parse::<Compression>(), Ok(Compression::Zstd));
+        assert_eq!(
+            "brotli".parse::<Compression>().unwrap_err().to_string(),
+            r#""brotli" is not one of lz4, zstd, gzip, snappy, none"#
+        );
+        assert!("LZ4".parse::<Compression>().is_err(), "names are exact");
+        assert_eq!(KafkaSinkConfig::new("b:1").compression, Compression::Lz4);
+    }
+
+    #[test]
+    fn route_fields_parse_from_their_names() {
+        for field in
+            [RouteField::Source, RouteField::Level, RouteField::Environment, RouteField::Drain]
+        {
+            assert_eq!(field.as_str().parse::<RouteField>(), Ok(field));
+        }
+        assert_eq!("environment".parse::<RouteField>(), Ok(RouteField::Environment));
+        assert_eq!(
+            "colour".parse::<RouteField>().unwrap_err().to_string(),
+            r#""colour" is not one of source, level, environment, drain"#
+        );
+    }
+
+    #[test]
+    fn the_producer_is_told_the_compression_by_name() {
+        let config =
+            KafkaSinkConfig { compression: Compression::Zstd, ..KafkaSinkConfig::new("b:1") };
+        assert_eq!(config.client_config().get("compression.type"), Some("zstd"));
     }
 }

@@ -2,11 +2,21 @@
 //! one worker thread per sink, and acknowledges a batch only when every sink holding part of it
 //! has durably written that part.
 //!
-//! - [`Pipeline`] implements [`record::Dispatch`]: the ingest edge hands batches to it with
-//!   `try_submit`, which never blocks. Admission is bounded twice, by batches and by bytes in
+//! - Admission: [`Pipeline`] implements [`record::Dispatch`]: the ingest edge hands batches to it
+//!   with `try_submit`, which never blocks. Admission is bounded twice, by batches and by bytes in
 //!   flight; each sink's channel holds as many batches as may be in flight, so an admitted batch
-//!   always finds room and "full" is decided once, up front.
-//! - [`Sink`] is what a destination implements: the [`file`] sinks here, Kafka later.
+//!   always finds room and "full" is decided once, up front. While a sink is not accepting
+//!   (the Kafka sink with no broker reachable), new batches are refused at once; the pipeline
+//!   is ready only while every sink is healthy and accepting.
+//! - Fan-out: one worker thread per [`Sink`] takes groups of jobs from its channel (group
+//!   commit); a batch's acknowledgement waits for every sink that [`Takes`] part of it.
+//! - The [`file`](mod@file) sinks: the records sink writes NDJSON files rotated by size and
+//!   age, with a configurable fsync policy; the dead-letter sink writes each rejected record,
+//!   with why it was rejected, the same way.
+//! - The [`kafka`] sink: one message per record, a batch acknowledged once the broker has
+//!   acknowledged all of its records, topics routed by record fields.
+//! - Dedup: each sink remembers the batches it made durable lately and does not write them
+//!   again when a client retries one (because it failed at another sink, or timed out).
 //!
 //! ```no_run
 //! use pipeline::{file::{FileSink, FileSinkConfig}, Pipeline, PipelineConfig, PipelineMetrics};
@@ -85,6 +95,21 @@ pub enum PipelineError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// A setting's value that is not one of the names it may take.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{given:?} is not one of {expected}")]
+pub struct UnknownName {
+    given: String,
+    expected: &'static str,
+}
+
+impl UnknownName {
+    /// `given` is not one of `expected`, a comma-separated list of the names.
+    pub(crate) fn new(given: &str, expected: &'static str) -> UnknownName {
+        UnknownName { given: given.to_owned(), expected }
+    }
 }
 
 struct Lane {

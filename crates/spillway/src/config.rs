@@ -9,7 +9,7 @@ use std::time::Duration;
 use ingest::{IngestConfig, RequiredHeader, Secret};
 use std::collections::BTreeMap;
 
-use pipeline::file::{FileSinkConfig, FsyncPolicy};
+use pipeline::file::{FileSinkConfig, FsyncMode, FsyncPolicy};
 use pipeline::kafka::{KafkaSinkConfig, Route, RouteField};
 use pipeline::PipelineConfig;
 use serde::Deserialize;
@@ -475,19 +475,14 @@ fn file_sink_config(
         config.max_file_age = Duration::from_secs(secs);
     }
     let interval = Duration::from_millis(raw.fsync_interval_ms.unwrap_or(1000));
-    config.fsync = match raw.fsync.as_deref().unwrap_or("batch") {
-        "batch" => FsyncPolicy::Batch,
-        "interval" if interval.is_zero() => {
-            problems.push(format!("{name}.fsync_interval_ms: must be at least 1"));
-            FsyncPolicy::Batch
+    match raw.fsync.as_deref().map(str::parse::<FsyncMode>) {
+        None => {}
+        Some(Ok(FsyncMode::Interval)) if interval.is_zero() => {
+            problems.push(format!("{name}.fsync_interval_ms: must be at least 1"))
         }
-        "interval" => FsyncPolicy::Interval(interval),
-        "never" => FsyncPolicy::Never,
-        other => {
-            problems.push(format!("{name}.fsync: {other:?} is not one of batch, interval, never"));
-            FsyncPolicy::Batch
-        }
-    };
+        Some(Ok(mode)) => config.fsync = FsyncPolicy::from_mode(mode, interval),
+        Some(Err(e)) => problems.push(format!("{name}.fsync: {e}")),
+    }
     config.drop_synced_pages = raw.drop_synced_pages.unwrap_or(config.drop_synced_pages);
     config
 }
@@ -529,10 +524,10 @@ fn kafka_sink_config(raw: &RawKafkaSink, problems: &mut Vec<String>) -> KafkaSin
     }
     c.create_topics = raw.create_topics.unwrap_or(true);
     if let Some(compression) = &raw.compression {
-        if !["lz4", "zstd", "gzip", "snappy", "none"].contains(&compression.as_str()) {
-            problems.push(format!("sinks.kafka.compression: {compression:?} is not one of lz4, zstd, gzip, snappy, none"));
+        match compression.parse() {
+            Ok(compression) => c.compression = compression,
+            Err(e) => problems.push(format!("sinks.kafka.compression: {e}")),
         }
-        c.compression = compression.clone();
     }
     let valid_topic = |t: &str| {
         !t.is_empty()
@@ -541,15 +536,10 @@ fn kafka_sink_config(raw: &RawKafkaSink, problems: &mut Vec<String>) -> KafkaSin
     };
     let mut topics = vec![("sinks.kafka.topic".to_owned(), c.topic.clone())];
     for (i, route) in raw.routes.iter().enumerate() {
-        let field = match route.field.as_str() {
-            "source" => RouteField::Source,
-            "level" => RouteField::Level,
-            "environment" => RouteField::Environment,
-            "drain" => RouteField::Drain,
-            other => {
-                problems.push(format!(
-                    "sinks.kafka.routes[{i}].field: {other:?} is not one of source, level, environment, drain"
-                ));
+        let field = match route.field.parse::<RouteField>() {
+            Ok(field) => field,
+            Err(e) => {
+                problems.push(format!("sinks.kafka.routes[{i}].field: {e}"));
                 continue;
             }
         };
@@ -747,7 +737,7 @@ mod tests {
         };
         let kafka = load(None, env).unwrap().kafka.unwrap();
         assert_eq!((kafka.brokers.as_str(), kafka.topic.as_str()), ("127.0.0.1:9092", "logs-x"));
-        assert_eq!(kafka.compression, "lz4");
+        assert_eq!(kafka.compression, pipeline::kafka::Compression::Lz4);
         assert!(load(None, no_env).unwrap().kafka.is_none());
 
         let raw = RawConfig::from_toml(
