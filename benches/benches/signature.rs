@@ -3,13 +3,13 @@
 //! bytes, the floor any HMAC-SHA1 implementation pays.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ingest::Secret;
+use listener::SigningKey;
 use sha1::{Digest, Sha1};
 use spillway_benches::Corpus;
 
 fn bench(c: &mut Criterion) {
     let body = Corpus::new(42, 1000).ndjson();
-    let secret = Secret::new("bench-secret");
+    let secret = SigningKey::new("bench-secret");
     let signature = secret.sign(&body);
     let mut group = c.benchmark_group("signature");
     group.throughput(Throughput::Bytes(body.len() as u64));

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::store::{JsonStore, StoreError};
 use crate::Secret;
 
+/// The installation store's file name in the data directory.
+pub const INSTALLATIONS_FILE: &str = "installations.json";
+
 /// Whether an installation may still be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -57,6 +60,11 @@ impl InstallationStore {
         InstallationStore { file: JsonStore::new(path, "installations") }
     }
 
+    /// The store of data directory `data_dir` ([`INSTALLATIONS_FILE`] in it).
+    pub fn in_dir(data_dir: &Path) -> InstallationStore {
+        InstallationStore::new(data_dir.join(INSTALLATIONS_FILE))
+    }
+
     /// Where the store is kept.
     pub fn path(&self) -> &Path {
         self.file.path()
@@ -86,6 +94,12 @@ impl InstallationStore {
             let index = all.iter().position(|i| i.configuration_id == configuration_id)?;
             Some(all.remove(index))
         })
+    }
+
+    /// Marks `configuration_id` disabled, so it is never used again (Vercel answered
+    /// `integration_configuration_disabled`); `false` if not stored.
+    pub fn mark_disabled(&self, configuration_id: &str) -> Result<bool, StoreError> {
+        self.modify(configuration_id, |i| i.status = InstallationStatus::Disabled)
     }
 
     /// Changes the installation of `configuration_id` with `change`; `false` if not stored.

@@ -21,8 +21,8 @@ const PATH_KEY_BYTES: usize = 16;
 /// Random bytes in a drain secret (hex: twice as many characters).
 const SECRET_BYTES: usize = 32;
 
-/// Why the registry could not be read or written (the shared store error).
-pub type RegistryError = StoreError;
+/// The registry's file name in the data directory.
+pub const REGISTRY_FILE: &str = "drains.json";
 
 /// Who created a drain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,18 +88,23 @@ impl DrainRegistry {
         DrainRegistry { file: JsonStore::new(path, "drains") }
     }
 
+    /// The registry of data directory `data_dir` ([`REGISTRY_FILE`] in it).
+    pub fn in_dir(data_dir: &Path) -> DrainRegistry {
+        DrainRegistry::new(data_dir.join(REGISTRY_FILE))
+    }
+
     /// Where the registry is stored.
     pub fn path(&self) -> &Path {
         self.file.path()
     }
 
     /// Every entry; none when the file does not exist yet.
-    pub fn load(&self) -> Result<Vec<DrainEntry>, RegistryError> {
+    pub fn load(&self) -> Result<Vec<DrainEntry>, StoreError> {
         self.file.load()
     }
 
     /// The entry of drain `id`, if registered.
-    pub fn get(&self, id: &str) -> Result<Option<DrainEntry>, RegistryError> {
+    pub fn get(&self, id: &str) -> Result<Option<DrainEntry>, StoreError> {
         Ok(self.load()?.into_iter().find(|e| e.id == id))
     }
 
@@ -108,12 +113,12 @@ impl DrainRegistry {
     pub fn update<R>(
         &self,
         change: impl FnOnce(&mut Vec<DrainEntry>) -> R,
-    ) -> Result<R, RegistryError> {
+    ) -> Result<R, StoreError> {
         self.file.update(change)
     }
 
     /// Adds `entry`, replacing any entry with the same id.
-    pub fn insert(&self, entry: DrainEntry) -> Result<(), RegistryError> {
+    pub fn insert(&self, entry: DrainEntry) -> Result<(), StoreError> {
         self.update(|entries| {
             entries.retain(|e| e.id != entry.id);
             entries.push(entry);
@@ -121,7 +126,7 @@ impl DrainRegistry {
     }
 
     /// Removes the entry of drain `id`, returning it if there was one.
-    pub fn remove(&self, id: &str) -> Result<Option<DrainEntry>, RegistryError> {
+    pub fn remove(&self, id: &str) -> Result<Option<DrainEntry>, StoreError> {
         self.update(|entries| {
             let index = entries.iter().position(|e| e.id == id)?;
             Some(entries.remove(index))
@@ -132,7 +137,7 @@ impl DrainRegistry {
     pub fn remove_configuration(
         &self,
         configuration_id: &str,
-    ) -> Result<Vec<DrainEntry>, RegistryError> {
+    ) -> Result<Vec<DrainEntry>, StoreError> {
         self.update(|entries| {
             let (removed, kept) = std::mem::take(entries)
                 .into_iter()
@@ -144,12 +149,12 @@ impl DrainRegistry {
 }
 
 /// A new random path key: 16 bytes as 32 lowercase hex characters (URL-safe).
-pub fn generate_path_key() -> Result<String, RegistryError> {
+pub fn generate_path_key() -> Result<String, StoreError> {
     random_hex(PATH_KEY_BYTES)
 }
 
 /// A new random drain secret: 32 bytes as 64 lowercase hex characters.
-pub fn generate_secret() -> Result<Secret, RegistryError> {
+pub fn generate_secret() -> Result<Secret, StoreError> {
     random_hex(SECRET_BYTES).map(Secret::new)
 }
 
@@ -240,11 +245,11 @@ mod tests {
         let path = dir.path().join("drains.json");
         std::fs::write(&path, b"{\"version\":1,\"drains\":[").unwrap();
         let registry = DrainRegistry::new(&path);
-        assert!(matches!(registry.load(), Err(RegistryError::Corrupt { .. })));
-        assert!(matches!(registry.insert(entry("drn_a")), Err(RegistryError::Corrupt { .. })));
+        assert!(matches!(registry.load(), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(registry.insert(entry("drn_a")), Err(StoreError::Corrupt { .. })));
         assert_eq!(std::fs::read(&path).unwrap(), b"{\"version\":1,\"drains\":[");
         std::fs::write(&path, br#"{"version":2,"drains":[]}"#).unwrap();
-        assert!(matches!(registry.load(), Err(RegistryError::Corrupt { .. })));
+        assert!(matches!(registry.load(), Err(StoreError::Corrupt { .. })));
     }
 
     #[test]
@@ -257,7 +262,7 @@ mod tests {
         let blocked = dir.path().join("blocked.json");
         std::fs::create_dir(&blocked).unwrap();
         let err = DrainRegistry::new(&blocked).insert(entry("drn_b")).unwrap_err();
-        assert!(matches!(err, RegistryError::Io { .. }), "{err}");
+        assert!(matches!(err, StoreError::Io { .. }), "{err}");
         assert!(blocked.is_dir());
         assert_eq!(registry.load().unwrap(), vec![a]);
         let leftovers = std::fs::read_dir(dir.path())

@@ -23,6 +23,11 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// The secret as an HMAC-SHA1 key, to check or make `x-vercel-signature`.
+    pub fn signing_key(&self) -> listener::SigningKey {
+        listener::SigningKey::new(self.0.as_bytes())
+    }
 }
 
 impl fmt::Debug for Secret {

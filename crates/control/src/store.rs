@@ -50,6 +50,15 @@ pub enum StoreError {
     Random(String),
 }
 
+/// Runs a store operation (small, locking, fsyncing) on tokio's blocking pool, so no async
+/// worker waits on the disk.
+pub(crate) async fn blocking<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> R {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 /// A file of `T` entries under the key `field`. Cheap; holds no file open between calls.
 pub struct JsonStore<T> {
     path: PathBuf,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::drains::RequiredHeader;
-use crate::signature::Secret;
+use listener::SigningKey;
 
 /// How the edge listens and what it accepts. Built and validated by the binary.
 #[derive(Debug, Clone)]
@@ -17,7 +17,7 @@ pub struct IngestConfig {
     /// The name batches from this path carry (in dead letters and metrics).
     pub drain_name: Arc<str>,
     /// The drain's signature secret; without one, deliveries are accepted unsigned.
-    pub drain_secret: Option<Secret>,
+    pub drain_secret: Option<SigningKey>,
     /// Headers every delivery to the default drain must carry, each with its exact value.
     pub drain_headers: Arc<[RequiredHeader]>,
     /// The code answered in `x-vercel-verify`.

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue};
 
-use crate::{IngestError, Secret};
+use listener::SigningKey;
+
+use crate::IngestError;
 
 /// What the edge needs to accept deliveries for one drain.
 #[derive(Clone)]
@@ -23,7 +25,7 @@ pub struct DrainCredentials {
     /// The drain's name in batches, dead letters and logs (its id).
     pub name: Arc<str>,
     /// The secret its deliveries are signed with.
-    pub secret: Secret,
+    pub secret: SigningKey,
     /// Headers every delivery must carry, each with its exact value.
     pub headers: Arc<[RequiredHeader]>,
 }
@@ -48,7 +50,7 @@ pub trait DrainDirectory: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct RequiredHeader {
     name: HeaderName,
-    value: Secret,
+    value: SigningKey,
 }
 
 /// Why a required header cannot be used. Never shows the value.
@@ -92,7 +94,7 @@ impl RequiredHeader {
         if value.is_empty() || HeaderValue::from_str(value).is_err() {
             return Err(InvalidHeader::Value(name.as_str().to_owned()));
         }
-        Ok(RequiredHeader { name, value: Secret::new(value) })
+        Ok(RequiredHeader { name, value: SigningKey::new(value) })
     }
 
     /// Parses `Name: value`, as given on a command line or in a configuration file.

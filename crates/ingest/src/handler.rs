@@ -15,7 +15,9 @@ use record::{Batch, Dispatch, RejectReason};
 use crate::decode::{decode, PaddedBody};
 use crate::drains::{check_headers, DrainDirectory, RequiredHeader};
 use crate::inflate::gunzip;
-use crate::{IngestConfig, IngestError, IngestMetrics, Secret};
+use listener::SigningKey;
+
+use crate::{IngestConfig, IngestError, IngestMetrics};
 
 /// Renders the process's metrics in Prometheus text format.
 pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
@@ -33,7 +35,7 @@ pub(crate) struct State {
 /// the headers it must carry.
 struct Target {
     name: Arc<str>,
-    secret: Option<Secret>,
+    secret: Option<SigningKey>,
     headers: Arc<[RequiredHeader]>,
 }
 
@@ -294,8 +296,7 @@ fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 }
 
 fn error_response(state: &State, error: &IngestError) -> Response<Full<Bytes>> {
-    let body = serde_json::json!({"error": {"code": error.code(), "message": error.to_string()}});
-    let mut response = json(error.status(), body.to_string());
+    let mut response = listener::json_error(error.status(), error.code(), &error.to_string());
     if error.is_retryable() {
         response
             .headers_mut()
@@ -308,18 +309,4 @@ fn error_response(state: &State, error: &IngestError) -> Response<Full<Bytes>> {
         tracing::warn!(code = error.code(), error = %error, "batch not stored; answered 503");
     }
     response
-}
-
-/// The raw bytes of the `503` sent to a connection over `max_connections` before closing it
-/// (written straight to the socket: no HTTP machinery is spent on a connection refused).
-pub fn over_capacity_response(retry_after_secs: u32) -> Vec<u8> {
-    let body = format!(
-        r#"{{"error":{{"code":"too_many_connections","message":"{}"}}}}"#,
-        "receiver is at its connection limit; retry later"
-    );
-    format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: {retry_after_secs}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
 }

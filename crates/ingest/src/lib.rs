@@ -21,12 +21,10 @@ mod handler;
 mod inflate;
 mod metrics;
 mod server;
-mod signature;
 
 pub use config::IngestConfig;
 pub use drains::{DrainCredentials, DrainDirectory, InvalidHeader, RequiredHeader};
 pub use error::IngestError;
-pub use handler::{over_capacity_response, RenderMetrics};
+pub use handler::RenderMetrics;
 pub use metrics::IngestMetrics;
 pub use server::Server;
-pub use signature::Secret;

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ingest::{IngestConfig, RequiredHeader, Secret};
+use ingest::{IngestConfig, RequiredHeader};
+use listener::SigningKey;
 use std::collections::BTreeMap;
 
 use pipeline::file::{FileSinkConfig, FsyncMode, FsyncPolicy};
@@ -14,7 +15,7 @@ use pipeline::kafka::{KafkaSinkConfig, Route, RouteField};
 use pipeline::PipelineConfig;
 use serde::Deserialize;
 
-use crate::integration::IntegrationConfig;
+use control::IntegrationConfig;
 
 /// Environment variables that override the file (deploy tooling and tests rely on them).
 pub const ENV_OVERRIDES: [&str; 13] = [
@@ -399,7 +400,7 @@ impl RawConfig {
                 "vercel.drain_secret: is empty (leave it unset to accept unsigned deliveries)"
                     .into(),
             ),
-            Some(secret) => ingest.drain_secret = Some(Secret::new(secret)),
+            Some(secret) => ingest.drain_secret = Some(SigningKey::new(secret)),
             None => {}
         }
         let mut required = Vec::new();
@@ -686,7 +687,7 @@ mod tests {
             .ingest
             .drain_secret
             .unwrap()
-            .verifies(b"x", Secret::new("s3cret").sign(b"x").as_bytes()));
+            .verifies(b"x", SigningKey::new("s3cret").sign(b"x").as_bytes()));
         assert_eq!(config.ingest.verify_code.as_deref(), Some("vc"));
     }
 

@@ -1,137 +1,20 @@
-//! The Spillway application: wires the ingest edge to the pipeline and its sinks.
+//! The Spillway binary's library: configuration, wiring and the command line's commands; the
+//! logic lives in the crates it wires (`ingest`, `pipeline`, `control`).
 //!
-//! The binary (`main.rs`) only parses arguments, loads the [`config`], and runs an [`App`].
-//! Tests start an [`App`] in-process on `127.0.0.1:0`. [`drains`] holds the drain-management
-//! commands (`spillway drains …`, `spillway env set`); [`integration`] the install flow and
-//! webhooks, served on a second listener when the integration is configured.
+//! The binary (`main.rs`) only parses arguments, loads the [`config`], and runs an [`App`]
+//! (`app.rs`: the edge, the pipeline and its sinks, and the integration's control plane when
+//! configured). Tests start an [`App`] in-process on `127.0.0.1:0`. [`commands`] maps the
+//! drain-management commands (`spillway drains …`, `spillway env set`) onto
+//! `control::drains`; [`registry`] serves the control plane's drain registry to the edge.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+mod app;
+pub mod commands;
 pub mod config;
-pub mod drains;
-pub mod integration;
 pub mod registry;
 
-use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
-use ingest::{IngestMetrics, Server};
-use pipeline::file::FileSink;
-use pipeline::kafka::KafkaSink;
-use pipeline::{Pipeline, PipelineMetrics, Sink, Workers};
-use prometheus_client::registry::Registry;
-
+pub use app::App;
 pub use config::Config;
-
-/// A started application: listening, sinks open, not yet serving.
-#[derive(Debug)]
-pub struct App {
-    server: Server,
-    control: Option<integration::ControlPlane>,
-    workers: Workers,
-    shutdown_timeout: Duration,
-}
-
-impl App {
-    /// Opens the sinks, starts their workers and binds the listener.
-    pub async fn start(config: Config) -> anyhow::Result<App> {
-        let mut registry = Registry::default();
-        let pipeline_metrics = PipelineMetrics::register(&mut registry);
-        let ingest_metrics = IngestMetrics::register(&mut registry);
-        let control_metrics = config
-            .integration
-            .is_some()
-            .then(|| integration::ControlMetrics::register(&mut registry));
-
-        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-        if let Some(file) = config.file_sink.clone() {
-            sinks.push(Box::new(FileSink::records(file, &pipeline_metrics)?));
-        }
-        if let Some(kafka) = config.kafka.clone() {
-            sinks.push(Box::new(KafkaSink::open(kafka, &pipeline_metrics)?));
-        }
-        sinks.push(Box::new(FileSink::dead_letter(config.dead_letter.clone(), &pipeline_metrics)?));
-        let (pipeline, workers) =
-            Pipeline::start(config.pipeline.clone(), sinks, pipeline_metrics)?;
-
-        let registry = Arc::new(registry);
-        let render = Arc::new(move || {
-            let mut text = String::new();
-            // Writing into a String cannot fail.
-            let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
-            text
-        });
-        if config.ingest.drain_secret.is_none() {
-            tracing::warn!(
-                "NO DRAIN SECRET CONFIGURED: deliveries are accepted without signature checks; \
-                 set SPILLWAY_DRAIN_SECRET (or vercel.drain_secret) before exposing this receiver"
-            );
-        }
-        let shutdown_timeout = config.ingest.shutdown_timeout;
-        let server =
-            Server::bind(config.ingest, Arc::new(pipeline), ingest_metrics, render).await?;
-        // Drains created with `spillway drains create` or by the integration are served on
-        // their own paths; Vercel signs the integration's with its client secret.
-        let registry = config.data_dir.join(drains::REGISTRY_FILE);
-        let client_secret =
-            config.integration.as_ref().map(|i| ingest::Secret::new(i.client_secret.expose()));
-        let directory =
-            registry::RegistryDirectory::new(registry).with_client_secret(client_secret);
-        let server = server.with_drains(Arc::new(directory));
-        let control = match (config.integration, control_metrics) {
-            (Some(integration), Some(metrics)) => {
-                Some(integration::ControlPlane::bind(integration, &config.data_dir, metrics).await?)
-            }
-            _ => None,
-        };
-        Ok(App { server, control, workers, shutdown_timeout })
-    }
-
-    /// Where the server listens.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.server.local_addr().expect("a bound listener has an address")
-    }
-
-    /// Where the integration's control-plane listener listens, when the integration is
-    /// configured.
-    pub fn control_addr(&self) -> Option<SocketAddr> {
-        self.control.as_ref().and_then(|c| c.local_addr().ok())
-    }
-
-    /// Serves until `shutdown` resolves; then stops accepting, lets in-flight deliveries finish,
-    /// drains the sinks and completes their files. Returns whether everything finished in time.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> bool {
-        let addr = self.local_addr();
-        tracing::info!(%addr, "serving");
-        // One shutdown signal for both listeners.
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let wait = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        };
-        let trigger = async move {
-            shutdown.await;
-            let _ = stop.send(true);
-        };
-        let control = async {
-            if let Some(control) = self.control {
-                control.serve(wait(stopped.clone())).await;
-            }
-        };
-        let (_, requests_done, ()) =
-            tokio::join!(trigger, self.server.serve(wait(stopped.clone())), control);
-        // The server (and with it the last handle to the pipeline) is gone: workers drain.
-        let timeout = self.shutdown_timeout;
-        let late = tokio::task::spawn_blocking(move || self.workers.join(timeout))
-            .await
-            .unwrap_or_default();
-        if !late.is_empty() {
-            tracing::error!(sinks = ?late, "sinks did not finish in time");
-        }
-        tracing::info!("stopped");
-        requests_done && late.is_empty()
-    }
-}
 
 /// An error and its causes on one line (`outer: cause: root cause`), for the command line.
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {

@@ -1,13 +1,13 @@
 //! `spillway`: the command line. Parses arguments, loads the configuration, runs the app, and
 //! exits with 0 (clean stop), 1 (runtime failure) or 2 (usage or configuration error). The
-//! drain-management commands (`drains …`, `env set`) live in `spillway::drains`, with their own
+//! drain-management commands (`drains …`, `env set`) live in `spillway::commands`, with their own
 //! exit codes (3 API, 4 auth, 5 local).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use spillway::drains::{DrainsArgs, EnvArgs};
+use spillway::commands::{DrainsArgs, EnvArgs};
 use spillway::{config, error_chain};
 
 #[derive(Parser)]
@@ -51,8 +51,8 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     let env = |key: &str| std::env::var(key).ok();
     let (path, check_only) = match cli.command {
-        Command::Drains(args) => return spillway::drains::run_drains(args, &env),
-        Command::Env(args) => return spillway::drains::run_env(args, &env),
+        Command::Drains(args) => return spillway::commands::run_drains(args, &env),
+        Command::Env(args) => return spillway::commands::run_env(args, &env),
         Command::Serve { config } => (config, false),
         Command::CheckConfig { config } => (config, true),
     };

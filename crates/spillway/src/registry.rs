@@ -9,24 +9,31 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use control::registry::DrainRegistry;
-use ingest::{DrainCredentials, DrainDirectory, RequiredHeader, Secret};
+use ingest::{DrainCredentials, DrainDirectory, RequiredHeader};
+use listener::SigningKey;
 
 /// How often, at most, a lookup checks whether the registry file changed (one `stat`).
 const CHECK_EVERY: Duration = Duration::from_millis(250);
 
 /// What identifies one version of the file: inode (writes replace it by rename), size, mtime.
-type Stamp = Option<(u64, u64, i64, i64)>;
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    inode: u64,
+    len: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+}
 
 struct Cache {
     checked: Option<Instant>,
-    stamp: Stamp,
+    stamp: Option<Stamp>,
     by_key: HashMap<String, DrainCredentials>,
 }
 
 /// The drain registry file as a [`DrainDirectory`].
 pub struct RegistryDirectory {
     registry: DrainRegistry,
-    client_secret: Option<Secret>,
+    client_secret: Option<SigningKey>,
     cache: RwLock<Cache>,
 }
 
@@ -48,14 +55,14 @@ impl RegistryDirectory {
 
     /// Verifies the drains Vercel signs with the integration's client secret (reported as
     /// `INTEGRATION_SECRET`) with `client_secret`; without it they are not served.
-    pub fn with_client_secret(mut self, client_secret: Option<Secret>) -> RegistryDirectory {
+    pub fn with_client_secret(mut self, client_secret: Option<SigningKey>) -> RegistryDirectory {
         self.client_secret = client_secret;
         self
     }
 
-    fn stamp(&self) -> Stamp {
+    fn stamp(&self) -> Option<Stamp> {
         let m = std::fs::metadata(self.registry.path()).ok()?;
-        Some((m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
+        Some(Stamp { inode: m.ino(), len: m.len(), mtime: m.mtime(), mtime_nsec: m.mtime_nsec() })
     }
 
     /// Re-reads the file if it changed since the last look (and that look is old enough).
@@ -89,7 +96,7 @@ impl RegistryDirectory {
                             };
                             secret
                         } else {
-                            Secret::new(e.secret.expose())
+                            e.secret.signing_key()
                         };
                         let headers: Result<Vec<RequiredHeader>, _> = e
                             .headers

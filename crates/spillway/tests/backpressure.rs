@@ -51,7 +51,7 @@ fn edge(stub: Stub, ack_timeout: Duration) -> Edge {
     let mut config = IngestConfig::new("127.0.0.1:0".parse().unwrap());
     config.ack_timeout = ack_timeout;
     config.retry_after_secs = 3;
-    config.drain_secret = Some(ingest::Secret::new(SECRET));
+    config.drain_secret = Some(listener::SigningKey::new(SECRET));
     let metrics = IngestMetrics::register(&mut Default::default());
     let server = runtime
         .block_on(Server::bind(config, Arc::new(stub), metrics, Arc::new(String::new)))

@@ -24,7 +24,7 @@ fn entry(id: &str, key: &str, secret: &str) -> DrainEntry {
 }
 
 fn signed(addr: std::net::SocketAddr, path: &str, secret: &str, body: &[u8]) -> Reply {
-    let sig = ingest::Secret::new(secret).sign(body);
+    let sig = listener::SigningKey::new(secret).sign(body);
     send(addr, "POST", path, &[("x-vercel-signature", &sig)], body)
 }
 

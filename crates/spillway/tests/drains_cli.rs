@@ -577,7 +577,7 @@ fn a_drain_s_required_header_is_sent_by_vercel_checked_by_spillway_and_never_pri
     // Signed correctly but without the header, or with another value: refused, nothing stored.
     let path = format!("/vercel/logs/{}", entry["pathKey"].as_str().unwrap());
     let body = common::fixture("logs.ndjson");
-    let sig = ingest::Secret::new(entry["secret"].as_str().unwrap()).sign(&body);
+    let sig = listener::SigningKey::new(entry["secret"].as_str().unwrap()).sign(&body);
     let reply = common::send(app.addr, "POST", &path, &[("x-vercel-signature", &sig)], &body);
     assert_eq!((reply.status, reply.error_code().as_str()), (401, "missing_header"));
     let reply = common::send(

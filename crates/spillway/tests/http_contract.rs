@@ -179,7 +179,7 @@ fn missing_signature_is_401_and_stores_nothing() {
 fn wrong_signature_is_403_and_stores_nothing() {
     let app = TestApp::start(|_| {});
     let body = fixture("logs.ndjson");
-    let forged = ingest::Secret::new("not-the-secret").sign(&body);
+    let forged = listener::SigningKey::new("not-the-secret").sign(&body);
     for sig in [forged.as_str(), "zz", &fixture_signature("logs-array.json")] {
         let reply = send(app.addr, "POST", "/vercel/logs", &[("x-vercel-signature", sig)], &body);
         assert_eq!(reply.status, 403, "signature {sig}");

@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use control::model::{log_schemas, DeliveryRequest, Encoding, ExchangeCode, TestDrain};
+use control::IntegrationConfig;
 use control::{
     ClientConfig, DrainKind, DrainRegistry, Installation, InstallationStatus, InstallationStore,
     Secret, VercelClient,
 };
 use serde_json::json;
-use spillway::integration::IntegrationConfig;
 use vercel_sim::Simulator;
 
 /// The public URL of the receiver's drain path, as a proxy in front of it would expose it.
@@ -127,7 +127,7 @@ fn reply_text(reply: &Reply) -> String {
 /// seconds pass (the receiver re-reads the registry within a quarter of a second of a change).
 fn eventually(app: &TestApp, path: &str, secret: &str, status: u16) -> Reply {
     let body = fixture("logs.ndjson");
-    let sig = ingest::Secret::new(secret).sign(&body);
+    let sig = listener::SigningKey::new(secret).sign(&body);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let reply = send(app.addr, "POST", path, &[("x-vercel-signature", &sig)], &body);
@@ -291,7 +291,7 @@ fn a_webhook_with_a_bad_or_missing_signature_is_403_and_changes_nothing() {
     .to_string();
     let webhook = app.control_addr.unwrap();
     let path = "/vercel/integration/webhook";
-    let forged = ingest::Secret::new("not-the-client-secret").sign(body.as_bytes());
+    let forged = listener::SigningKey::new("not-the-client-secret").sign(body.as_bytes());
     let reply = send(webhook, "POST", path, &[("x-vercel-signature", &forged)], body.as_bytes());
     assert_eq!((reply.status, reply.error_code().as_str()), (403, "invalid_signature"));
     let reply = send(webhook, "POST", path, &[], body.as_bytes());
@@ -308,7 +308,7 @@ fn an_oversized_webhook_is_413() {
     let sim = Sim::start();
     let app = start_with(&sim, |i| i.max_body_bytes = 1024);
     let body = vec![b'x'; 1025];
-    let sig = ingest::Secret::new(sim.sim.config().client_secret).sign(&body);
+    let sig = listener::SigningKey::new(sim.sim.config().client_secret).sign(&body);
     let reply = send(
         app.control_addr.unwrap(),
         "POST",

@@ -1,5 +1,5 @@
 //! A local, in-memory simulator of the parts of Vercel's REST API that Spillway's control plane
-//! speaks (PROTOCOL.md §4): drains, endpoint verification, the OAuth code exchange, integration
+//! speaks (docs/vercel/PROTOCOL.md §4): drains, endpoint verification, the OAuth code exchange, integration
 //! configurations, project environment variables, team scoping and rate limits.
 //!
 //! It is a real HTTP/1.1 server (hyper) so that the client is tested over real sockets, and it
@@ -22,16 +22,12 @@ mod deliver;
 mod state;
 mod wire;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 pub use deliver::{sign, DeliveryError};
 
@@ -251,29 +247,12 @@ fn lock(shared: &Mutex<State>) -> MutexGuard<'_, State> {
     shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-async fn serve(listener: TcpListener, shared: Arc<Mutex<State>>) {
-    // Connections live in this set, so aborting the server task closes them too.
-    let mut connections = JoinSet::new();
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "vercel-sim: accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-        };
+async fn serve(socket: TcpListener, shared: Arc<Mutex<State>>) {
+    // Runs until the task is aborted (the simulator dropped); dropping the loop closes every
+    // connection it watches.
+    let handler = move |request| {
         let shared = Arc::clone(&shared);
-        connections.spawn(async move {
-            let service = service_fn(move |request| {
-                let shared = Arc::clone(&shared);
-                async move { Ok::<_, Infallible>(api::handle(&shared, request).await) }
-            });
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-        });
-    }
+        async move { api::handle(&shared, request).await }
+    };
+    listener::serve(socket, listener::Limits::default(), handler, std::future::pending()).await;
 }

@@ -27,7 +27,7 @@ pub fn fixture_signature(name: &str) -> String {
 }
 
 pub fn sign(body: &[u8]) -> String {
-    ingest::Secret::new(SECRET).sign(body)
+    listener::SigningKey::new(SECRET).sign(body)
 }
 
 /// A response as read off the socket.

@@ -1,5 +1,5 @@
-//! `x-vercel-signature`: lowercase hex HMAC-SHA1 of the body, keyed by the drain's secret,
-//! compared in constant time.
+//! `x-vercel-signature`: lowercase hex HMAC-SHA1 of the body, keyed by a drain's secret (or
+//! the integration's client secret for webhooks), compared in constant time.
 
 use std::fmt;
 use std::sync::Arc;
@@ -8,18 +8,18 @@ use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use subtle::ConstantTimeEq;
 
-/// A secret key. Its `Debug` never shows the value, so it cannot leak through logs. Cloning it
-/// (once per request, for the drain being served) only counts a reference.
+/// A signing key. Its `Debug` never shows the value, so it cannot leak through logs. Cloning
+/// it (once per request, for the drain being served) only counts a reference.
 #[derive(Clone)]
-pub struct Secret(Arc<[u8]>);
+pub struct SigningKey(Arc<[u8]>);
 
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: impl Into<Vec<u8>>) -> Secret {
-        Secret(Arc::from(value.into()))
+impl SigningKey {
+    /// Wraps a key.
+    pub fn new(value: impl Into<Vec<u8>>) -> SigningKey {
+        SigningKey(Arc::from(value.into()))
     }
 
-    /// Whether `signature` (as sent in the header) is the HMAC-SHA1 of `body` under this secret.
+    /// Whether `signature` (as sent in the header) is the HMAC-SHA1 of `body` under this key.
     pub fn verifies(&self, body: &[u8], signature: &[u8]) -> bool {
         let Some(expected) = decode_hex_sha1(signature) else { return false };
         let mut mac = Hmac::<Sha1>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
@@ -27,13 +27,13 @@ impl Secret {
         mac.verify_slice(&expected).is_ok()
     }
 
-    /// Whether `value` is this secret itself, compared in constant time (for a drain's required
+    /// Whether `value` is this key itself, compared in constant time (for a drain's required
     /// header values, which are sent as they are rather than as a signature).
     pub fn matches(&self, value: &[u8]) -> bool {
         bool::from(self.0.as_ref().ct_eq(value))
     }
 
-    /// The signature of `body` under this secret, as Vercel would send it.
+    /// The signature of `body` under this key, as Vercel would send it.
     pub fn sign(&self, body: &[u8]) -> String {
         let mut mac = Hmac::<Sha1>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
         mac.update(body);
@@ -41,9 +41,9 @@ impl Secret {
     }
 }
 
-impl fmt::Debug for Secret {
+impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
+        f.write_str("SigningKey([redacted])")
     }
 }
 
@@ -59,7 +59,7 @@ mod tests {
 
     #[test]
     fn signs_and_verifies_and_rejects() {
-        let secret = Secret::new("drain-secret-0123456789");
+        let secret = SigningKey::new("drain-secret-0123456789");
         let sig = secret.sign(b"{}");
         assert_eq!(sig, "198debbea7000af15f561fcc7a07a585d4b62399");
         assert!(secret.verifies(b"{}", sig.as_bytes()));
@@ -67,7 +67,7 @@ mod tests {
         assert!(!secret.verifies(b"{} ", sig.as_bytes()));
         assert!(!secret.verifies(b"{}", b"198debbea7000af15f561fcc7a07a585d4b623"));
         assert!(!secret.verifies(b"{}", b"not hex at all"));
-        assert_eq!(format!("{secret:?}"), "Secret([redacted])");
+        assert_eq!(format!("{secret:?}"), "SigningKey([redacted])");
         assert!(secret.matches(b"drain-secret-0123456789"));
         assert!(!secret.matches(b"drain-secret-012345678"));
         assert!(!secret.matches(b"drain-secret-0123456780"));

@@ -1,0 +1,333 @@
+//! The install flow (docs/vercel/PROTOCOL.md §4, "OAuth install flow"): the install redirect's
+//! one-time code is exchanged for a token, the installation is stored, it gets a drain pointing
+//! at this receiver (registered, so the edge serves it at once) and `project_env` is set on the
+//! selected projects (best effort).
+//!
+//! `integration_configuration_disabled` marks the installation disabled; it is never called
+//! again. No token, secret or code appears in a log line or an error.
+
+use crate::drains::{create_and_register, DrainOpError, Endpoint, NewDrain, ALL_ENV_TARGETS};
+use crate::model::{
+    AccessToken, Compression, Encoding, EnvType, EnvVar, ExchangeCode, IntegrationConfiguration,
+    ProjectSelection,
+};
+use crate::store::blocking;
+use crate::{
+    ControlError, Installation, InstallationStatus, Integration, Secret, StoreError, VercelClient,
+};
+
+/// The install redirect's query.
+#[derive(Debug, Default)]
+pub struct Callback {
+    /// The one-time code.
+    pub code: Option<Secret>,
+    /// The installation, `icfg_…`.
+    pub configuration_id: Option<String>,
+    /// The team, for a team installation.
+    pub team_id: Option<String>,
+    /// Where the user goes afterwards.
+    pub next: Option<String>,
+}
+
+impl Callback {
+    /// Decodes a redirect's query string.
+    pub fn parse(query: &str) -> Callback {
+        let mut callback = Callback::default();
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            let value = value.into_owned();
+            match key.as_ref() {
+                "code" => callback.code = Some(Secret::new(value)),
+                "configurationId" => callback.configuration_id = Some(value),
+                "teamId" => callback.team_id = Some(value),
+                "next" => callback.next = Some(value),
+                _ => {}
+            }
+        }
+        callback
+    }
+}
+
+/// Why an install did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// The redirect lacks the code or the configuration id.
+    #[error("code and configurationId are required")]
+    InvalidRequest,
+    /// The installation is disabled (marked so; never called again).
+    #[error("the integration installation is disabled")]
+    Disabled,
+    /// Vercel refused the code (already used, expired or unknown).
+    #[error("the authorization code was refused (already used, expired or unknown)")]
+    CodeRefused,
+    /// The Vercel API failed during the exchange.
+    #[error("the Vercel API failed")]
+    VercelUnavailable,
+    /// Vercel refused to create the installation's drain.
+    #[error("the Vercel API refused the drain")]
+    DrainNotCreated,
+    /// The local stores could not be read or written.
+    #[error("the local store is unavailable")]
+    Store(#[source] StoreError),
+}
+
+impl From<StoreError> for InstallError {
+    fn from(e: StoreError) -> InstallError {
+        InstallError::Store(e)
+    }
+}
+
+impl Integration {
+    /// Completes the install the redirect `callback` reports.
+    pub async fn install(&self, callback: Callback) -> Result<(), InstallError> {
+        let (Some(code), Some(configuration_id)) = (callback.code, callback.configuration_id)
+        else {
+            return Err(InstallError::InvalidRequest);
+        };
+        let (store, id) = (self.installations.clone(), configuration_id.clone());
+        if let Some(known) = blocking(move || store.get(&id)).await? {
+            if known.status == InstallationStatus::Disabled {
+                return Err(InstallError::Disabled);
+            }
+        }
+        let token = self.exchange(code, &configuration_id).await?;
+        if token.installation_id != configuration_id {
+            tracing::warn!(
+                configuration_id,
+                installation_id = token.installation_id,
+                "the token's installation differs from the redirect's configuration"
+            );
+        }
+        if callback.team_id.is_some() && callback.team_id != token.team_id {
+            tracing::warn!(
+                configuration_id,
+                "the redirect's teamId differs from the token's; using the token's"
+            );
+        }
+        self.set_up(&configuration_id, token).await
+    }
+
+    async fn exchange(
+        &self,
+        code: Secret,
+        configuration_id: &str,
+    ) -> Result<AccessToken, InstallError> {
+        let exchange = ExchangeCode {
+            client_id: self.config.client_id.clone(),
+            client_secret: self.config.client_secret.clone(),
+            code,
+            redirect_uri: self.config.redirect_url.clone(),
+        };
+        match self.client.exchange_code(&exchange).await {
+            Ok(token) => Ok(token),
+            Err(ControlError::InstallationDisabled { .. }) => Err(InstallError::Disabled),
+            Err(e) if e.status().is_some_and(|s| (400..500).contains(&s)) => {
+                tracing::warn!(
+                    configuration_id,
+                    status = e.status(),
+                    code = e.code(),
+                    "code exchange refused"
+                );
+                Err(InstallError::CodeRefused)
+            }
+            Err(e) => {
+                tracing::error!(configuration_id, error = %e, "code exchange failed");
+                Err(InstallError::VercelUnavailable)
+            }
+        }
+    }
+
+    /// Marks the installation disabled and says so.
+    async fn disabled(&self, configuration_id: &str) -> InstallError {
+        match self.mark_disabled(configuration_id).await {
+            Ok(()) => InstallError::Disabled,
+            Err(e) => InstallError::Store(e),
+        }
+    }
+
+    /// Stores the installation, reads its configuration, creates its drain, sets `project_env`.
+    async fn set_up(&self, configuration_id: &str, token: AccessToken) -> Result<(), InstallError> {
+        let installation = Installation {
+            configuration_id: configuration_id.to_owned(),
+            team_id: token.team_id.clone(),
+            access_token: token.access_token.clone(),
+            user_id: token.user_id.clone(),
+            installation_id: token.installation_id.clone(),
+            scopes: Vec::new(),
+            created_at_ms: crate::drains::now_ms(),
+            status: InstallationStatus::Enabled,
+        };
+        let store = self.installations.clone();
+        blocking(move || store.upsert(installation)).await?;
+        tracing::info!(configuration_id, team_id = token.team_id.as_deref(), "installation stored");
+
+        let client = self.client.with_token(token.access_token, token.team_id.clone());
+        let configuration = self.read_configuration(&client, configuration_id).await?;
+        let selected = configuration
+            .as_ref()
+            .filter(|c| c.project_selection == Some(ProjectSelection::Selected))
+            .map(|c| c.projects.clone());
+        let mut endpoint = None;
+        if let (true, Some(drain_url)) = (self.config.create_drain, &self.config.drain_url) {
+            endpoint = Some(
+                self.create_drain(&client, configuration_id, drain_url, selected.as_deref())
+                    .await?,
+            );
+        }
+        if let Some(key) = &self.config.project_env {
+            match selected {
+                Some(projects) => {
+                    self.upsert_project_env(&client, configuration_id, &projects, key, endpoint)
+                        .await?;
+                }
+                None => {
+                    tracing::info!(
+                        configuration_id,
+                        "project_env: no selected projects to set it on"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The installation's configuration, its scopes recorded; `None` if it cannot be read.
+    async fn read_configuration(
+        &self,
+        client: &VercelClient,
+        configuration_id: &str,
+    ) -> Result<Option<IntegrationConfiguration>, InstallError> {
+        match client.get_configuration(configuration_id).await {
+            Ok(configuration) => {
+                let (store, id, scopes) = (
+                    self.installations.clone(),
+                    configuration_id.to_owned(),
+                    configuration.scopes.clone(),
+                );
+                blocking(move || store.modify(&id, |i| i.scopes = scopes)).await?;
+                Ok(Some(configuration))
+            }
+            Err(ControlError::InstallationDisabled { .. }) => {
+                Err(self.disabled(configuration_id).await)
+            }
+            Err(e) => {
+                // Scopes stay unknown; the drain can still be tried.
+                tracing::warn!(
+                    configuration_id,
+                    status = e.status(),
+                    code = e.code(),
+                    "cannot read the configuration"
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// Creates the installation's drain unless it has one; returns its endpoint.
+    async fn create_drain(
+        &self,
+        client: &VercelClient,
+        configuration_id: &str,
+        drain_url: &str,
+        selected: Option<&[String]>,
+    ) -> Result<String, InstallError> {
+        if let Some(endpoint) = self.existing_endpoint(configuration_id, drain_url).await? {
+            return Ok(endpoint);
+        }
+        let new = NewDrain {
+            name: "spillway".to_owned(),
+            endpoint: Endpoint::Under(drain_url.to_owned()),
+            project_ids: selected.map(<[String]>::to_vec).unwrap_or_default(),
+            encoding: Encoding::Ndjson,
+            compression: Compression::None,
+            headers: Vec::new(),
+            filter: None,
+            configuration_id: Some(configuration_id.to_owned()),
+        };
+        match create_and_register(client, &self.drains, new).await {
+            Ok(created) => {
+                tracing::info!(
+                    configuration_id,
+                    drain = created.drain.id,
+                    "installation drain created"
+                );
+                Ok(created.endpoint)
+            }
+            Err(DrainOpError::Api(ControlError::InstallationDisabled { .. })) => {
+                Err(self.disabled(configuration_id).await)
+            }
+            Err(DrainOpError::Api(e)) => {
+                tracing::error!(
+                    configuration_id,
+                    status = e.status(),
+                    code = e.code(),
+                    "cannot create the installation's drain"
+                );
+                Err(InstallError::DrainNotCreated)
+            }
+            Err(DrainOpError::Store(e) | DrainOpError::Unregistered { source: e, .. }) => {
+                Err(InstallError::Store(e))
+            }
+            Err(DrainOpError::TestFailed { .. }) => Err(InstallError::DrainNotCreated),
+        }
+    }
+
+    /// Best effort: upserts `key` on `projects`, valued the installation's drain endpoint (else
+    /// its configuration id); failures are logged, a disabled installation is marked.
+    pub(crate) async fn upsert_project_env(
+        &self,
+        client: &VercelClient,
+        configuration_id: &str,
+        projects: &[String],
+        key: &str,
+        endpoint: Option<String>,
+    ) -> Result<(), InstallError> {
+        let value = endpoint.unwrap_or_else(|| configuration_id.to_owned());
+        let vars = [EnvVar {
+            key: key.to_owned(),
+            value: Secret::new(value),
+            kind: EnvType::Encrypted,
+            target: ALL_ENV_TARGETS.to_vec(),
+        }];
+        for project in projects {
+            match client.upsert_env(project, &vars).await {
+                Ok(answer) => {
+                    for failure in &answer.failed {
+                        tracing::warn!(
+                            configuration_id,
+                            project,
+                            code = failure.error.code,
+                            "project_env refused"
+                        );
+                    }
+                }
+                Err(ControlError::InstallationDisabled { .. }) => {
+                    return Err(self.disabled(configuration_id).await)
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        configuration_id,
+                        project,
+                        status = e.status(),
+                        code = e.code(),
+                        "project_env failed"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_callback_query_is_decoded() {
+        let c = Callback::parse("code=a%2Bb&configurationId=icfg_1&teamId=team_1&next=%2Fx");
+        assert_eq!(c.code.unwrap().expose(), "a+b");
+        assert_eq!(c.configuration_id.as_deref(), Some("icfg_1"));
+        assert_eq!(c.team_id.as_deref(), Some("team_1"));
+        assert_eq!(c.next.as_deref(), Some("/x"));
+    }
+}

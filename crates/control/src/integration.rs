@@ -1,0 +1,129 @@
+//! The Vercel integration's settings and shared parts: what the install flow ([`crate::install`])
+//! and the webhooks ([`crate::webhook`]) work with, whatever transport brings them the request.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use listener::SigningKey;
+
+use crate::{
+    ClientConfig, ControlError, DrainRegistry, InstallationStore, Secret, StoreError, VercelClient,
+};
+
+/// The validated `[integration]` section. `Default` is the one home of its defaults.
+#[derive(Debug, Clone)]
+pub struct IntegrationConfig {
+    /// The integration's OAuth client id.
+    pub client_id: String,
+    /// The integration's client secret: exchanges codes and signs webhooks (and the drains
+    /// Vercel reports as `INTEGRATION_SECRET`).
+    pub client_secret: Secret,
+    /// The integration's Redirect URL, sent as `redirect_uri` in the code exchange.
+    pub redirect_url: String,
+    /// The Vercel API (`https://api.vercel.com`; tests point it at a simulator).
+    pub api_url: String,
+    /// Where the control-plane listener binds.
+    pub listen: SocketAddr,
+    /// The public URL of this receiver's drain path; created drains point at
+    /// `<drain_url>/<path key>`.
+    pub drain_url: Option<String>,
+    /// Whether an installation gets a drain.
+    pub create_drain: bool,
+    /// A project environment variable to set on the selected projects, if any.
+    pub project_env: Option<String>,
+    /// Largest request body the listener reads.
+    pub max_body_bytes: usize,
+    /// Time a client has to send its request headers.
+    pub header_read_timeout: Duration,
+    /// Time a client has to send its body.
+    pub body_read_timeout: Duration,
+    /// Connections open at once; more are closed at once.
+    pub max_connections: usize,
+    /// Bound on one Vercel API request.
+    pub request_timeout: Duration,
+    /// Time in-flight requests get at shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for IntegrationConfig {
+    fn default() -> IntegrationConfig {
+        IntegrationConfig {
+            client_id: String::new(),
+            client_secret: Secret::new(""),
+            redirect_url: String::new(),
+            api_url: crate::DEFAULT_BASE_URL.to_owned(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            drain_url: None,
+            create_drain: true,
+            project_env: None,
+            max_body_bytes: 1 << 20,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            max_connections: 64,
+            request_timeout: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The integration: its settings, an API client without a token (each installation's token is
+/// added per call), and the stores of the data directory.
+#[derive(Debug)]
+pub struct Integration {
+    pub(crate) config: IntegrationConfig,
+    pub(crate) client: VercelClient,
+    pub(crate) installations: InstallationStore,
+    pub(crate) drains: DrainRegistry,
+    pub(crate) webhook_key: SigningKey,
+}
+
+impl Integration {
+    /// The integration of `config`, with its stores in `data_dir`.
+    pub fn new(config: IntegrationConfig, data_dir: &Path) -> Result<Integration, ControlError> {
+        let client = VercelClient::new(ClientConfig {
+            base_url: config.api_url.clone(),
+            request_timeout: config.request_timeout,
+            ..ClientConfig::default()
+        })?;
+        Ok(Integration {
+            client,
+            installations: InstallationStore::in_dir(data_dir),
+            drains: DrainRegistry::in_dir(data_dir),
+            webhook_key: config.client_secret.signing_key(),
+            config,
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &IntegrationConfig {
+        &self.config
+    }
+
+    /// The endpoint of the drain installation `configuration_id` has in the registry, if any.
+    pub(crate) async fn existing_endpoint(
+        &self,
+        configuration_id: &str,
+        drain_url: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let (registry, id) = (self.drains.clone(), configuration_id.to_owned());
+        let existing = crate::store::blocking(move || {
+            registry
+                .load()
+                .map(|all| all.into_iter().find(|e| e.configuration_id.as_deref() == Some(&id)))
+        })
+        .await?;
+        let endpoint = crate::drains::Endpoint::Under(drain_url.to_owned());
+        Ok(existing.map(|e| endpoint.with_key(&e.path_key)))
+    }
+
+    /// Marks `configuration_id` disabled (never called again).
+    pub(crate) async fn mark_disabled(&self, configuration_id: &str) -> Result<(), StoreError> {
+        tracing::warn!(
+            configuration_id,
+            "integration installation is disabled; marked, not retried"
+        );
+        let (store, id) = (self.installations.clone(), configuration_id.to_owned());
+        crate::store::blocking(move || store.mark_disabled(&id)).await.map(|_| ())
+    }
+}

@@ -1,0 +1,33 @@
+//! What Spillway's HTTP listeners share: the drain edge (`ingest`) and the integration's
+//! control plane (`control`) each run one, and the Vercel simulator runs the same loop.
+//!
+//! - [`serve`]: the accept loop. At most [`Limits::max_connections`] connections at once (one
+//!   more is answered with a raw `503` and closed, without any HTTP machinery), a header read
+//!   timeout per connection, and graceful shutdown that gives in-flight requests a bounded time.
+//! - [`json_error`] and [`over_capacity_response`]: the one shape of an error answer,
+//!   `{"error":{"code":"…","message":"…"}}`.
+//! - [`SigningKey`]: the HMAC-SHA1 key of `x-vercel-signature`, compared in constant time and
+//!   never shown in `Debug`.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use listener::{json_error, serve, Limits};
+//!
+//! let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let handler = |_request| async {
+//!     json_error(http::StatusCode::NOT_FOUND, "not_found", "no such path")
+//! };
+//! let finished = serve(socket, Limits::default(), handler, std::future::pending()).await;
+//! # let _ = finished; Ok(())
+//! # }
+//! ```
+//!
+//! Invariant: depends on no other crate of the workspace; knows nothing of drains or records.
+
+mod accept;
+mod reply;
+mod signing;
+
+pub use accept::{serve, Limits};
+pub use reply::{json_error, over_capacity_response, Reply};
+pub use signing::SigningKey;
