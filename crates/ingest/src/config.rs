@@ -41,11 +41,18 @@ pub struct IngestConfig {
 }
 
 impl IngestConfig {
-    /// Defaults: the drain at `/vercel/logs` on `listen`, no secret, 16 MiB bodies (64 MiB
-    /// inflated), 1024 connections, no required header.
+    /// The defaults, listening on `listen`.
     pub fn new(listen: SocketAddr) -> IngestConfig {
+        IngestConfig { listen, ..IngestConfig::default() }
+    }
+}
+
+impl Default for IngestConfig {
+    /// The one home of the edge's defaults: `0.0.0.0:8080`, the drain at `/vercel/logs`, no
+    /// secret, 16 MiB bodies (64 MiB inflated), 1024 connections, no required header.
+    fn default() -> IngestConfig {
         IngestConfig {
-            listen,
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             drain_path: "/vercel/logs".into(),
             drain_name: Arc::from("default"),
             drain_secret: None,

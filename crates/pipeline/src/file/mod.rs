@@ -63,6 +63,9 @@ impl FsyncPolicy {
     }
 }
 
+/// The interval of [`FsyncPolicy::Interval`] when configuration names the mode only.
+pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
+
 /// An [`FsyncPolicy`] without its interval, as configuration names it: `batch`, `interval` or
 /// `never`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,8 +24,8 @@ pub struct CommonArgs {
     #[arg(
         long,
         global = true,
-        env = "SPILLWAY_DATA_DIR",
-        default_value = "./spillway-data",
+        env = crate::config::DATA_DIR_VAR,
+        default_value = crate::config::DEFAULT_DATA_DIR,
         value_name = "DIR"
     )]
     pub data_dir: PathBuf,

@@ -22,6 +22,7 @@ use control::{
 };
 use serde_json::json;
 
+use crate::config::API_URL_VAR;
 pub use args::{
     CommonArgs, CreateArgs, DrainsArgs, DrainsCommand, EncodingArg, EnvArgs, EnvCommand,
     EnvironmentArg, SourceArg, TargetArg, UpdateArgs,
@@ -33,8 +34,6 @@ use render::{print_drain, print_legacy_list, print_list, to_name, DrainView, Leg
 
 /// The variable holding the Vercel API token.
 pub const TOKEN_VAR: &str = "SPILLWAY_VERCEL_TOKEN";
-/// The variable overriding the Vercel API's base URL.
-pub const API_URL_VAR: &str = "SPILLWAY_VERCEL_API_URL";
 /// Page size and page bound of `drains list`.
 const LIST_PAGE_SIZE: u32 = 100;
 const LIST_MAX_PAGES: u32 = 100;

@@ -1,0 +1,144 @@
+//! `[server]` and `[vercel]` into the edge's [`IngestConfig`], and `[pipeline]` into the
+//! [`PipelineConfig`] whose byte limit must hold the largest body the edge accepts.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ingest::{IngestConfig, RequiredHeader};
+use listener::SigningKey;
+use pipeline::PipelineConfig;
+
+use super::raw::{RawPipeline, RawServer, RawVercel};
+use super::Problems;
+
+const GIB: u64 = 1 << 30;
+
+/// `[server]` and `[vercel]`.
+pub(super) fn ingest_config(
+    s: &RawServer,
+    vercel: RawVercel,
+    problems: &mut Problems,
+) -> IngestConfig {
+    let d = IngestConfig::default();
+    let mut ingest = IngestConfig::default();
+    if let Some(text) = &s.listen {
+        match text.parse::<SocketAddr>() {
+            Ok(listen) => ingest.listen = listen,
+            Err(_) => problems
+                .push(format!("server.listen: {text:?} is not an address like {}", d.listen)),
+        }
+    }
+    if let Some(path) = &s.drain_path {
+        if !path.starts_with('/') || path.len() < 2 {
+            problems.push(format!("server.drain_path: {path:?} must start with / and name a path"));
+        }
+        ingest.drain_path = path.clone();
+    }
+    ingest.max_body_bytes = problems.range(
+        "server.max_body_bytes",
+        s.max_body_bytes,
+        d.max_body_bytes as u64,
+        1024,
+        GIB,
+    ) as usize;
+    ingest.max_inflated_bytes = problems.range(
+        "server.max_inflated_bytes",
+        s.max_inflated_bytes,
+        d.max_inflated_bytes as u64,
+        1024,
+        2 * GIB,
+    ) as usize;
+    ingest.max_connections = problems.range(
+        "server.max_connections",
+        s.max_connections,
+        d.max_connections as u64,
+        1,
+        1 << 20,
+    ) as usize;
+    let mut seconds = |key: &str, value: Option<u64>, default: Duration| {
+        Duration::from_secs(problems.range(key, value, default.as_secs(), 1, 3600))
+    };
+    ingest.header_read_timeout = seconds(
+        "server.header_read_timeout_secs",
+        s.header_read_timeout_secs,
+        d.header_read_timeout,
+    );
+    ingest.body_read_timeout =
+        seconds("server.body_read_timeout_secs", s.body_read_timeout_secs, d.body_read_timeout);
+    ingest.ack_timeout = seconds("server.ack_timeout_secs", s.ack_timeout_secs, d.ack_timeout);
+    ingest.shutdown_timeout =
+        seconds("server.shutdown_timeout_secs", s.shutdown_timeout_secs, d.shutdown_timeout);
+    ingest.retry_after_secs = problems.range(
+        "server.retry_after_secs",
+        s.retry_after_secs,
+        u64::from(d.retry_after_secs),
+        1,
+        3600,
+    ) as u32;
+    vercel_config(vercel, &mut ingest, problems);
+    ingest
+}
+
+/// `[vercel]`: the default drain's secret, required headers and verify code.
+fn vercel_config(vercel: RawVercel, ingest: &mut IngestConfig, problems: &mut Problems) {
+    match vercel.drain_secret {
+        Some(secret) if secret.trim().is_empty() => problems
+            .push("vercel.drain_secret: is empty (leave it unset to accept unsigned deliveries)"),
+        Some(secret) => ingest.drain_secret = Some(SigningKey::new(secret)),
+        None => {}
+    }
+    let mut required = Vec::new();
+    for (i, text) in vercel.required_headers.iter().flatten().enumerate() {
+        match RequiredHeader::parse(text) {
+            Ok(header) => required.push(header),
+            Err(e) => problems.push(format!("vercel.required_headers[{i}]: {e}")),
+        }
+    }
+    ingest.drain_headers = required.into();
+    if let Some(code) = vercel.verify_code {
+        if code.is_empty() || !code.bytes().all(|b| b.is_ascii_graphic()) {
+            problems.push("vercel.verify_code: must be printable ASCII without spaces");
+        }
+        ingest.verify_code = Some(code);
+    }
+}
+
+/// `[pipeline]`.
+pub(super) fn pipeline_config(
+    p: &RawPipeline,
+    ingest: &IngestConfig,
+    problems: &mut Problems,
+) -> PipelineConfig {
+    let d = PipelineConfig::default();
+    let pipeline = PipelineConfig {
+        max_in_flight_batches: problems.range(
+            "pipeline.max_in_flight_batches",
+            p.max_in_flight_batches,
+            d.max_in_flight_batches as u64,
+            1,
+            1 << 16,
+        ) as usize,
+        max_in_flight_bytes: problems.range(
+            "pipeline.max_in_flight_bytes",
+            p.max_in_flight_bytes,
+            d.max_in_flight_bytes as u64,
+            1 << 20,
+            64 * GIB,
+        ) as usize,
+        max_group_batches: problems.range(
+            "pipeline.max_group_batches",
+            p.max_group_batches,
+            d.max_group_batches as u64,
+            1,
+            4096,
+        ) as usize,
+        ..d
+    };
+    if pipeline.max_in_flight_bytes < ingest.max_inflated_bytes {
+        problems.push(format!(
+            "pipeline.max_in_flight_bytes ({}) must be at least server.max_inflated_bytes ({})",
+            pipeline.max_in_flight_bytes, ingest.max_inflated_bytes
+        ));
+    }
+    pipeline
+}

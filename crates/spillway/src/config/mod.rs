@@ -1,0 +1,130 @@
+//! Configuration in two stages: [`RawConfig`] as read from TOML and the environment
+//! (`raw.rs`), then [`Config`], validated, with every problem reported at once and named by its
+//! key path. Each section is translated into its crate's own config (`edge.rs`: `[server]`,
+//! `[vercel]`, `[pipeline]`; `sinks.rs`: `[sinks.*]`; `integration.rs`: `[integration]`),
+//! starting from that crate's `Default`, the one home of its defaults.
+
+mod edge;
+mod integration;
+mod raw;
+mod sinks;
+
+use std::path::{Path, PathBuf};
+
+use control::IntegrationConfig;
+use ingest::IngestConfig;
+use pipeline::file::FileSinkConfig;
+use pipeline::kafka::KafkaSinkConfig;
+use pipeline::PipelineConfig;
+
+pub use raw::{
+    RawConfig, RawFileSink, RawIntegration, RawKafkaSink, RawPipeline, RawRoute, RawServer,
+    RawSinks, RawVercel, API_URL_VAR, DATA_DIR_VAR, ENV_OVERRIDES,
+};
+
+/// The data directory when none is configured.
+pub const DEFAULT_DATA_DIR: &str = "./spillway-data";
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Root of local state.
+    pub data_dir: PathBuf,
+    /// The HTTP edge.
+    pub ingest: IngestConfig,
+    /// The pipeline's limits.
+    pub pipeline: PipelineConfig,
+    /// The records file sink, when enabled.
+    pub file_sink: Option<FileSinkConfig>,
+    /// The dead-letter sink.
+    pub dead_letter: FileSinkConfig,
+    /// The Kafka sink, when enabled.
+    pub kafka: Option<KafkaSinkConfig>,
+    /// The integration's control-plane listener, when the integration is configured.
+    pub integration: Option<IntegrationConfig>,
+}
+
+/// The configuration could not be read or is invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys.
+    #[error("{path} is not a valid configuration: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
+    /// One or more values are invalid; every problem found is listed.
+    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+/// The problems found so far, each named by its key path.
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn push(&mut self, problem: impl Into<String>) {
+        self.0.push(problem.into());
+    }
+
+    /// `value` (else `default`) if within `min..=max`; else a problem, and `default`.
+    fn range(&mut self, key: &str, value: Option<u64>, default: u64, min: u64, max: u64) -> u64 {
+        let v = value.unwrap_or(default);
+        if v < min || v > max {
+            self.push(format!("{key}: {v} is out of range ({min}..={max})"));
+            return default;
+        }
+        v
+    }
+}
+
+impl RawConfig {
+    /// Validates every value, collecting all problems (after `problems` found earlier).
+    pub fn validate(self, problems: Vec<String>) -> Result<Config, ConfigError> {
+        let mut problems = Problems(problems);
+        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let ingest = edge::ingest_config(&self.server, self.vercel, &mut problems);
+        let pipeline = edge::pipeline_config(&self.pipeline, &ingest, &mut problems);
+        let sinks = sinks::sinks_config(&self.sinks, &data_dir, &mut problems);
+        let integration = self
+            .integration
+            .as_ref()
+            .and_then(|raw| integration::integration_config(raw, &mut problems));
+        if !problems.0.is_empty() {
+            return Err(ConfigError::Invalid(problems.0));
+        }
+        Ok(Config {
+            data_dir,
+            ingest,
+            pipeline,
+            file_sink: sinks.file,
+            dead_letter: sinks.dead_letter,
+            kafka: sinks.kafka,
+            integration,
+        })
+    }
+}
+
+/// Reads the optional file, applies the environment and validates.
+pub fn load(
+    path: Option<&Path>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let mut raw = match path {
+        Some(path) => RawConfig::from_file(path)?,
+        None => RawConfig::default(),
+    };
+    let mut problems = Vec::new();
+    raw.apply_env(env, &mut problems);
+    raw.validate(problems)
+}

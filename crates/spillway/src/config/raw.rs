@@ -1,0 +1,236 @@
+//! The configuration as written: a TOML file whose every key is optional, then the `SPILLWAY_*`
+//! environment variables over it. Nothing is checked here but the TOML grammar and key names;
+//! the values are validated by the sections' translations (`config::edge`, `config::sinks`,
+//! `config::integration`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::ConfigError;
+
+/// The variable naming the data directory (also read by the drain commands).
+pub const DATA_DIR_VAR: &str = "SPILLWAY_DATA_DIR";
+/// The variable overriding the Vercel API's base URL (also read by the drain commands).
+pub const API_URL_VAR: &str = "SPILLWAY_VERCEL_API_URL";
+
+type Overlay = fn(&mut RawConfig, String);
+
+/// Environment variables that override the file, with the key each one sets (deploy tooling and
+/// tests rely on them). `SPILLWAY_MAX_BODY_BYTES`, a number, is read apart.
+pub const ENV_OVERRIDES: [(&str, Overlay); 12] = [
+    ("SPILLWAY_LISTEN", |raw, v| raw.server.listen = Some(v)),
+    ("SPILLWAY_DRAIN_SECRET", |raw, v| raw.vercel.drain_secret = Some(v)),
+    ("SPILLWAY_DRAIN_HEADER", |raw, v| raw.vercel.required_headers = Some(vec![v])),
+    ("SPILLWAY_VERIFY_CODE", |raw, v| raw.vercel.verify_code = Some(v)),
+    (DATA_DIR_VAR, |raw, v| raw.data_dir = Some(PathBuf::from(v))),
+    ("SPILLWAY_KAFKA_BROKERS", |raw, v| raw.kafka().brokers = Some(v)),
+    ("SPILLWAY_KAFKA_TOPIC", |raw, v| raw.kafka().topic = Some(v)),
+    ("SPILLWAY_VERCEL_CLIENT_ID", |raw, v| raw.integration().client_id = Some(v)),
+    ("SPILLWAY_VERCEL_CLIENT_SECRET", |raw, v| raw.integration().client_secret = Some(v)),
+    ("SPILLWAY_VERCEL_REDIRECT_URL", |raw, v| raw.integration().redirect_url = Some(v)),
+    (API_URL_VAR, |raw, v| raw.integration().api_url = Some(v)),
+    ("SPILLWAY_CONTROL_LISTEN", |raw, v| raw.integration().listen = Some(v)),
+];
+
+/// The configuration file as written; every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Root of local state (`./spillway-data`).
+    pub data_dir: Option<PathBuf>,
+    /// `[server]`.
+    #[serde(default)]
+    pub server: RawServer,
+    /// `[vercel]`.
+    #[serde(default)]
+    pub vercel: RawVercel,
+    /// `[pipeline]`.
+    #[serde(default)]
+    pub pipeline: RawPipeline,
+    /// `[sinks.*]`.
+    #[serde(default)]
+    pub sinks: RawSinks,
+    /// `[integration]`: the Vercel integration's install flow and webhooks.
+    pub integration: Option<RawIntegration>,
+}
+
+/// `[integration]`: with client id, client secret and redirect URL all set, `serve` also runs
+/// the control-plane listener.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawIntegration {
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub redirect_url: Option<String>,
+    pub api_url: Option<String>,
+    pub listen: Option<String>,
+    pub drain_url: Option<String>,
+    pub create_drain: Option<bool>,
+    pub project_env: Option<String>,
+}
+
+impl std::fmt::Debug for RawIntegration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawIntegration")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "[redacted]"))
+            .field("redirect_url", &self.redirect_url)
+            .field("api_url", &self.api_url)
+            .field("listen", &self.listen)
+            .field("drain_url", &self.drain_url)
+            .field("create_drain", &self.create_drain)
+            .field("project_env", &self.project_env)
+            .finish()
+    }
+}
+
+/// `[server]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub drain_path: Option<String>,
+    pub max_body_bytes: Option<u64>,
+    pub max_inflated_bytes: Option<u64>,
+    pub max_connections: Option<u64>,
+    pub header_read_timeout_secs: Option<u64>,
+    pub body_read_timeout_secs: Option<u64>,
+    pub ack_timeout_secs: Option<u64>,
+    pub retry_after_secs: Option<u64>,
+    pub shutdown_timeout_secs: Option<u64>,
+}
+
+/// `[vercel]`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawVercel {
+    pub drain_secret: Option<String>,
+    /// `"Name: value"` each; the values are credentials.
+    pub required_headers: Option<Vec<String>>,
+    pub verify_code: Option<String>,
+}
+
+impl std::fmt::Debug for RawVercel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let header_names: Option<Vec<&str>> = self.required_headers.as_ref().map(|headers| {
+            headers.iter().map(|h| h.split_once(':').map_or("[redacted]", |(n, _)| n)).collect()
+        });
+        f.debug_struct("RawVercel")
+            .field("drain_secret", &self.drain_secret.as_ref().map(|_| "[redacted]"))
+            .field("required_headers", &header_names)
+            .field("verify_code", &self.verify_code)
+            .finish()
+    }
+}
+
+/// `[pipeline]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawPipeline {
+    pub max_in_flight_batches: Option<u64>,
+    pub max_in_flight_bytes: Option<u64>,
+    pub max_group_batches: Option<u64>,
+}
+
+/// `[sinks]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawSinks {
+    #[serde(default)]
+    pub file: RawFileSink,
+    #[serde(default)]
+    pub dead_letter: RawFileSink,
+    pub kafka: Option<RawKafkaSink>,
+}
+
+/// `[sinks.kafka]`: present (or `SPILLWAY_KAFKA_BROKERS` set) enables the Kafka sink.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawKafkaSink {
+    pub brokers: Option<String>,
+    pub topic: Option<String>,
+    pub compression: Option<String>,
+    pub linger_ms: Option<u64>,
+    pub batch_bytes: Option<u64>,
+    pub queue_max_messages: Option<u64>,
+    pub queue_max_kbytes: Option<u64>,
+    pub message_timeout_ms: Option<u64>,
+    pub create_topics: Option<bool>,
+    pub partitions: Option<u64>,
+    pub replication_factor: Option<u64>,
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+/// `[[sinks.kafka.routes]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawRoute {
+    pub field: String,
+    pub value: String,
+    pub topic: String,
+}
+
+/// `[sinks.file]` and `[sinks.dead_letter]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawFileSink {
+    pub enabled: Option<bool>,
+    pub dir: Option<PathBuf>,
+    pub max_file_bytes: Option<u64>,
+    pub max_file_age_secs: Option<u64>,
+    pub fsync: Option<String>,
+    pub fsync_interval_ms: Option<u64>,
+    pub drop_synced_pages: Option<bool>,
+}
+impl RawConfig {
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        RawConfig::from_toml(&text)
+            .map_err(|message| ConfigError::Parse { path: path.to_owned(), message })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<RawConfig, String> {
+        toml::from_str(text).map_err(|e| e.message().to_owned())
+    }
+
+    /// Applies the `SPILLWAY_*` overrides from `env` (a lookup, so tests need not touch the
+    /// process environment). Unparsable numbers are reported in `problems`.
+    pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>, problems: &mut Vec<String>) {
+        for (key, overlay) in ENV_OVERRIDES {
+            if let Some(value) = env(key) {
+                overlay(self, value);
+            }
+        }
+        if let Some(v) = env("SPILLWAY_MAX_BODY_BYTES") {
+            match v.trim().parse() {
+                Ok(n) => self.server.max_body_bytes = Some(n),
+                Err(_) => problems
+                    .push(format!("SPILLWAY_MAX_BODY_BYTES: {v:?} is not a whole number of bytes")),
+            }
+        }
+    }
+
+    fn kafka(&mut self) -> &mut RawKafkaSink {
+        self.sinks.kafka.get_or_insert_with(RawKafkaSink::default)
+    }
+
+    fn integration(&mut self) -> &mut RawIntegration {
+        self.integration.get_or_insert_with(RawIntegration::default)
+    }
+}

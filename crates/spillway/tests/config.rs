@@ -1,0 +1,222 @@
+//! The configuration's contract: embedded defaults, the environment over the file, every
+//! problem reported at once with its key path, secrets never shown, the documented example true.
+
+use std::path::{Path, PathBuf};
+
+use listener::SigningKey;
+use spillway::config::{load, ConfigError, RawConfig};
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+#[test]
+fn the_embedded_default_needs_no_file() {
+    let config = load(None, no_env).unwrap();
+    assert_eq!(config.ingest.listen, "0.0.0.0:8080".parse().unwrap());
+    assert_eq!(config.ingest.drain_path, "/vercel/logs");
+    assert!(config.ingest.drain_secret.is_none());
+    assert_eq!(config.file_sink.unwrap().dir, PathBuf::from("./spillway-data/logs"));
+    assert_eq!(config.dead_letter.dir, PathBuf::from("./spillway-data/dead-letter"));
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let mut raw = RawConfig::from_toml(
+        "data_dir = \"/srv/a\"\n[server]\nlisten = \"127.0.0.1:1\"\nmax_body_bytes = 2048\n",
+    )
+    .unwrap();
+    let env = |k: &str| match k {
+        "SPILLWAY_LISTEN" => Some("127.0.0.1:9999".to_owned()),
+        "SPILLWAY_DATA_DIR" => Some("/srv/b".to_owned()),
+        "SPILLWAY_MAX_BODY_BYTES" => Some("4096".to_owned()),
+        "SPILLWAY_DRAIN_SECRET" => Some("s3cret".to_owned()),
+        "SPILLWAY_VERIFY_CODE" => Some("vc".to_owned()),
+        _ => None,
+    };
+    let mut problems = Vec::new();
+    raw.apply_env(env, &mut problems);
+    let config = raw.validate(problems).unwrap();
+    assert_eq!(config.ingest.listen.port(), 9999);
+    assert_eq!(config.data_dir, PathBuf::from("/srv/b"));
+    assert_eq!(config.ingest.max_body_bytes, 4096);
+    assert!(config
+        .ingest
+        .drain_secret
+        .unwrap()
+        .verifies(b"x", SigningKey::new("s3cret").sign(b"x").as_bytes()));
+    assert_eq!(config.ingest.verify_code.as_deref(), Some("vc"));
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let raw = RawConfig::from_toml(
+        "[server]\nlisten = \"nowhere\"\nmax_connections = 0\ndrain_path = \"logs\"\n\
+         [sinks.file]\nfsync = \"sometimes\"\nmax_file_bytes = 10\n",
+    )
+    .unwrap();
+    let mut problems = Vec::new();
+    raw_apply(&mut problems);
+    let Err(ConfigError::Invalid(problems)) = raw.validate(problems) else { panic!("accepted") };
+    let text = problems.join("\n");
+    for needle in [
+        "server.listen",
+        "server.max_connections",
+        "server.drain_path",
+        "sinks.file.fsync",
+        "sinks.file.max_file_bytes",
+        "SPILLWAY_MAX_BODY_BYTES",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+}
+
+fn raw_apply(problems: &mut Vec<String>) {
+    let mut other = RawConfig::default();
+    other.apply_env(|k| (k == "SPILLWAY_MAX_BODY_BYTES").then(|| "lots".to_owned()), problems);
+}
+
+#[test]
+fn the_documented_example_is_valid_and_states_the_defaults() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/spillway.toml");
+    let documented = load(Some(&path), no_env).unwrap();
+    let embedded = load(None, no_env).unwrap();
+    assert_eq!(format!("{documented:?}"), format!("{embedded:?}"));
+}
+
+#[test]
+fn kafka_is_enabled_by_its_brokers_and_validated() {
+    let env = |k: &str| match k {
+        "SPILLWAY_KAFKA_BROKERS" => Some("127.0.0.1:9092".to_owned()),
+        "SPILLWAY_KAFKA_TOPIC" => Some("logs-x".to_owned()),
+        _ => None,
+    };
+    let kafka = load(None, env).unwrap().kafka.unwrap();
+    assert_eq!((kafka.brokers.as_str(), kafka.topic.as_str()), ("127.0.0.1:9092", "logs-x"));
+    assert_eq!(kafka.compression, pipeline::kafka::Compression::Lz4);
+    assert!(load(None, no_env).unwrap().kafka.is_none());
+
+    let raw = RawConfig::from_toml(
+        "[sinks.kafka]\ncompression = \"brotli\"\ntopic = \"bad topic\"\n\
+         [[sinks.kafka.routes]]\nfield = \"colour\"\nvalue = \"x\"\ntopic = \"t\"\n",
+    )
+    .unwrap();
+    let Err(ConfigError::Invalid(problems)) = raw.validate(Vec::new()) else { panic!("accepted") };
+    let text = problems.join("\n");
+    for needle in
+        ["sinks.kafka.brokers", "sinks.kafka.compression", "sinks.kafka.topic", "routes[0].field"]
+    {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+
+    let raw = RawConfig::from_toml(
+        "[sinks.file]\nenabled = false\n[sinks.kafka]\nbrokers = \"b:1\"\n\
+         [sinks.kafka.properties]\n\"socket.timeout.ms\" = \"1000\"\n\
+         [[sinks.kafka.routes]]\nfield = \"source\"\nvalue = \"edge\"\ntopic = \"edge-logs\"\n",
+    )
+    .unwrap();
+    let config = raw.validate(Vec::new()).unwrap();
+    assert!(config.file_sink.is_none());
+    let kafka = config.kafka.unwrap();
+    assert_eq!(kafka.properties, vec![("socket.timeout.ms".to_owned(), "1000".to_owned())]);
+    assert_eq!(kafka.routes[0].topic, "edge-logs");
+}
+
+#[test]
+fn the_integration_needs_all_three_credentials_and_a_drain_url() {
+    assert!(load(None, no_env).unwrap().integration.is_none());
+    let env = |k: &str| match k {
+        "SPILLWAY_VERCEL_CLIENT_ID" => Some("oac_1".to_owned()),
+        "SPILLWAY_VERCEL_CLIENT_SECRET" => Some("hunter2".to_owned()),
+        "SPILLWAY_VERCEL_REDIRECT_URL" => Some("https://x.example/cb".to_owned()),
+        "SPILLWAY_VERCEL_API_URL" => Some("http://127.0.0.1:1".to_owned()),
+        "SPILLWAY_CONTROL_LISTEN" => Some("127.0.0.1:0".to_owned()),
+        _ => None,
+    };
+    let mut raw = RawConfig::from_toml(
+        "[integration]\ndrain_url = \"https://logs.example/vercel/logs\"\nproject_env = \"LOG_URL\"\n",
+    )
+    .unwrap();
+    let mut problems = Vec::new();
+    raw.apply_env(env, &mut problems);
+    let config = raw.validate(problems).unwrap();
+    let integration = config.integration.clone().unwrap();
+    assert_eq!(integration.client_id, "oac_1");
+    assert_eq!(integration.api_url, "http://127.0.0.1:1");
+    assert_eq!(integration.listen.port(), 0);
+    assert!(integration.create_drain);
+    assert_eq!(integration.project_env.as_deref(), Some("LOG_URL"));
+    assert!(!format!("{config:?}").contains("hunter2"));
+
+    let raw = RawConfig::from_toml(
+        "[integration]\nclient_id = \"oac_1\"\nlisten = \"x\"\nproject_env = \"1 A\"\n",
+    )
+    .unwrap();
+    let Err(ConfigError::Invalid(problems)) = raw.validate(Vec::new()) else { panic!("accepted") };
+    let text = problems.join("\n");
+    for needle in [
+        "integration.client_secret",
+        "integration.redirect_url",
+        "integration.listen",
+        "integration.drain_url",
+        "integration.project_env",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn unknown_keys_are_refused() {
+    let err = RawConfig::from_toml("[server]\nlisten_addr = \"x\"\n").unwrap_err();
+    assert!(err.contains("listen_addr"), "{err}");
+}
+
+#[test]
+fn secrets_do_not_show_in_debug_output() {
+    let raw = RawConfig::from_toml(
+        "[vercel]\ndrain_secret = \"hunter2\"\n\
+         required_headers = [\"Authorization: Bearer tok-hunter3\"]\n",
+    )
+    .unwrap();
+    assert!(!format!("{raw:?}").contains("hunter"));
+    // A header written without its name shows nothing of the value either.
+    let nameless =
+        RawConfig::from_toml("[vercel]\nrequired_headers = [\"Bearer tok-hunter4\"]\n").unwrap();
+    assert!(!format!("{nameless:?}").contains("hunter"), "{nameless:?}");
+    let config = raw.validate(Vec::new()).unwrap();
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("hunter"), "{shown}");
+    assert!(shown.contains("authorization"), "{shown}");
+}
+
+#[test]
+fn required_headers_come_from_the_file_or_the_environment_and_are_checked() {
+    let raw = RawConfig::from_toml(
+        "[vercel]\nrequired_headers = [\"X-Drain-Token: a\", \"Authorization: Bearer b\"]\n",
+    )
+    .unwrap();
+    let names: Vec<String> = raw
+        .validate(Vec::new())
+        .unwrap()
+        .ingest
+        .drain_headers
+        .iter()
+        .map(|h| h.name().to_owned())
+        .collect();
+    assert_eq!(names, ["x-drain-token", "authorization"]);
+
+    let env = |k: &str| (k == "SPILLWAY_DRAIN_HEADER").then(|| "X-Token: t1".to_owned());
+    let headers = load(None, env).unwrap().ingest.drain_headers;
+    assert_eq!(headers.len(), 1);
+    assert_eq!(headers[0].name(), "x-token");
+
+    let raw = RawConfig::from_toml(
+        "[vercel]\nrequired_headers = [\"no colon here\", \"x-vercel-signature: s\", \"ok: v\"]\n",
+    )
+    .unwrap();
+    let Err(ConfigError::Invalid(problems)) = raw.validate(Vec::new()) else { panic!("accepted") };
+    let text = problems.join("\n");
+    assert!(text.contains("vercel.required_headers[0]: expected"), "{text}");
+    assert!(text.contains("vercel.required_headers[1]: x-vercel-signature"), "{text}");
+    assert!(!text.contains("[2]"), "{text}");
+}
