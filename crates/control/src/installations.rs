@@ -102,6 +102,21 @@ impl InstallationStore {
         self.modify(configuration_id, |i| i.status = InstallationStatus::Disabled)
     }
 
+    /// The installation to act with when no token is given: `configuration_id` if named, else
+    /// the only enabled one; `None` if there is no such single enabled installation.
+    pub fn the_enabled(
+        &self,
+        configuration_id: Option<&str>,
+    ) -> Result<Option<Installation>, StoreError> {
+        let enabled: Vec<Installation> = self
+            .load()?
+            .into_iter()
+            .filter(|i| i.status == InstallationStatus::Enabled)
+            .filter(|i| configuration_id.is_none_or(|id| id == i.configuration_id))
+            .collect();
+        Ok(<[Installation; 1]>::try_from(enabled).ok().map(|[installation]| installation))
+    }
+
     /// Changes the installation of `configuration_id` with `change`; `false` if not stored.
     pub fn modify(
         &self,

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use control::registry::DrainRegistry;
+use control::{DrainEntry, DrainRegistry};
 use ingest::{DrainCredentials, DrainDirectory, RequiredHeader};
 use listener::SigningKey;
 
@@ -82,54 +82,43 @@ impl RegistryDirectory {
         }
         match self.registry.load() {
             Ok(entries) => {
-                cache.by_key = entries
-                    .into_iter()
-                    .filter_map(|e| {
-                        let secret = if e.integration_secret {
-                            let Some(secret) = self.client_secret.clone() else {
-                                tracing::warn!(
-                                    drain = e.id,
-                                    "drain signed with the integration secret, which is not \
-                                     configured: not served"
-                                );
-                                return None;
-                            };
-                            secret
-                        } else {
-                            e.secret.signing_key()
-                        };
-                        let headers: Result<Vec<RequiredHeader>, _> = e
-                            .headers
-                            .iter()
-                            .map(|h| RequiredHeader::new(&h.name, h.value.expose()))
-                            .collect();
-                        let headers = match headers {
-                            Ok(headers) => headers,
-                            // Serving the drain without the check would accept what its owner
-                            // meant to refuse.
-                            Err(error) => {
-                                tracing::warn!(
-                                    drain = e.id,
-                                    %error,
-                                    "drain's required header is invalid: not served"
-                                );
-                                return None;
-                            }
-                        };
-                        let credentials = DrainCredentials {
-                            name: Arc::from(e.id.as_str()),
-                            secret,
-                            headers: headers.into(),
-                        };
-                        Some((e.path_key, credentials))
-                    })
-                    .collect();
+                cache.by_key = entries.into_iter().filter_map(|e| self.credentials(e)).collect();
                 cache.stamp = stamp;
                 tracing::info!(drains = cache.by_key.len(), "drain registry loaded");
             }
             // Keep serving the drains known so far; try again at the next check.
             Err(e) => tracing::warn!(error = %e, "cannot read the drain registry"),
         }
+    }
+
+    /// What the edge needs to serve registered drain `e` at its path key; `None` (logged) when
+    /// it cannot be served safely.
+    fn credentials(&self, e: DrainEntry) -> Option<(String, DrainCredentials)> {
+        let secret = if e.integration_secret {
+            let Some(secret) = self.client_secret.clone() else {
+                tracing::warn!(
+                    drain = e.id,
+                    "drain signed with the integration secret, which is not configured: not served"
+                );
+                return None;
+            };
+            secret
+        } else {
+            e.secret.signing_key()
+        };
+        let headers: Result<Vec<RequiredHeader>, _> =
+            e.headers.iter().map(|h| RequiredHeader::new(&h.name, h.value.expose())).collect();
+        let headers = match headers {
+            Ok(headers) => headers,
+            // Serving the drain without the check would accept what its owner meant to refuse.
+            Err(error) => {
+                tracing::warn!(drain = e.id, %error, "drain's required header is invalid: not served");
+                return None;
+            }
+        };
+        let credentials =
+            DrainCredentials { name: Arc::from(e.id.as_str()), secret, headers: headers.into() };
+        Some((e.path_key, credentials))
     }
 }
 

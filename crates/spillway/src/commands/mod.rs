@@ -17,8 +17,8 @@ use control::drains::{self, Deleted, DrainChange, Endpoint, NewDrain, ALL_ENV_TA
 use control::model::{Compression, DrainStatus, EnvTarget, EnvType, EnvVar};
 use control::registry::DeliveryHeader;
 use control::{
-    ClientConfig, ControlError, DrainEntry, DrainRegistry, Installation, InstallationStatus,
-    InstallationStore, Secret, VercelClient, DEFAULT_BASE_URL,
+    ClientConfig, ControlError, DrainEntry, DrainRegistry, InstallationStore, Secret, VercelClient,
+    DEFAULT_BASE_URL,
 };
 use serde_json::json;
 
@@ -104,20 +104,11 @@ fn credentials(
     if let Some(token) = env(TOKEN_VAR).filter(|t| !t.is_empty()) {
         return Ok((Secret::new(token), common.team.clone(), None));
     }
-    let enabled: Vec<Installation> = InstallationStore::in_dir(&common.data_dir)
-        .load()?
-        .into_iter()
-        .filter(|i| i.status == InstallationStatus::Enabled)
-        .filter(|i| common.installation.as_ref().is_none_or(|id| *id == i.configuration_id))
-        .collect();
-    match <[Installation; 1]>::try_from(enabled) {
-        Ok([installation]) => {
-            let team = common.team.clone().or(installation.team_id);
-            let id = installation.configuration_id;
-            Ok((installation.access_token, team, Some(id)))
-        }
-        Err(_) => Err(Failure::MissingToken),
-    }
+    let store = InstallationStore::in_dir(&common.data_dir);
+    let installation =
+        store.the_enabled(common.installation.as_deref())?.ok_or(Failure::MissingToken)?;
+    let team = common.team.clone().or(installation.team_id);
+    Ok((installation.access_token, team, Some(installation.configuration_id)))
 }
 
 async fn drains(
