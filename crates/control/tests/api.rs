@@ -2,23 +2,14 @@
 //! scoping, the OAuth install flow, disabled installations, rate limits, test deliveries and
 //! secret hygiene.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use control::model::{
     log_schemas, CreateDrain, CreateLogDrain, DeliveryRequest, DrainStatus, Encoding, EnvTarget,
     EnvType, EnvVar, ExchangeCode, TestDrain, UpdateDrain,
 };
 use control::{ClientConfig, ControlError, ListDrains, Secret, VercelClient};
-use hmac::{Hmac, Mac};
-use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use sha1::Sha1;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use testkit::Receiver;
 use vercel_sim::{RateLimitHint, Simulator};
 
 struct Setup {
@@ -397,76 +388,21 @@ async fn env_vars_are_upserted_and_bad_ones_reported() {
     assert_eq!(again.failed[0].error.key.as_deref(), Some("X"));
 }
 
-/// A drain endpoint on 127.0.0.1 that answers 200 only to a valid `x-vercel-signature` for
-/// `secret` (403 otherwise) and hands every body it receives to the test.
-struct Receiver {
-    url: String,
-    bodies: mpsc::Receiver<(bool, Bytes)>,
-    server: JoinHandle<()>,
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-fn signature_ok(secret: &[u8], body: &[u8], header: Option<&str>) -> bool {
-    let Some(Ok(given)) = header.map(hex::decode) else { return false };
-    let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(secret).unwrap();
-    mac.update(body);
-    mac.verify_slice(&given).is_ok()
-}
-
-async fn receiver(secret: &'static str) -> Receiver {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let (tx, bodies) = mpsc::channel(16);
-    let server = tokio::spawn(async move {
-        let mut connections = tokio::task::JoinSet::new();
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
-            let tx = tx.clone();
-            connections.spawn(async move {
-                let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                    let tx = tx.clone();
-                    async move {
-                        let header = request
-                            .headers()
-                            .get("x-vercel-signature")
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_owned);
-                        let body = request.into_body().collect().await.unwrap().to_bytes();
-                        let ok = signature_ok(secret.as_bytes(), &body, header.as_deref());
-                        tx.send((ok, body)).await.unwrap();
-                        let mut response = hyper::Response::new(Full::new(Bytes::new()));
-                        if !ok {
-                            *response.status_mut() = hyper::StatusCode::FORBIDDEN;
-                        }
-                        Ok::<_, Infallible>(response)
-                    }
-                });
-                let io = TokioIo::new(stream);
-                let _ =
-                    hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
-            });
-        }
-    });
-    Receiver { url: format!("http://{addr}/vercel/logs"), bodies, server }
-}
-
 #[tokio::test]
 async fn drain_test_delivers_a_signed_sample_batch() {
     let s = setup().await;
-    let mut endpoint = receiver("test-secret").await;
+    // A drain endpoint answering 200 only to a valid signature with "test-secret" (else 403).
+    let endpoint = Receiver::start();
+    endpoint.require_signature("test-secret");
+    let url = endpoint.url("/vercel/logs");
     let client = s.team();
-    let mut delivery = DeliveryRequest::http(&endpoint.url, Encoding::Ndjson);
+    let mut delivery = DeliveryRequest::http(&url, Encoding::Ndjson);
     delivery.secret = Some(Secret::new("test-secret"));
     let result = client.test_drain(&TestDrain { schemas: log_schemas(), delivery }).await.unwrap();
     assert!(result.is_ok(), "{result:?}");
-    let (signed, body) = endpoint.bodies.recv().await.unwrap();
-    assert!(signed, "the receiver verified the signature");
-    let text = std::str::from_utf8(&body).unwrap();
+    let request = endpoint.next();
+    assert!(request.signed_with("test-secret"), "the receiver verified the signature");
+    let text = request.text();
     assert_eq!(text.lines().count(), 2);
     for line in text.lines() {
         let entry: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -474,14 +410,14 @@ async fn drain_test_delivers_a_signed_sample_batch() {
     }
 
     // Signed with another secret: the receiver refuses and the API reports it.
-    let mut delivery = DeliveryRequest::http(&endpoint.url, Encoding::Json);
+    let mut delivery = DeliveryRequest::http(&url, Encoding::Json);
     delivery.secret = Some(Secret::new("not-the-secret"));
     let result = client.test_drain(&TestDrain { schemas: log_schemas(), delivery }).await.unwrap();
     assert_eq!(result.status, Some(403));
-    assert_eq!(result.endpoint.as_deref(), Some(endpoint.url.as_str()));
-    let (signed, body) = endpoint.bodies.recv().await.unwrap();
-    assert!(!signed);
-    assert_eq!(serde_json::from_slice::<Vec<serde_json::Value>>(&body).unwrap().len(), 2);
+    assert_eq!(result.endpoint.as_deref(), Some(url.as_str()));
+    let request = endpoint.next();
+    assert!(!request.signed_with("test-secret"));
+    assert_eq!(serde_json::from_slice::<Vec<serde_json::Value>>(&request.body).unwrap().len(), 2);
 
     // Nothing leaves the machine.
     let delivery = DeliveryRequest::http("http://example.com/logs", Encoding::Json);
@@ -492,13 +428,15 @@ async fn drain_test_delivers_a_signed_sample_batch() {
 #[tokio::test]
 async fn integration_test_delivery_is_signed_with_the_client_secret() {
     let s = setup().await;
-    let mut endpoint = receiver("sim_client_secret").await;
+    // A drain endpoint answering 200 only to a valid signature with "sim_client_secret" (else 403).
+    let endpoint = Receiver::start();
+    endpoint.require_signature("sim_client_secret");
     assert_eq!(s.sim.config().client_secret, "sim_client_secret");
     let installation = s.install("icfg_signed", None).await;
-    let delivery = DeliveryRequest::http(&endpoint.url, Encoding::Json);
+    let delivery = DeliveryRequest::http(endpoint.url("/vercel/logs"), Encoding::Json);
     let result = installation.test_drain(&TestDrain { schemas: log_schemas(), delivery }).await;
     assert!(result.unwrap().is_ok());
-    assert!(endpoint.bodies.recv().await.unwrap().0);
+    assert!(endpoint.next().signed_with("sim_client_secret"));
 }
 
 #[tokio::test]

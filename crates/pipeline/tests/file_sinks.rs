@@ -9,6 +9,7 @@ use bytes::Bytes;
 use pipeline::file::{FileSink, FileSinkConfig, FsyncPolicy};
 use pipeline::{Job, Pipeline, PipelineConfig, PipelineMetrics, Sink, Takes, Workers};
 use record::{Batch, Dispatch, FieldSpan, Record, RecordMeta, Refusal, Reject, RejectReason};
+use testkit::{block_on, wait_until};
 
 fn meta() -> RecordMeta {
     RecordMeta { id: FieldSpan::new(7, 1, false), ..RecordMeta::default() }
@@ -41,10 +42,6 @@ fn batch(records: &[&str], rejects: &[&[u8]]) -> Batch {
         pinned_bytes: 100,
         digest: 0,
     }
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
 }
 
 fn files(dir: &Path, suffix: &str) -> Vec<String> {
@@ -99,13 +96,6 @@ fn acknowledged_records_and_dead_letters_are_in_their_files() {
     assert_eq!(read_all(&logs, ".ndjson").lines().count(), 2);
 }
 
-fn wait_for(what: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !what() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 #[test]
 fn a_file_is_completed_once_it_reaches_its_size() {
     // Without fsync the writer completes files itself; with fsync per batch its syncer does.
@@ -118,7 +108,7 @@ fn a_file_is_completed_once_it_reaches_its_size() {
             let line = format!(r#"{{"id":"{i}","pad":"0123456789012345678901234567890"}}"#);
             block_on(pipeline.try_submit(batch(&[&line], &[])).unwrap().wait()).unwrap();
         }
-        wait_for(|| files(&logs, ".ndjson").len() == 3);
+        wait_until(Duration::from_secs(5), || files(&logs, ".ndjson").len() == 3);
         let done = files(&logs, ".ndjson");
         assert_eq!(
             done.len(),
@@ -151,7 +141,7 @@ fn a_file_is_completed_once_it_reaches_its_age() {
     block_on(pipeline.try_submit(batch(&[r#"{"id":"a"}"#, r#"{"id":"b"}"#], &[])).unwrap().wait())
         .unwrap();
     assert_eq!(files(&logs, ".open").len(), 1, "young and small: still open");
-    wait_for(|| files(&logs, ".open").is_empty());
+    wait_until(Duration::from_secs(5), || files(&logs, ".open").is_empty());
     assert_eq!(files(&logs, ".ndjson").len(), 1);
     assert_eq!(read_all(&logs, ".ndjson"), "{\"id\":\"a\"}\n{\"id\":\"b\"}\n");
     drop(pipeline);
@@ -217,7 +207,7 @@ fn a_failed_write_fails_the_batch_and_the_sink_recovers() {
     let failure =
         block_on(pipeline.try_submit(batch(&[r#"{"id":"a"}"#], &[])).unwrap().wait()).unwrap_err();
     assert_eq!((failure.sink, failure.code), ("file", "not_found"));
-    wait_for(|| !pipeline.ready());
+    wait_until(Duration::from_secs(5), || !pipeline.ready());
     assert!(!pipeline.ready(), "a failing sink is not ready");
     std::fs::create_dir_all(&logs).unwrap();
     block_on(pipeline.try_submit(batch(&[r#"{"id":"b"}"#], &[])).unwrap().wait()).unwrap();
@@ -270,7 +260,7 @@ fn a_stalled_sink_turns_into_overloaded_at_the_in_flight_limit() {
         second.wait().await.unwrap();
     });
     // The permits are released once the sink lets go of both batches.
-    wait_for(|| pipeline.admissible(1).is_ok());
+    wait_until(Duration::from_secs(5), || pipeline.admissible(1).is_ok());
     let third = pipeline.try_submit(batch(&["{}"], &[])).unwrap();
     release.send(()).unwrap();
     block_on(third.wait()).unwrap();

@@ -13,6 +13,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use record::{Batch, Dispatch, FieldSpan, Record, RecordMeta};
+use testkit::{block_on, wait_until};
 
 fn record(id: &str, project: &str, source: &str) -> Record {
     let line =
@@ -37,10 +38,6 @@ fn batch(records: Vec<Record>) -> Batch {
         pinned_bytes: 10,
         digest: 0,
     }
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
 }
 
 /// A consumed message: key, value and headers.
@@ -80,10 +77,7 @@ fn start(config: KafkaSinkConfig) -> (Pipeline, pipeline::Workers) {
     let sink = KafkaSink::open(config, &metrics).unwrap();
     let (pipeline, workers) =
         Pipeline::start(PipelineConfig::default(), vec![Box::new(sink)], metrics).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !pipeline.ready() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(Duration::from_secs(10), || pipeline.ready());
     assert!(pipeline.ready(), "the sink never saw its broker");
     (pipeline, workers)
 }

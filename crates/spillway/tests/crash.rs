@@ -6,17 +6,14 @@
 mod common;
 
 use std::collections::HashSet;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
+use testkit::{eventually, free_addr, wait_until};
 
 fn spawn(data: &std::path::Path, addr: SocketAddr) -> Child {
     let child = Command::new(env!("CARGO_BIN_EXE_spillway"))
@@ -29,11 +26,9 @@ fn spawn(data: &std::path::Path, addr: SocketAddr) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "spillway did not start listening");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(Duration::from_secs(20), "spillway to start listening", || {
+        TcpStream::connect(addr).ok()
+    });
     child
 }
 
@@ -68,7 +63,7 @@ fn stored_ids(dir: &std::path::Path) -> HashSet<String> {
 #[test]
 fn every_acknowledged_record_survives_sigkill_under_load() {
     let data = tempfile::tempdir().unwrap();
-    let addr = free_port();
+    let addr = free_addr();
     let mut child = spawn(data.path(), addr);
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -101,10 +96,7 @@ fn every_acknowledged_record_survives_sigkill_under_load() {
     let jitter =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     let kill_after = 4000 + (jitter % 8000) as usize;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while acked.lock().unwrap().len() < kill_after && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(Duration::from_secs(20), || acked.lock().unwrap().len() >= kill_after);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     stop.store(true, Ordering::Relaxed);
@@ -124,7 +116,7 @@ fn every_acknowledged_record_survives_sigkill_under_load() {
     );
 
     // A restart completes the files the killed process left open, losing nothing acknowledged.
-    let addr = free_port();
+    let addr = free_addr();
     let mut child = spawn(data.path(), addr);
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
@@ -141,7 +133,7 @@ fn every_acknowledged_record_survives_sigkill_under_load() {
 #[test]
 fn sigterm_finishes_in_flight_work_and_exits_zero() {
     let data = tempfile::tempdir().unwrap();
-    let addr = free_port();
+    let addr = free_addr();
     let mut child = spawn(data.path(), addr);
     let (body, ids) = batch(0, 0);
     assert_eq!(deliver(addr, &body).status, 200);

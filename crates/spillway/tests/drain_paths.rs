@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::*;
 use control::registry::{DrainEntry, DrainKind, DrainRegistry};
 
@@ -26,19 +24,6 @@ fn entry(id: &str, key: &str, secret: &str) -> DrainEntry {
 fn signed(addr: std::net::SocketAddr, path: &str, secret: &str, body: &[u8]) -> Reply {
     let sig = listener::SigningKey::new(secret).sign(body);
     send(addr, "POST", path, &[("x-vercel-signature", &sig)], body)
-}
-
-/// Polls until a delivery to `path` is answered `status` (the registry is re-read within
-/// a fraction of a second of a change).
-fn eventually(addr: std::net::SocketAddr, path: &str, secret: &str, status: u16) -> Reply {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let reply = signed(addr, path, secret, &fixture("logs.ndjson"));
-        if reply.status == status || Instant::now() > deadline {
-            return reply;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -89,11 +74,11 @@ fn drains_added_and_removed_while_running_take_effect_without_a_restart() {
     assert_eq!(signed(app.addr, "/vercel/logs/later", "s2", &fixture("logs.ndjson")).status, 404);
 
     registry.insert(entry("drn_later", "later", "s2")).unwrap();
-    let reply = eventually(app.addr, "/vercel/logs/later", "s2", 200);
+    let reply = deliver_until(app.addr, "/vercel/logs/later", "s2", 200);
     assert_eq!(reply.status, 200, "a new drain was not picked up");
 
     registry.remove("drn_later").unwrap();
-    let reply = eventually(app.addr, "/vercel/logs/later", "s2", 404);
+    let reply = deliver_until(app.addr, "/vercel/logs/later", "s2", 404);
     assert_eq!(reply.status, 404, "a deleted drain is still served");
     assert_eq!(reply.error_code(), "unknown_drain");
     // The default drain is not affected by the registry.

@@ -4,20 +4,15 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use control::model::ExchangeCode;
 use control::{ClientConfig, Secret, VercelClient};
-use hmac::{Hmac, Mac};
 use serde_json::Value;
-use sha1::Sha1;
+use testkit::{poll_until, Receiver};
 use vercel_sim::{RateLimitHint, Simulator};
 
 /// A simulator on its own runtime, a data directory, and the binary.
@@ -96,14 +91,11 @@ impl Harness {
     /// `spillway drains test id`, repeated until it passes (for at most 5 s): a receiver picks a
     /// new drain up within a quarter of a second, and answers 404 until then.
     fn test_once_served(&self, token: Option<&str>, id: &str) -> Run {
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            let tested = self.run(token, &["drains", "test", id]);
-            if tested.code == 0 || std::time::Instant::now() > deadline {
-                return tested;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        poll_until(
+            Duration::from_secs(5),
+            || self.run(token, &["drains", "test", id]),
+            |tested| tested.code == 0,
+        )
     }
 
     /// The registry's entries (none when the file does not exist), after checking its mode.
@@ -143,96 +135,13 @@ impl Harness {
     }
 }
 
-/// What the receiver saw of one delivery.
-#[derive(Debug)]
-struct Delivery {
-    path: String,
-    signature_ok: bool,
-    body: String,
-}
-
-/// A receiver for one delivery: answers `200` when `x-vercel-signature` is the HMAC-SHA1 of
-/// the body with `secret`, else `403`.
-struct Receiver {
-    addr: SocketAddr,
-    listener: Option<TcpListener>,
-}
-
-impl Receiver {
-    fn bind() -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        Receiver { addr: listener.local_addr().unwrap(), listener: Some(listener) }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/vercel/logs", self.addr)
-    }
-
-    fn accept_one(&mut self, secret: String) -> (JoinHandle<()>, mpsc::Receiver<Delivery>) {
-        let listener = self.listener.take().expect("one delivery per receiver");
-        let (tx, rx) = mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let (mut stream, _) = listener.accept().unwrap();
-            stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            let (head, body) = read_request(&mut stream);
-            let path = head.lines().next().unwrap().split(' ').nth(1).unwrap().to_owned();
-            let signature = head
-                .lines()
-                .find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("x-vercel-signature").then(|| value.trim())
-                })
-                .unwrap_or("")
-                .to_owned();
-            let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
-            mac.update(&body);
-            let signature_ok = hex::decode(&signature).is_ok_and(|s| mac.verify_slice(&s).is_ok());
-            let status = if signature_ok { "200 OK" } else { "403 Forbidden" };
-            write!(stream, "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                .unwrap();
-            let body = String::from_utf8(body).unwrap();
-            tx.send(Delivery { path, signature_ok, body }).unwrap();
-        });
-        (thread, rx)
-    }
-}
-
-/// Reads one HTTP/1.1 request with a `content-length` body.
-fn read_request(stream: &mut impl Read) -> (String, Vec<u8>) {
-    let mut buffer = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = stream.read(&mut chunk).unwrap();
-        assert!(n > 0, "connection closed inside the request head");
-        buffer.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8(buffer[..head_end].to_vec()).unwrap();
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse().unwrap())
-        })
-        .expect("a content-length");
-    let mut body = buffer[head_end..].to_vec();
-    while body.len() < length {
-        let n = stream.read(&mut chunk).unwrap();
-        assert!(n > 0, "connection closed inside the body");
-        body.extend_from_slice(&chunk[..n]);
-    }
-    (head, body)
-}
-
 #[test]
 fn drain_lifecycle_keeps_the_registry_in_step_and_never_prints_the_secret() {
     let h = Harness::new();
     let token = h.user_token();
     let token = Some(token.as_str());
-    let mut receiver = Receiver::bind();
-    let url = receiver.url();
+    let receiver = Receiver::start();
+    let url = receiver.url("/vercel/logs");
 
     // create
     let created = h.run(
@@ -312,14 +221,13 @@ fn drain_lifecycle_keeps_the_registry_in_step_and_never_prints_the_secret() {
     assert_eq!(h.only_entry(), entry);
 
     // test: the simulator delivers a sample batch signed with the registry's secret
-    let (thread, deliveries) = receiver.accept_one(secret.clone());
+    receiver.require_signature(&secret);
     let tested = h.run(token, &["drains", "test", &id]);
     assert_eq!(tested.code, 0, "{tested:?}");
-    let delivery = deliveries.recv_timeout(Duration::from_secs(10)).unwrap();
-    thread.join().unwrap();
+    let delivery = receiver.next();
     assert_eq!(delivery.path, format!("/vercel/logs/{key}"));
-    assert!(delivery.signature_ok, "{delivery:?}");
-    assert!(delivery.body.contains("SAMPLE MESSAGE"), "{delivery:?}");
+    assert!(delivery.signed_with(&secret), "{delivery:?}");
+    assert!(delivery.text().contains("SAMPLE MESSAGE"), "{delivery:?}");
     assert_eq!(h.only_entry(), entry);
 
     // delete: gone on Vercel and in the registry
@@ -334,15 +242,15 @@ fn drain_lifecycle_keeps_the_registry_in_step_and_never_prints_the_secret() {
 fn a_test_delivery_the_receiver_refuses_is_exit_3() {
     let h = Harness::new();
     let token = h.user_token();
-    let mut receiver = Receiver::bind();
-    let created = h.run(Some(&token), &["drains", "create", "--url", &receiver.url(), "--json"]);
+    let receiver = Receiver::start();
+    let url = receiver.url("/vercel/logs");
+    let created = h.run(Some(&token), &["drains", "create", "--url", &url, "--json"]);
     assert_eq!(created.code, 0, "{created:?}");
     let id = created.json()["id"].as_str().unwrap().to_owned();
     // The receiver checks with another secret, as a misconfigured receiver would.
-    let (thread, deliveries) = receiver.accept_one("not-the-secret".to_owned());
+    receiver.require_signature("not-the-secret");
     let tested = h.run(Some(&token), &["drains", "test", &id]);
-    thread.join().unwrap();
-    assert!(!deliveries.recv().unwrap().signature_ok);
+    assert!(!receiver.next().signed_with("not-the-secret"));
     assert_eq!(tested.code, 3, "{tested:?}");
     assert!(tested.stderr.contains("status 403"), "{}", tested.stderr);
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use flate2::write::GzEncoder;
+use testkit::poll_until;
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -312,11 +313,11 @@ fn sink_failure_is_503_with_retry_after_and_readyz_follows() {
     assert_eq!(reply.error_code(), "sink_unavailable");
     assert_eq!(reply.header("retry-after"), Some("1"));
     assert!(reply.header("x-vercel-verify").is_none());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut ready = send(app.addr, "GET", "/readyz", &[], b"");
-    while ready.status == 200 && Instant::now() < deadline {
-        ready = send(app.addr, "GET", "/readyz", &[], b"");
-    }
+    let ready = poll_until(
+        Duration::from_secs(5),
+        || send(app.addr, "GET", "/readyz", &[], b""),
+        |ready| ready.status != 200,
+    );
     assert_eq!(ready.status, 503);
     assert_eq!(ready.error_code(), "not_ready");
     // The directory comes back: so does the sink, on the next delivery.

@@ -8,7 +8,6 @@ mod common;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use common::*;
 use control::model::{log_schemas, DeliveryRequest, Encoding, ExchangeCode, TestDrain};
@@ -123,21 +122,6 @@ fn reply_text(reply: &Reply) -> String {
     format!("{}\n{}", headers.join("\n"), String::from_utf8_lossy(&reply.body))
 }
 
-/// A delivery to `path` signed with `secret`, repeated until it is answered `status` or five
-/// seconds pass (the receiver re-reads the registry within a quarter of a second of a change).
-fn eventually(app: &TestApp, path: &str, secret: &str, status: u16) -> Reply {
-    let body = fixture("logs.ndjson");
-    let sig = listener::SigningKey::new(secret).sign(&body);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let reply = send(app.addr, "POST", path, &[("x-vercel-signature", &sig)], &body);
-        if reply.status == status || Instant::now() > deadline {
-            return reply;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn install_serve_and_remove_an_installation_end_to_end() {
     let sim = Sim::start();
@@ -197,7 +181,7 @@ fn install_serve_and_remove_an_installation_end_to_end() {
     assert_eq!(stored.iter().filter(|l| l.contains("SAMPLE MESSAGE")).count(), 2, "{stored:?}");
     // And so does an ordinary delivery signed as Vercel signs the drain.
     assert_eq!(sim.sim.drain_signing_secret(&entry.id).as_deref(), Some(client_secret.as_str()));
-    assert_eq!(eventually(&app, &path, &client_secret, 200).status, 200);
+    assert_eq!(deliver_until(app.addr, &path, &client_secret, 200).status, 200);
 
     // Uninstall: the webhook forgets the installation and its drain; the path is gone.
     let status = sim.webhook(
@@ -208,7 +192,7 @@ fn install_serve_and_remove_an_installation_end_to_end() {
     assert_eq!(status, 200);
     assert_eq!(store.get("icfg_life").unwrap(), None);
     assert!(registry(&app).load().unwrap().is_empty());
-    let gone = eventually(&app, &path, &client_secret, 404);
+    let gone = deliver_until(app.addr, &path, &client_secret, 404);
     assert_eq!(gone.status, 404);
     assert_eq!(gone.error_code(), "unknown_drain");
 

@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +17,7 @@ use common::*;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use testkit::{eventually, free_port, poll_until, wait_until};
 
 const TOPIC: &str = "vercel-logs";
 const PARTITIONS: i32 = 3;
@@ -32,10 +33,6 @@ fn tansu() -> Option<PathBuf> {
             None
         }
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A tansu broker process, killed on drop. `storage` is relative to `dir` (tansu resolves
@@ -64,11 +61,9 @@ impl Broker {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not start listening on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        eventually(Duration::from_secs(30), &format!("tansu to start listening on {port}"), || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
         Broker { child, port, binary: binary.to_owned(), storage, dir }
     }
 
@@ -109,15 +104,9 @@ fn kafka_app(brokers: &str, adjust: impl FnOnce(&mut spillway::Config)) -> TestA
     })
 }
 
+/// Whether `/readyz` answers 200 within `within`.
 fn wait_ready(addr: SocketAddr, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if send(addr, "GET", "/readyz", &[], b"").status == 200 {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
+    wait_until(within, || send(addr, "GET", "/readyz", &[], b"").status == 200)
 }
 
 /// Every (key, value) in the topic, read by an independent consumer until `expect` arrived or
@@ -205,13 +194,12 @@ fn broker_down_at_start_is_503_and_not_ready_until_it_returns() {
         wait_ready(app.addr, Duration::from_secs(60)),
         "did not recover when the broker came up"
     );
-    let mut reply = deliver(app.addr, &fixture("logs.ndjson"));
     // Topics are created as soon as the broker answers; allow for the first produce to race it.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reply.status != 200 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(500));
-        reply = deliver(app.addr, &fixture("logs.ndjson"));
-    }
+    let reply = poll_until(
+        Duration::from_secs(30),
+        || deliver(app.addr, &fixture("logs.ndjson")),
+        |reply| reply.status == 200,
+    );
     assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
     assert!(consume(&broker.brokers(), 5).len() >= 5);
 }
@@ -262,21 +250,15 @@ fn broker_restart_under_load_loses_no_acknowledged_record() {
         })
         .collect();
     let wait_for_acks = |n: usize| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while acked.lock().unwrap().len() < n && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(Duration::from_secs(60), || acked.lock().unwrap().len() >= n);
     };
     wait_for_acks(500);
     broker.stop();
     // The outage is real: the receiver notices it (clients blocked on in-flight batches may
     // never see a refusal, since those batches are delivered once the broker is back).
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut noticed = false;
-    while !noticed && Instant::now() < deadline {
-        noticed = send(addr, "GET", "/readyz", &[], b"").status == 503;
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let noticed = wait_until(Duration::from_secs(15), || {
+        send(addr, "GET", "/readyz", &[], b"").status == 503
+    });
     assert!(noticed, "the receiver never noticed the broker was gone");
     std::thread::sleep(Duration::from_secs(1));
     let during_outage = acked.lock().unwrap().len();

@@ -1,10 +1,9 @@
 //! The simulator over raw HTTP on 127.0.0.1: rate-limit headers, forced `429`s, the OAuth form
 //! endpoint, and signed webhooks to a loopback receiver.
 
-use hmac::{Hmac, Mac};
-use sha1::Sha1;
+use testkit::Receiver;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use vercel_sim::{DeliveryError, RateLimitHint, Simulator};
 
 struct Answer {
@@ -126,55 +125,23 @@ async fn oauth_exchange_takes_a_form_and_names_what_is_wrong() {
     assert_eq!(again.json()["error"]["code"], "invalid_grant");
 }
 
-/// Accepts one request on `listener`, answers `200`, and returns its head and body.
-async fn receive_one(listener: TcpListener) -> (String, Vec<u8>) {
-    let (mut stream, _) = listener.accept().await.unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let (head_len, content_length) = loop {
-        let n = stream.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "connection closed before the request was complete");
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-            let length = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length: "))
-                .map_or(0, |v| v.trim().parse::<usize>().unwrap());
-            break (end + 4, length);
-        }
-    };
-    while buf.len() < head_len + content_length {
-        let n = stream.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "connection closed before the body was complete");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await.unwrap();
-    let head = String::from_utf8_lossy(&buf[..head_len]).into_owned();
-    (head, buf[head_len..head_len + content_length].to_vec())
-}
-
 #[tokio::test]
 async fn webhooks_are_signed_with_the_client_secret() {
     let (_, sim) = Simulator::start().await.unwrap();
     for event in
         ["integration-configuration.removed", "integration-configuration.scope-change-confirmed"]
     {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/webhooks/vercel", listener.local_addr().unwrap());
+        let receiver = Receiver::start();
+        let url = receiver.url("/webhooks/vercel");
         let payload = serde_json::json!({"configuration": {"id": "icfg_1"}});
-        let (status, (head, body)) =
-            tokio::join!(sim.send_webhook(&url, event, payload), receive_one(listener));
+        let status = sim.send_webhook(&url, event, payload).await;
         assert_eq!(status.unwrap(), 200);
-        assert!(head.starts_with("POST /webhooks/vercel HTTP/1.1"), "{head}");
-        let signature = head
-            .lines()
-            .find_map(|l| l.to_lowercase().strip_prefix("x-vercel-signature: ").map(str::to_owned))
-            .expect("signed");
-        let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(b"sim_client_secret").unwrap();
-        mac.update(&body);
-        mac.verify_slice(&hex::decode(signature).unwrap()).expect("signature matches the body");
-        let event_body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let request = receiver.next();
+        let line = (request.method.as_str(), request.path.as_str(), request.version.as_str());
+        assert_eq!(line, ("POST", "/webhooks/vercel", "HTTP/1.1"), "{request:?}");
+        assert!(request.header("x-vercel-signature").is_some(), "signed: {request:?}");
+        assert!(request.signed_with("sim_client_secret"), "signature matches the body");
+        let event_body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
         assert_eq!(event_body["type"], event);
         assert_eq!(event_body["payload"]["configuration"]["id"], "icfg_1");
     }
@@ -187,9 +154,8 @@ async fn webhooks_never_leave_the_machine() {
         let result = sim.send_webhook(url, "project.created", serde_json::json!({})).await;
         assert!(matches!(result, Err(DeliveryError::NotLoopback)), "{url}: {result:?}");
     }
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    drop(listener);
+    // Nothing listens there.
+    let url = format!("http://{}/", testkit::free_addr());
     let result = sim.send_webhook(&url, "project.created", serde_json::json!({})).await;
     assert!(matches!(result, Err(DeliveryError::Io(_))), "{result:?}");
 }

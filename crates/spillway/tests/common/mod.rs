@@ -141,6 +141,19 @@ pub fn deliver_encoded(addr: SocketAddr, body: &[u8], encoding: &str) -> Reply {
     )
 }
 
+/// `logs.ndjson` POSTed to `path` signed with `secret`, repeated until it is answered `status`
+/// or five seconds pass (the receiver re-reads the drain registry within a quarter of a second
+/// of a change); returns the last reply for the caller to check.
+pub fn deliver_until(addr: SocketAddr, path: &str, secret: &str, status: u16) -> Reply {
+    let body = fixture("logs.ndjson");
+    let sig = listener::SigningKey::new(secret).sign(&body);
+    testkit::poll_until(
+        Duration::from_secs(5),
+        || send(addr, "POST", path, &[("x-vercel-signature", &sig)], &body),
+        |reply| reply.status == status,
+    )
+}
+
 /// A Vercel API simulator on a runtime of its own; keep the runtime as long as the simulator.
 pub fn start_simulator() -> (tokio::runtime::Runtime, SocketAddr, vercel_sim::Simulator) {
     let runtime =
