@@ -86,25 +86,25 @@ fn serve(config: config::Config) -> anyhow::Result<bool> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        // Listen for SIGTERM before anything is bound: a stop sent as soon as the port answers
+        // must be a clean stop, not the signal's default (death).
+        let shutdown = shutdown_signal()?;
         let app = spillway::App::start(config).await?;
-        Ok(app.run(shutdown_signal()).await)
+        Ok(app.run(shutdown).await)
     })
 }
 
-async fn shutdown_signal() {
+/// Resolves at the first SIGTERM or Ctrl-C; the handlers are installed when this is called.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM; stop with Ctrl-C");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = interrupt.recv() => tracing::info!("interrupt: stopping"),
         }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: stopping"),
-    }
+    })
 }
 
 fn init_logging(format: LogFormat) {
