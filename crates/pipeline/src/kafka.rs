@@ -15,7 +15,6 @@
 //! rdkafka types never leave this module.
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,47 +30,22 @@ use record::{Record, SinkFailure};
 
 use crate::dedup::DedupWindow;
 use crate::sink::{Health, Job, Sink, Takes};
-use crate::{PipelineError, PipelineMetrics, UnknownName};
+use crate::{PipelineError, PipelineMetrics};
 
 /// The Kafka sink's name.
 pub const KAFKA: &str = "kafka";
 
-/// Which record field a routing rule looks at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RouteField {
-    /// The record's `source` (`edge`, `lambda`, `build`, ...).
-    Source,
-    /// The record's `level`.
-    Level,
-    /// The record's `environment`.
-    Environment,
-    /// The drain the batch came from.
-    Drain,
-}
-
-impl RouteField {
-    /// The field's name.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            RouteField::Source => "source",
-            RouteField::Level => "level",
-            RouteField::Environment => "environment",
-            RouteField::Drain => "drain",
-        }
-    }
-}
-
-impl FromStr for RouteField {
-    type Err = UnknownName;
-
-    fn from_str(name: &str) -> Result<RouteField, UnknownName> {
-        match name {
-            "source" => Ok(RouteField::Source),
-            "level" => Ok(RouteField::Level),
-            "environment" => Ok(RouteField::Environment),
-            "drain" => Ok(RouteField::Drain),
-            _ => Err(UnknownName::new(name, "source, level, environment, drain")),
-        }
+crate::named_setting! {
+    /// Which record field a routing rule looks at.
+    pub enum RouteField {
+        /// The record's `source` (`edge`, `lambda`, `build`, ...).
+        Source = "source",
+        /// The record's `level`.
+        Level = "level",
+        /// The record's `environment`.
+        Environment = "environment",
+        /// The drain the batch came from.
+        Drain = "drain",
     }
 }
 
@@ -86,46 +60,19 @@ pub struct Route {
     pub topic: String,
 }
 
-/// How the producer compresses message batches (librdkafka's `compression.type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    /// `lz4`.
-    Lz4,
-    /// `zstd`.
-    Zstd,
-    /// `gzip`.
-    Gzip,
-    /// `snappy`.
-    Snappy,
-    /// `none`: uncompressed.
-    None,
-}
-
-impl Compression {
-    /// The codec's name, as librdkafka and configuration spell it.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Compression::Lz4 => "lz4",
-            Compression::Zstd => "zstd",
-            Compression::Gzip => "gzip",
-            Compression::Snappy => "snappy",
-            Compression::None => "none",
-        }
-    }
-}
-
-impl FromStr for Compression {
-    type Err = UnknownName;
-
-    fn from_str(name: &str) -> Result<Compression, UnknownName> {
-        match name {
-            "lz4" => Ok(Compression::Lz4),
-            "zstd" => Ok(Compression::Zstd),
-            "gzip" => Ok(Compression::Gzip),
-            "snappy" => Ok(Compression::Snappy),
-            "none" => Ok(Compression::None),
-            _ => Err(UnknownName::new(name, "lz4, zstd, gzip, snappy, none")),
-        }
+crate::named_setting! {
+    /// How the producer compresses message batches (librdkafka's `compression.type`).
+    pub enum Compression {
+        /// `lz4`.
+        Lz4 = "lz4",
+        /// `zstd`.
+        Zstd = "zstd",
+        /// `gzip`.
+        Gzip = "gzip",
+        /// `snappy`.
+        Snappy = "snappy",
+        /// `none`: uncompressed.
+        None = "none",
     }
 }
 

@@ -99,18 +99,53 @@ pub enum PipelineError {
 
 /// A setting's value that is not one of the names it may take.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{given:?} is not one of {expected}")]
+#[error("{given:?} is not one of {}", .expected.join(", "))]
 pub struct UnknownName {
     given: String,
-    expected: &'static str,
+    expected: &'static [&'static str],
 }
 
 impl UnknownName {
-    /// `given` is not one of `expected`, a comma-separated list of the names.
-    pub(crate) fn new(given: &str, expected: &'static str) -> UnknownName {
+    /// `given` is not one of `expected`.
+    pub(crate) fn new(given: &str, expected: &'static [&'static str]) -> UnknownName {
         UnknownName { given: given.to_owned(), expected }
     }
 }
+
+/// A setting whose values are names (`fsync = "batch"`): the enum, `as_str` and a `FromStr`
+/// whose error lists every name, all from one table of variants and names.
+macro_rules! named_setting {
+    ($(#[$meta:meta])* pub enum $name:ident {
+        $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// The name, as configuration spells it.
+            pub fn as_str(&self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = $crate::UnknownName;
+
+            fn from_str(name: &str) -> Result<$name, $crate::UnknownName> {
+                match name {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err($crate::UnknownName::new(name, &[$($text),+])),
+                }
+            }
+        }
+    };
+}
+pub(crate) use named_setting;
 
 struct Lane {
     name: &'static str,

@@ -22,13 +22,12 @@ mod syncer;
 use std::fs::File;
 use std::io::{self, IoSlice};
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::sink::{Health, Job, Sink, Takes};
-use crate::{PipelineError, PipelineMetrics, UnknownName};
+use crate::{PipelineError, PipelineMetrics};
 use encode::{encode_rejects, record_lines};
 use rotation::{finish, RotatingFile};
 #[cfg(test)]
@@ -66,39 +65,15 @@ impl FsyncPolicy {
 /// The interval of [`FsyncPolicy::Interval`] when configuration names the mode only.
 pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
 
-/// An [`FsyncPolicy`] without its interval, as configuration names it: `batch`, `interval` or
-/// `never`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FsyncMode {
-    /// [`FsyncPolicy::Batch`].
-    Batch,
-    /// [`FsyncPolicy::Interval`].
-    Interval,
-    /// [`FsyncPolicy::Never`].
-    Never,
-}
-
-impl FsyncMode {
-    /// The mode's name.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            FsyncMode::Batch => "batch",
-            FsyncMode::Interval => "interval",
-            FsyncMode::Never => "never",
-        }
-    }
-}
-
-impl FromStr for FsyncMode {
-    type Err = UnknownName;
-
-    fn from_str(name: &str) -> Result<FsyncMode, UnknownName> {
-        match name {
-            "batch" => Ok(FsyncMode::Batch),
-            "interval" => Ok(FsyncMode::Interval),
-            "never" => Ok(FsyncMode::Never),
-            _ => Err(UnknownName::new(name, "batch, interval, never")),
-        }
+crate::named_setting! {
+    /// An [`FsyncPolicy`] without its interval, as configuration names it.
+    pub enum FsyncMode {
+        /// [`FsyncPolicy::Batch`].
+        Batch = "batch",
+        /// [`FsyncPolicy::Interval`].
+        Interval = "interval",
+        /// [`FsyncPolicy::Never`].
+        Never = "never",
     }
 }
 
