@@ -57,19 +57,8 @@ impl ProducerContext for Counts {
     }
 }
 
-fn main() {
-    let args = Args::parse();
-    let corpus = Corpus::new(args.seed, args.corpus);
-    // Key, source and level of each record.
-    let fields: Vec<[Option<String>; 3]> = corpus
-        .records
-        .iter()
-        .map(|r| {
-            let v: serde_json::Value = serde_json::from_str(r).expect("corpus records are JSON");
-            ["projectId", "source", "level"].map(|k| v[k].as_str().map(str::to_owned))
-        })
-        .collect();
-    // The same topic shape Spillway creates (3 partitions), since brokers may not auto-create.
+/// The same topic shape Spillway creates (3 partitions), since brokers may not auto-create.
+fn create_topic(args: &Args) {
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", &args.brokers).create().expect("admin client");
     let topic = NewTopic::new(&args.topic, 3, TopicReplication::Fixed(1));
@@ -87,6 +76,60 @@ fn main() {
             Err((name, code)) => panic!("cannot create topic {name}: {code}"),
         }
     }
+}
+
+/// Sends `args.records` messages cycling through the corpus, as Spillway would send them (key
+/// and headers); returns the payload bytes sent.
+fn produce(
+    producer: &ThreadedProducer<Counts>,
+    args: &Args,
+    records: &[String],
+    fields: &[[Option<String>; 3]],
+) -> u64 {
+    let mut bytes = 0u64;
+    for i in 0..args.records {
+        let j = i % records.len();
+        let [key, source, level] = &fields[j];
+        let mut headers = OwnedHeaders::new_with_capacity(3)
+            .insert(Header { key: "drain", value: Some("default".as_bytes()) });
+        if let Some(source) = source {
+            headers = headers.insert(Header { key: "source", value: Some(source.as_bytes()) });
+        }
+        if let Some(level) = level {
+            headers = headers.insert(Header { key: "level", value: Some(level.as_bytes()) });
+        }
+        let mut record = BaseRecord::to(&args.topic)
+            .payload(records[j].as_bytes())
+            .key(key.as_deref().unwrap_or_default().as_bytes())
+            .headers(headers);
+        bytes += records[j].len() as u64;
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => panic!("produce failed: {e}"),
+            }
+        }
+    }
+    bytes
+}
+
+fn main() {
+    let args = Args::parse();
+    let corpus = Corpus::new(args.seed, args.corpus);
+    // Key, source and level of each record.
+    let fields: Vec<[Option<String>; 3]> = corpus
+        .records
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_str(r).expect("corpus records are JSON");
+            ["projectId", "source", "level"].map(|k| v[k].as_str().map(str::to_owned))
+        })
+        .collect();
+    create_topic(&args);
     let producer: ThreadedProducer<Counts> = ClientConfig::new()
         .set("bootstrap.servers", &args.brokers)
         .set("enable.idempotence", "true")
@@ -100,34 +143,7 @@ fn main() {
         .expect("producer");
     let counts = producer.context();
     let started = Instant::now();
-    let mut bytes = 0u64;
-    for i in 0..args.records {
-        let j = i % corpus.records.len();
-        let [key, source, level] = &fields[j];
-        let mut headers = OwnedHeaders::new_with_capacity(3)
-            .insert(Header { key: "drain", value: Some("default".as_bytes()) });
-        if let Some(source) = source {
-            headers = headers.insert(Header { key: "source", value: Some(source.as_bytes()) });
-        }
-        if let Some(level) = level {
-            headers = headers.insert(Header { key: "level", value: Some(level.as_bytes()) });
-        }
-        let mut record = BaseRecord::to(&args.topic)
-            .payload(corpus.records[j].as_bytes())
-            .key(key.as_deref().unwrap_or_default().as_bytes())
-            .headers(headers);
-        bytes += corpus.records[j].len() as u64;
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err((e, _)) => panic!("produce failed: {e}"),
-            }
-        }
-    }
+    let bytes = produce(&producer, &args, &corpus.records, &fields);
     producer.flush(Duration::from_secs(120)).expect("flush");
     let elapsed = started.elapsed().as_secs_f64();
     let ok = counts.ok.load(Ordering::Relaxed);

@@ -204,6 +204,121 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Re
     }
 }
 
+/// What every connection needs: where to send, what, how fast and until when.
+struct Plan {
+    addr: SocketAddr,
+    prepared: Arc<Vec<Prepared>>,
+    next: Arc<AtomicU64>,
+    started: Instant,
+    deadline: Instant,
+    limit: Option<u64>,
+    rate: f64,
+    format: Format,
+    gzip: bool,
+}
+
+impl Plan {
+    /// The start time batch `i` is scheduled for, or `None` when the run is over. Open loop:
+    /// latency counts from the scheduled start, so a slow receiver cannot hide its queueing (no
+    /// coordinated omission).
+    async fn schedule(&self, i: u64) -> Option<Instant> {
+        if self.limit.is_some_and(|l| i >= l)
+            || (self.limit.is_none() && Instant::now() >= self.deadline)
+        {
+            return None;
+        }
+        if self.rate <= 0.0 {
+            return Some(Instant::now());
+        }
+        let at = self.started + Duration::from_secs_f64(i as f64 / self.rate);
+        if self.limit.is_none() && at >= self.deadline {
+            return None;
+        }
+        tokio::time::sleep_until(at.into()).await;
+        Some(at)
+    }
+}
+
+/// One keep-alive connection's loop: sends batches until the plan is done, recording each
+/// answer in `totals` and its latency in the returned histogram.
+async fn connection(plan: Arc<Plan>, totals: Arc<Totals>) -> Histogram<u64> {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+    let mut stream: Option<TcpStream> = None;
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        let i = plan.next.fetch_add(1, Ordering::Relaxed);
+        let Some(scheduled) = plan.schedule(i).await else { break };
+        let p = &plan.prepared[(i as usize) % plan.prepared.len()];
+        if stream.is_none() {
+            match TcpStream::connect(plan.addr).await {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    stream = Some(s);
+                }
+                Err(_) => {
+                    totals.errors.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            }
+        }
+        let s = stream.as_mut().expect("connected above");
+        let (head, nonce) = p.request(i, plan.format, plan.gzip);
+        let result = async {
+            s.write_all(head.as_bytes()).await?;
+            s.write_all(&p.body).await?;
+            s.write_all(&nonce).await?;
+            read_response(s, &mut buf).await
+        }
+        .await;
+        totals.sent.fetch_add(1, Ordering::Relaxed);
+        match result {
+            Ok(status) => {
+                let micros = scheduled.elapsed().as_micros().clamp(1, 60_000_000) as u64;
+                let _ = hist.record(micros);
+                totals.answered(status, p);
+                if status == 503 || status == 0 {
+                    stream = None; // the receiver may have closed it
+                }
+            }
+            Err(_) => {
+                totals.errors.fetch_add(1, Ordering::Relaxed);
+                stream = None;
+            }
+        }
+    }
+    hist
+}
+
+impl Totals {
+    fn answered(&self, status: u16, p: &Prepared) {
+        if (200..300).contains(&status) {
+            self.ok_records.fetch_add(p.records, Ordering::Relaxed);
+            self.ok_bytes.fetch_add(p.body_bytes, Ordering::Relaxed);
+        }
+        *self.statuses.lock().expect("status map").entry(status).or_default() += 1;
+    }
+}
+
+/// Prints a live progress line every second until aborted.
+async fn progress(totals: Arc<Totals>, started: Instant) {
+    let mut last = (Instant::now(), 0u64, 0u64);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (records, bytes) =
+            (totals.ok_records.load(Ordering::Relaxed), totals.ok_bytes.load(Ordering::Relaxed));
+        let dt = last.0.elapsed().as_secs_f64();
+        eprint!(
+            "\r{:6.1}s  {:>10.0} records/s  {:>8.1} MB/s  statuses {:?}   ",
+            started.elapsed().as_secs_f64(),
+            (records - last.1) as f64 / dt,
+            (bytes - last.2) as f64 / dt / 1e6,
+            totals.statuses.lock().expect("status map")
+        );
+        last = (Instant::now(), records, bytes);
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -221,7 +336,6 @@ async fn main() {
         args.connections,
         if args.rate > 0.0 { format!("{} batches/s", args.rate) } else { "max rate".into() }
     );
-
     let totals = Arc::new(Totals {
         sent: AtomicU64::new(0),
         ok_records: AtomicU64::new(0),
@@ -229,111 +343,22 @@ async fn main() {
         statuses: Mutex::new(BTreeMap::new()),
         errors: AtomicU64::new(0),
     });
-    let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(args.duration_secs);
-    let limit = args.batches;
-    let rate = args.rate;
-    let (format, gzip) = (args.format, args.gzip);
-
-    let mut tasks = Vec::new();
-    for _ in 0..args.connections {
-        let (prepared, totals, next) =
-            (Arc::clone(&prepared), Arc::clone(&totals), Arc::clone(&next));
-        tasks.push(tokio::spawn(async move {
-            let mut hist =
-                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
-            let mut stream: Option<TcpStream> = None;
-            let mut buf = Vec::with_capacity(4096);
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if limit.is_some_and(|l| i >= l) || (limit.is_none() && Instant::now() >= deadline)
-                {
-                    break;
-                }
-                // Open loop: each batch has a scheduled start; latency counts from it, so a
-                // slow receiver cannot hide its queueing (no coordinated omission).
-                let scheduled = if rate > 0.0 {
-                    let at = started + Duration::from_secs_f64(i as f64 / rate);
-                    if limit.is_none() && at >= deadline {
-                        break;
-                    }
-                    tokio::time::sleep_until(at.into()).await;
-                    at
-                } else {
-                    Instant::now()
-                };
-                let p = &prepared[(i as usize) % prepared.len()];
-                if stream.is_none() {
-                    match TcpStream::connect(addr).await {
-                        Ok(s) => {
-                            let _ = s.set_nodelay(true);
-                            stream = Some(s);
-                        }
-                        Err(_) => {
-                            totals.errors.fetch_add(1, Ordering::Relaxed);
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                            continue;
-                        }
-                    }
-                }
-                let s = stream.as_mut().expect("connected above");
-                let (head, nonce) = p.request(i, format, gzip);
-                let result = async {
-                    s.write_all(head.as_bytes()).await?;
-                    s.write_all(&p.body).await?;
-                    s.write_all(&nonce).await?;
-                    read_response(s, &mut buf).await
-                }
-                .await;
-                totals.sent.fetch_add(1, Ordering::Relaxed);
-                match result {
-                    Ok(status) => {
-                        let micros = scheduled.elapsed().as_micros().clamp(1, 60_000_000) as u64;
-                        let _ = hist.record(micros);
-                        if (200..300).contains(&status) {
-                            totals.ok_records.fetch_add(p.records, Ordering::Relaxed);
-                            totals.ok_bytes.fetch_add(p.body_bytes, Ordering::Relaxed);
-                        }
-                        *totals.statuses.lock().expect("status map").entry(status).or_default() +=
-                            1;
-                        if status == 503 || status == 0 {
-                            stream = None; // the receiver may have closed it
-                        }
-                    }
-                    Err(_) => {
-                        totals.errors.fetch_add(1, Ordering::Relaxed);
-                        stream = None;
-                    }
-                }
-            }
-            hist
-        }));
-    }
-
-    let progress = {
-        let totals = Arc::clone(&totals);
-        tokio::spawn(async move {
-            let mut last = (Instant::now(), 0u64, 0u64);
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let (records, bytes) = (
-                    totals.ok_records.load(Ordering::Relaxed),
-                    totals.ok_bytes.load(Ordering::Relaxed),
-                );
-                let dt = last.0.elapsed().as_secs_f64();
-                eprint!(
-                    "\r{:6.1}s  {:>10.0} records/s  {:>8.1} MB/s  statuses {:?}   ",
-                    started.elapsed().as_secs_f64(),
-                    (records - last.1) as f64 / dt,
-                    (bytes - last.2) as f64 / dt / 1e6,
-                    totals.statuses.lock().expect("status map")
-                );
-                last = (Instant::now(), records, bytes);
-            }
-        })
-    };
-
+    let plan = Arc::new(Plan {
+        addr,
+        prepared,
+        next: Arc::new(AtomicU64::new(0)),
+        started,
+        deadline: started + Duration::from_secs(args.duration_secs),
+        limit: args.batches,
+        rate: args.rate,
+        format: args.format,
+        gzip: args.gzip,
+    });
+    let tasks: Vec<_> = (0..args.connections)
+        .map(|_| tokio::spawn(connection(Arc::clone(&plan), Arc::clone(&totals))))
+        .collect();
+    let progress = tokio::spawn(progress(Arc::clone(&totals), started));
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
     for t in tasks {
         if let Ok(h) = t.await {
@@ -342,7 +367,11 @@ async fn main() {
     }
     progress.abort();
     eprintln!();
-    let elapsed = started.elapsed().as_secs_f64();
+    report(&totals, &hist, started.elapsed().as_secs_f64(), args.json);
+}
+
+/// Prints the run's summary, as JSON with `--json`.
+fn report(totals: &Totals, hist: &Histogram<u64>, elapsed: f64, json: bool) {
     let records = totals.ok_records.load(Ordering::Relaxed);
     let bytes = totals.ok_bytes.load(Ordering::Relaxed);
     let statuses = totals.statuses.lock().expect("status map").clone();
@@ -360,7 +389,7 @@ async fn main() {
         "non_2xx": non_2xx,
         "connection_errors": totals.errors.load(Ordering::Relaxed),
     });
-    if args.json {
+    if json {
         println!("{summary}");
     } else {
         println!(
