@@ -38,6 +38,10 @@ pub struct IngestConfig {
     pub retry_after_secs: u32,
     /// Time in-flight requests get to finish at shutdown.
     pub shutdown_timeout: Duration,
+    /// Gzip bodies whose signature does not match their raw bytes that may be inflated at once
+    /// to check it over the inflated bytes; past it, such deliveries get a fast `503`. Bounds
+    /// what anyone who can reach the port can make the receiver inflate.
+    pub max_unverified_inflations: usize,
 }
 
 impl IngestConfig {
@@ -49,7 +53,8 @@ impl IngestConfig {
 
 impl Default for IngestConfig {
     /// The one home of the edge's defaults: `0.0.0.0:8080`, the drain at `/vercel/logs`, no
-    /// secret, 16 MiB bodies (64 MiB inflated), 1024 connections, no required header.
+    /// secret, 16 MiB bodies (64 MiB inflated), 1024 connections, no required header,
+    /// 2 unverified gzip bodies inflated at once.
     fn default() -> IngestConfig {
         IngestConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
@@ -66,6 +71,7 @@ impl Default for IngestConfig {
             ack_timeout: Duration::from_secs(20),
             retry_after_secs: 1,
             shutdown_timeout: Duration::from_secs(30),
+            max_unverified_inflations: 2,
         }
     }
 }

@@ -14,6 +14,7 @@ use record::{Batch, Dispatch, RejectReason};
 
 use crate::decode::{decode, PaddedBody};
 use crate::drains::{check_headers, DrainDirectory, RequiredHeader};
+use crate::gate::{check_raw, is_probe, is_unsigned_probe, unverified_permit, Signed};
 use crate::inflate::gunzip;
 use listener::SigningKey;
 
@@ -29,6 +30,8 @@ pub(crate) struct State {
     pub(crate) render_metrics: RenderMetrics,
     pub(crate) verify: Option<HeaderValue>,
     pub(crate) drains: Option<Arc<dyn DrainDirectory>>,
+    /// Places among the gzip bodies inflated before their signature is known to match.
+    pub(crate) unverified: Arc<tokio::sync::Semaphore>,
 }
 
 /// Which drain a request is for: its name in batches, the secret it must be signed with and
@@ -42,6 +45,7 @@ struct Target {
 const SIGNATURE: &str = "x-vercel-signature";
 const VERIFY: &str = "x-vercel-verify";
 
+#[derive(Clone, Copy)]
 enum Encoding {
     Identity,
     Gzip,
@@ -114,11 +118,10 @@ async fn route(
     }
 }
 
-/// Bodies larger than this are opened (inflated, verified, decoded) on the blocking pool, so
-/// that a big delivery never holds a runtime worker for milliseconds.
+/// Identity bodies larger than this are opened (verified, decoded) on the blocking pool, so
+/// that a big delivery never holds a runtime worker for milliseconds. Gzip bodies are always
+/// opened there: inflating is never done on a runtime thread.
 const INLINE_BYTES: usize = 256 * 1024;
-/// The same bound for gzip bodies, which grow when inflated.
-const INLINE_GZIP_BYTES: usize = 32 * 1024;
 
 /// A delivery: read, authenticate, inflate, decode, hand off, wait for the sinks, answer.
 async fn deliver(
@@ -144,32 +147,52 @@ async fn deliver(
     state.metrics.received(raw.len());
     let signature = parts.headers.get(SIGNATURE).map(|v| v.as_bytes().to_vec());
     let headers_checked = check_headers(&target.headers, &parts.headers);
+    let gzip = matches!(encoding, Encoding::Gzip);
 
-    let inline = match encoding {
-        Encoding::Identity => raw.len() <= INLINE_BYTES,
-        Encoding::Gzip => raw.len() <= INLINE_GZIP_BYTES,
+    // Authentication before any inflating or decoding.
+    let (raw, signed) = match (&target.secret, signature.as_deref()) {
+        (None, _) => (raw, Signed::NotRequired),
+        (Some(_), None) if is_unsigned_probe(raw.as_slice(), gzip) => return Ok(probe(&state)),
+        (Some(_), None) => {
+            headers_checked?;
+            return Err(IngestError::MissingSignature);
+        }
+        (Some(secret), Some(sig)) => check_raw(secret, raw, sig).await?,
     };
-    let opened = if inline {
-        open_delivery(&state, &target, raw, encoding, signature.as_deref(), headers_checked)?
+    let permit = match signed {
+        Signed::Unverified if gzip => Some(unverified_permit(&state.unverified)?),
+        _ => None,
+    };
+    let opened = if !gzip && raw.len() <= INLINE_BYTES {
+        open_delivery(&state, &target, raw, gzip, (signed, signature.as_deref()), headers_checked)?
     } else {
         let state = Arc::clone(&state);
         tokio::task::spawn_blocking(move || {
-            open_delivery(&state, &target, raw, encoding, signature.as_deref(), headers_checked)
+            let auth = (signed, signature.as_deref());
+            let opened = open_delivery(&state, &target, raw, gzip, auth, headers_checked);
+            drop(permit);
+            opened
         })
         .await
         .map_err(|_| IngestError::Overloaded)??
     };
-    let Some(batch) = opened else {
-        // Endpoint verification: answered whether signed or not, and nothing is stored.
-        state.metrics.probe();
-        return Ok(json(StatusCode::OK, r#"{"accepted":0,"dead_lettered":0}"#.into()));
-    };
+    let Some(batch) = opened else { return Ok(probe(&state)) };
+    store(&state, batch).await
+}
 
+/// Endpoint verification: answered whether signed or not, and nothing is stored.
+fn probe(state: &State) -> Response<Full<Bytes>> {
+    state.metrics.probe();
+    json(StatusCode::OK, r#"{"accepted":0,"dead_lettered":0}"#.into())
+}
+
+/// Hands `batch` to the pipeline and answers once every sink holding part of it confirmed.
+async fn store(state: &State, batch: Batch) -> Result<Response<Full<Bytes>>, IngestError> {
     let (accepted, dead_lettered) = (batch.records.len(), batch.rejects.len());
     let started = Instant::now();
     let rejected: Vec<RejectReason> = batch.rejects.iter().map(|r| r.reason).collect();
     let waiter = state.dispatch.try_submit(batch)?;
-    tokio::time::timeout(config.ack_timeout, waiter.wait())
+    tokio::time::timeout(state.config.ack_timeout, waiter.wait())
         .await
         .map_err(|_| IngestError::AckTimeout)?
         .map_err(IngestError::SinkUnavailable)?;
@@ -180,25 +203,20 @@ async fn deliver(
     ))
 }
 
-/// The CPU part of a delivery: inflate, verify, decode. `None` for a verification probe.
-/// `headers_checked` is the outcome of the drain's required-header check, which, like the
-/// signature, a probe need not pass.
+/// The CPU part of a delivery: inflate, finish verifying, decode. `None` for a verification
+/// probe. `auth` is how far the signature was checked before (over the raw bytes) and the
+/// signature itself; `headers_checked` is the outcome of the drain's required-header check,
+/// which, like the signature, a probe need not pass.
 fn open_delivery(
     state: &State,
     target: &Target,
     raw: PaddedBody,
-    encoding: Encoding,
-    signature: Option<&[u8]>,
+    gzip: bool,
+    (signed, signature): (Signed, Option<&[u8]>),
     headers_checked: Result<(), IngestError>,
 ) -> Result<Option<Batch>, IngestError> {
-    let config = &state.config;
-    let raw_verified = match (&target.secret, signature) {
-        (Some(secret), Some(sig)) => secret.verifies(raw.as_slice(), sig),
-        _ => false,
-    };
-    let gzip = matches!(encoding, Encoding::Gzip);
     let body = if gzip {
-        let inflated = gunzip(raw.as_slice(), config.max_inflated_bytes)?;
+        let inflated = gunzip(raw.as_slice(), state.config.max_inflated_bytes)?;
         state.metrics.inflated(inflated.len());
         inflated
     } else {
@@ -210,7 +228,7 @@ fn open_delivery(
     headers_checked?;
     if let Some(secret) = &target.secret {
         let sig = signature.ok_or(IngestError::MissingSignature)?;
-        if raw_verified {
+        if signed == Signed::Raw {
             state.metrics.signature("raw");
         } else if gzip && secret.verifies(body.as_slice(), sig) {
             state.metrics.signature("inflated");
@@ -280,12 +298,6 @@ async fn read_body(
         }
     }
     Ok(buf)
-}
-
-/// Vercel's endpoint verification: an empty body or `{}`.
-fn is_probe(body: &[u8]) -> bool {
-    let trimmed = body.trim_ascii();
-    trimmed.is_empty() || trimmed == b"{}"
 }
 
 fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {

@@ -2,10 +2,11 @@
 //!
 //! - [`decode`]: the pure body decoder (NDJSON / JSON array -> records and rejects).
 //! - [`Server`]: the hyper server. `POST` on the drain path is a delivery: its signature is
-//!   checked over the raw bytes, gzip is inflated under a cap, the body is decoded, the batch is
-//!   handed to a [`record::Dispatch`] and the client is answered only once every sink holding
-//!   part of it confirmed. `GET`/`HEAD` on the drain path and unsigned `{}` bodies are
-//!   verification probes. `/healthz`, `/readyz` and `/metrics` serve operators.
+//!   checked over the raw bytes before anything else (an unsigned body is refused at once,
+//!   Vercel's probe aside), gzip is inflated under a cap on the blocking pool, the body is
+//!   decoded, the batch is handed to a [`record::Dispatch`] and the client is answered only
+//!   once every sink holding part of it confirmed. `GET`/`HEAD` on the drain path and unsigned
+//!   `{}` bodies are verification probes. `/healthz`, `/readyz` and `/metrics` serve operators.
 //! - [`DrainDirectory`]: drains with their own path (`<drain path>/<key>`) and secret, looked
 //!   up per request; [`RequiredHeader`]: a header a drain's deliveries must carry.
 //! - [`IngestError`]: every failure, mapped to a status in exactly one place.
@@ -17,6 +18,7 @@ mod config;
 pub mod decode;
 mod drains;
 mod error;
+mod gate;
 mod handler;
 mod inflate;
 mod metrics;

@@ -43,8 +43,16 @@ impl Server {
             })?),
             None => None,
         };
-        let state =
-            Arc::new(State { config, dispatch, metrics, render_metrics, verify, drains: None });
+        let unverified = Arc::new(tokio::sync::Semaphore::new(config.max_unverified_inflations));
+        let state = Arc::new(State {
+            config,
+            dispatch,
+            metrics,
+            render_metrics,
+            verify,
+            drains: None,
+            unverified,
+        });
         Ok(Server { listener, state })
     }
 

@@ -48,6 +48,13 @@ pub(super) fn ingest_config(
         1024,
         2 * GIB,
     ) as usize;
+    ingest.max_unverified_inflations = problems.range(
+        "server.max_unverified_inflations",
+        s.max_unverified_inflations,
+        d.max_unverified_inflations as u64,
+        1,
+        1024,
+    ) as usize;
     ingest.max_connections = problems.range(
         "server.max_connections",
         s.max_connections,
