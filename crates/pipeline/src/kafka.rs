@@ -76,8 +76,9 @@ crate::named_setting! {
     }
 }
 
-/// How the Kafka sink connects and produces.
-#[derive(Debug, Clone)]
+/// How the Kafka sink connects and produces. `Debug` (in `kafka_properties`) redacts the
+/// properties that hold secrets.
+#[derive(Clone)]
 pub struct KafkaSinkConfig {
     /// `bootstrap.servers`.
     pub brokers: String,

@@ -33,6 +33,7 @@
 mod dedup;
 pub mod file;
 pub mod kafka;
+pub mod kafka_properties;
 mod metrics;
 mod sink;
 

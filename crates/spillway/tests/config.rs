@@ -220,3 +220,40 @@ fn required_headers_come_from_the_file_or_the_environment_and_are_checked() {
     assert!(text.contains("vercel.required_headers[1]: x-vercel-signature"), "{text}");
     assert!(!text.contains("[2]"), "{text}");
 }
+
+/// Would catch `check-config` printing Kafka secrets (today's derived `Debug` prints every
+/// property in clear): the real binary shows each sensitive key, never its value.
+#[test]
+fn check_config_shows_kafka_property_names_but_never_their_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spillway.toml");
+    let secrets = [
+        ("sasl.password", "hunter-sasl"),
+        ("ssl.key.password", "hunter-key"),
+        ("ssl.keystore.password", "hunter-store"),
+        ("sasl.jaas.config", "hunter-jaas"),
+        ("sasl.oauthbearer.config", "hunter-oauth"),
+        ("ssl.key.pem", "hunter-pem"),
+    ];
+    let mut text = "[sinks.kafka]\nbrokers = \"127.0.0.1:1\"\n[sinks.kafka.properties]\n\
+                    \"sasl.username\" = \"alice\"\n"
+        .to_owned();
+    for (key, value) in secrets {
+        text.push_str(&format!("\"{key}\" = \"{value}\"\n"));
+    }
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spillway"))
+        .arg("check-config")
+        .arg("--config")
+        .arg(&path)
+        .env_clear()
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!shown.contains("hunter"), "{shown}");
+    assert!(shown.contains("alice"), "{shown}");
+    for (key, _) in secrets {
+        assert!(shown.contains(key), "{key} missing from {shown}");
+    }
+}

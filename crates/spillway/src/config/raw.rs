@@ -151,8 +151,9 @@ pub struct RawSinks {
     pub kafka: Option<RawKafkaSink>,
 }
 
-/// `[sinks.kafka]`: present (or `SPILLWAY_KAFKA_BROKERS` set) enables the Kafka sink.
-#[derive(Debug, Default, Deserialize)]
+/// `[sinks.kafka]`: present (or `SPILLWAY_KAFKA_BROKERS` set) enables the Kafka sink. `Debug`
+/// redacts the properties that hold secrets.
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct RawKafkaSink {
@@ -171,6 +172,28 @@ pub struct RawKafkaSink {
     pub properties: BTreeMap<String, String>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+}
+
+impl std::fmt::Debug for RawKafkaSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let properties: Vec<(&str, &str)> =
+            self.properties.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        f.debug_struct("RawKafkaSink")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .field("compression", &self.compression)
+            .field("linger_ms", &self.linger_ms)
+            .field("batch_bytes", &self.batch_bytes)
+            .field("queue_max_messages", &self.queue_max_messages)
+            .field("queue_max_kbytes", &self.queue_max_kbytes)
+            .field("message_timeout_ms", &self.message_timeout_ms)
+            .field("create_topics", &self.create_topics)
+            .field("partitions", &self.partitions)
+            .field("replication_factor", &self.replication_factor)
+            .field("properties", &pipeline::kafka_properties::Redacted(&properties))
+            .field("routes", &self.routes)
+            .finish()
+    }
 }
 
 /// `[[sinks.kafka.routes]]`.

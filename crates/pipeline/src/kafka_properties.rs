@@ -1,0 +1,126 @@
+//! librdkafka properties as an operator writes them (`[sinks.kafka.properties]`): the one rule
+//! for which hold secrets (shown redacted by every `Debug`, so `check-config` and logs never
+//! print them) and for which weaken what a `200` means (`acks`, idempotence).
+
+use std::fmt;
+
+use crate::kafka::KafkaSinkConfig;
+
+/// What a redacted value is shown as.
+pub const REDACTED: &str = "[redacted]";
+
+/// Parts of a property name that mark its value as a secret: passwords, SASL JAAS and OAuth
+/// bearer configurations, private keys and key stores inline or by path, tokens, secrets.
+const SENSITIVE: [&str; 9] = [
+    "password",
+    "secret",
+    "sasl.jaas",
+    "sasl.oauthbearer.config",
+    "sasl.oauthbearer.client",
+    "ssl.key.pem",
+    "ssl_key",
+    "ssl.keystore",
+    "token",
+];
+
+/// Whether the value of librdkafka property `key` is a secret (case-insensitive, by part).
+pub fn is_sensitive(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SENSITIVE.iter().any(|part| key.contains(part))
+}
+
+/// Shows properties as `{key: value}` with every sensitive value replaced by [`REDACTED`].
+pub struct Redacted<'a, I>(pub &'a I);
+
+impl<'a, I, K, V> fmt::Debug for Redacted<'a, I>
+where
+    &'a I: IntoIterator<Item = &'a (K, V)>,
+    K: AsRef<str> + 'a,
+    V: AsRef<str> + 'a,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for (k, v) in self.0 {
+            let shown = if is_sensitive(k.as_ref()) { REDACTED } else { v.as_ref() };
+            map.entry(&k.as_ref(), &shown);
+        }
+        map.finish()
+    }
+}
+
+impl fmt::Debug for KafkaSinkConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Destructured without `..`: a field added to the config fails to compile here until
+        // it is shown, or deliberately left out, so nothing new can leak by a derived Debug.
+        let KafkaSinkConfig {
+            brokers,
+            topic,
+            routes,
+            compression,
+            linger_ms,
+            batch_bytes,
+            queue_max_messages,
+            queue_max_kbytes,
+            message_timeout,
+            create_topics,
+            partitions,
+            replication_factor,
+            properties,
+        } = self;
+        f.debug_struct("KafkaSinkConfig")
+            .field("brokers", brokers)
+            .field("topic", topic)
+            .field("routes", routes)
+            .field("compression", compression)
+            .field("linger_ms", linger_ms)
+            .field("batch_bytes", batch_bytes)
+            .field("queue_max_messages", queue_max_messages)
+            .field("queue_max_kbytes", queue_max_kbytes)
+            .field("message_timeout", message_timeout)
+            .field("create_topics", create_topics)
+            .field("partitions", partitions)
+            .field("replication_factor", replication_factor)
+            .field("properties", &Redacted(properties))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_recognised_by_their_names() {
+        for key in [
+            "sasl.password",
+            "ssl.key.password",
+            "ssl.keystore.password",
+            "ssl.keystore.location",
+            "ssl.key.pem",
+            "sasl.jaas.config",
+            "sasl.oauthbearer.config",
+            "sasl.oauthbearer.client.secret",
+            "SASL.PASSWORD",
+        ] {
+            assert!(is_sensitive(key), "{key}");
+        }
+        for key in ["sasl.username", "security.protocol", "acks", "ssl.ca.location"] {
+            assert!(!is_sensitive(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn debug_shows_the_keys_but_not_the_secrets() {
+        let mut config = KafkaSinkConfig::new("b:1");
+        config.properties = vec![
+            ("sasl.username".into(), "alice".into()),
+            ("sasl.password".into(), "hunter2".into()),
+            ("ssl.key.password".into(), "hunter3".into()),
+        ];
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter"), "{shown}");
+        for part in ["sasl.password", "ssl.key.password", "alice", REDACTED] {
+            assert!(shown.contains(part), "{part} missing from {shown}");
+        }
+    }
+}
