@@ -12,15 +12,18 @@
 //! broker is up, the sink stops accepting, so new deliveries are refused with a fast `503` and
 //! `/readyz` says not ready; it accepts again as soon as a broker is back.
 //!
+//! Missing topics are created by a thread of their own (`topics`), never on the sink's thread.
+//!
 //! rdkafka types never leave this module.
+
+mod topics;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -28,6 +31,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::statistics::Statistics;
 use record::{Record, SinkFailure};
 
+use self::topics::{TopicCreator, TopicPlan};
 use crate::dedup::DedupWindow;
 use crate::sink::{Health, Job, Sink, Takes};
 use crate::{PipelineError, PipelineMetrics};
@@ -138,10 +142,22 @@ impl KafkaSinkConfig {
         topics
     }
 
-    fn client_config(&self) -> ClientConfig {
+    /// What every client of the sink (producer and admin) connects with: `bootstrap.servers`
+    /// and the configured properties, so SASL and TLS settings reach them all.
+    pub(crate) fn admin_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.brokers)
-            .set("enable.idempotence", "true")
+        c.set("bootstrap.servers", &self.brokers).set("reconnect.backoff.max.ms", "1000");
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// The producer's configuration: the connection's, lossless producer defaults, then the
+    /// configured properties again (they override the defaults).
+    fn client_config(&self) -> ClientConfig {
+        let mut c = self.admin_config();
+        c.set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", self.compression.as_str())
             .set("linger.ms", self.linger_ms.to_string())
@@ -149,12 +165,19 @@ impl KafkaSinkConfig {
             .set("queue.buffering.max.messages", self.queue_max_messages.to_string())
             .set("queue.buffering.max.kbytes", self.queue_max_kbytes.to_string())
             .set("message.timeout.ms", self.message_timeout.as_millis().to_string())
-            .set("statistics.interval.ms", "500")
-            .set("reconnect.backoff.max.ms", "1000");
+            .set("statistics.interval.ms", "500");
         for (k, v) in &self.properties {
             c.set(k, v);
         }
         c
+    }
+
+    fn topic_plan(&self) -> TopicPlan {
+        TopicPlan {
+            topics: self.topics().into_iter().map(str::to_owned).collect(),
+            partitions: self.partitions,
+            replication_factor: self.replication_factor,
+        }
     }
 }
 
@@ -266,8 +289,8 @@ pub struct KafkaSink {
     producer: ThreadedProducer<Context>,
     context_health: Health,
     metrics: PipelineMetrics,
-    topics_pending: bool,
-    last_topic_attempt: Instant,
+    /// Creating missing topics, until done (or given up).
+    topics: Option<TopicCreator>,
 }
 
 impl fmt::Debug for KafkaSink {
@@ -278,9 +301,6 @@ impl fmt::Debug for KafkaSink {
             .finish()
     }
 }
-
-/// How long start-up waits for the broker to create topics before carrying on without them.
-const TOPIC_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl KafkaSink {
     /// Creates the producer and, when configured, the missing topics. A broker that is down is
@@ -306,58 +326,14 @@ impl KafkaSink {
                 path: config.brokers.clone(),
                 source: std::io::Error::other(e.to_string()),
             })?;
-        let mut sink = KafkaSink {
-            topics_pending: config.create_topics,
-            config,
-            producer,
-            context_health: health,
-            metrics: metrics.clone(),
-            last_topic_attempt: Instant::now(),
+        let topics = match config.create_topics {
+            true => Some(
+                TopicCreator::spawn(config.admin_config(), config.topic_plan())
+                    .map_err(|source| PipelineError::Spawn { sink: KAFKA, source })?,
+            ),
+            false => None,
         };
-        sink.create_topics();
-        Ok(sink)
-    }
-
-    /// Creates the configured topics that are missing; on failure, tries again from `tick`.
-    fn create_topics(&mut self) {
-        if !self.topics_pending {
-            return;
-        }
-        self.last_topic_attempt = Instant::now();
-        let result = (|| -> Result<(), String> {
-            let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-                .set("bootstrap.servers", &self.config.brokers)
-                .create()
-                .map_err(|e| e.to_string())?;
-            let new: Vec<NewTopic<'_>> = self
-                .config
-                .topics()
-                .into_iter()
-                .map(|t| {
-                    let replication = TopicReplication::Fixed(self.config.replication_factor);
-                    NewTopic::new(t, self.config.partitions, replication)
-                })
-                .collect();
-            let options = AdminOptions::new()
-                .request_timeout(Some(TOPIC_TIMEOUT))
-                .operation_timeout(Some(TOPIC_TIMEOUT));
-            let results = futures_executor::block_on(admin.create_topics(&new, &options))
-                .map_err(|e| e.to_string())?;
-            for result in results {
-                match result {
-                    Ok(topic) => tracing::info!(sink = KAFKA, topic, "created topic"),
-                    Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                    Err((topic, code)) => return Err(format!("topic {topic}: {code}")),
-                }
-            }
-            Ok(())
-        })();
-        match result {
-            Ok(()) => self.topics_pending = false,
-            Err(e) => {
-                tracing::warn!(sink = KAFKA, error = %e, "cannot create topics yet; will retry")
-            }
-        }
+        Ok(KafkaSink { config, producer, context_health: health, metrics: metrics.clone(), topics })
     }
 
     fn topic_for<'a>(&'a self, record: &Record, drain: &str) -> &'a str {
@@ -446,9 +422,10 @@ impl Sink for KafkaSink {
         self.metrics.kafka_queue(i64::from(self.producer.in_flight_count()));
     }
 
-    fn tick(&mut self, now: Instant) {
-        if self.topics_pending && now.duration_since(self.last_topic_attempt) >= TOPIC_TIMEOUT {
-            self.create_topics();
+    fn tick(&mut self, _now: Instant) {
+        // Never blocks: the creating thread runs on its own and is only looked at here.
+        if self.topics.as_mut().is_some_and(TopicCreator::poll) {
+            self.topics = None;
         }
     }
 
@@ -504,6 +481,23 @@ mod tests {
             "colour".parse::<RouteField>().unwrap_err().to_string(),
             r#""colour" is not one of source, level, environment, drain"#
         );
+    }
+
+    #[test]
+    fn the_admin_client_gets_the_configured_properties() {
+        let mut config = KafkaSinkConfig::new("b:1");
+        config.properties = vec![
+            ("security.protocol".into(), "sasl_ssl".into()),
+            ("sasl.username".into(), "u".into()),
+        ];
+        for client in [config.admin_config(), config.client_config()] {
+            assert_eq!(client.get("bootstrap.servers"), Some("b:1"));
+            assert_eq!(client.get("security.protocol"), Some("sasl_ssl"));
+            assert_eq!(client.get("sasl.username"), Some("u"));
+        }
+        // The properties override the producer's defaults.
+        config.properties.push(("acks".into(), "1".into()));
+        assert_eq!(config.client_config().get("acks"), Some("1"));
     }
 
     #[test]

@@ -1,19 +1,21 @@
 //! The Kafka sink against librdkafka's in-process mock cluster (fast; the real-broker tests live
 //! in `crates/spillway/tests/kafka_broker.rs`): every record becomes one message with the right
-//! value, key and headers on the right topic, and a full producer queue fails a batch at once.
+//! value, key and headers on the right topic, a full producer queue fails a batch at once, and
+//! creating topics never blocks the sink's thread. (The mock cluster has no CreateTopics: topic
+//! creation itself is tested against the real broker.)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pipeline::kafka::{KafkaSink, KafkaSinkConfig, Route, RouteField};
-use pipeline::{Pipeline, PipelineConfig, PipelineMetrics};
+use pipeline::{Pipeline, PipelineConfig, PipelineMetrics, Sink};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use record::{Batch, Dispatch, FieldSpan, Record, RecordMeta};
-use testkit::{block_on, wait_until};
+use testkit::{block_on, free_port, wait_until};
 
 fn record(id: &str, project: &str, source: &str) -> Record {
     let line =
@@ -141,4 +143,21 @@ fn a_full_producer_queue_fails_the_batch_at_once() {
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
     drop(pipeline);
     workers.join(Duration::from_secs(10));
+}
+
+#[test]
+fn creating_topics_never_blocks_the_sink_thread() {
+    // Nothing listens on this port: every admin request would wait out its timeout.
+    let mut config = KafkaSinkConfig::new(format!("127.0.0.1:{}", free_port()));
+    config.create_topics = true;
+    let metrics = PipelineMetrics::register(&mut Default::default());
+    let started = Instant::now();
+    let mut sink = KafkaSink::open(config, &metrics).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(1), "open took {:?}", started.elapsed());
+    let started = Instant::now();
+    for minutes in 0..50 {
+        // However late the tick, it only looks at the creating thread.
+        sink.tick(Instant::now() + Duration::from_secs(60 * minutes));
+    }
+    assert!(started.elapsed() < Duration::from_millis(500), "ticks took {:?}", started.elapsed());
 }
