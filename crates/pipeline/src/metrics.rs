@@ -20,6 +20,7 @@ pub struct PipelineMetrics {
     write_seconds: Family<Labels, Histogram>,
     write_errors: Family<ErrorLabels, Counter>,
     files_completed: Family<Labels, Counter>,
+    completion_failures: Family<ErrorLabels, Counter>,
     kafka_produced: Counter,
     retries_skipped: Family<Labels, Counter>,
     kafka_queue: Gauge,
@@ -41,6 +42,7 @@ impl PipelineMetrics {
             write_seconds: Family::new_with_constructor(write_histogram),
             write_errors: Family::default(),
             files_completed: Family::default(),
+            completion_failures: Family::default(),
             bytes_written: Family::default(),
             kafka_produced: Counter::default(),
             retries_skipped: Family::default(),
@@ -78,6 +80,12 @@ impl PipelineMetrics {
             "sink_files_completed",
             "Files rotated and complete, by sink",
             m.files_completed.clone(),
+        );
+        r.register(
+            "sink_file_completion_failures",
+            "Failed tries to complete a file (sync, rename to .ndjson, directory sync), by sink \
+             and error code; a failed file is tried again with a backoff",
+            m.completion_failures.clone(),
         );
         r.register(
             "sink_retried_batches_skipped",
@@ -131,6 +139,10 @@ impl PipelineMetrics {
 
     pub(crate) fn write_error(&self, sink: &'static str, code: &'static str) {
         self.write_errors.get_or_create(&[("sink", sink), ("code", code)]).inc();
+    }
+
+    pub(crate) fn completion_failed(&self, sink: &'static str, code: &'static str) {
+        self.completion_failures.get_or_create(&[("sink", sink), ("code", code)]).inc();
     }
 
     pub(crate) fn file_completed(&self, sink: &'static str) {

@@ -186,6 +186,79 @@ fn files_left_open_by_a_crash_are_completed_without_their_partial_line() {
 }
 
 #[test]
+fn lines_of_a_crashed_file_that_are_not_records_are_set_aside_as_dead_letters() {
+    let root = tempfile::tempdir().unwrap();
+    let (logs, dead) = (root.path().join("logs"), root.path().join("dead-letter"));
+    std::fs::create_dir_all(&logs).unwrap();
+    // What a power loss can leave: zeros where a write's sectors never reached the disk, a line
+    // torn and followed by later data, and a partial last line.
+    let zeros = format!("{}{{\"id\":\"z\"}}", "\0".repeat(20));
+    let name = "records-1700000000000-000001.ndjson.open";
+    let mut bytes = b"{\"id\":\"a\"}\n".to_vec();
+    bytes.extend_from_slice(zeros.as_bytes());
+    bytes.extend_from_slice(b"\n{\"id\":\"b\"}\n{\"id\":\"to\n");
+    // Not UTF-8 either.
+    bytes.extend_from_slice(b"\xff{\"id\":\"c\"}\n{\"id\":\"par");
+    std::fs::write(logs.join(name), &bytes).unwrap();
+    let config = FileSinkConfig { invalid_dir: Some(dead.clone()), ..FileSinkConfig::new(&logs) };
+    let (pipeline, workers) = start(root.path(), config, PipelineConfig::default());
+    assert_eq!(files(&logs, ".open"), Vec::<String>::new());
+    assert_eq!(files(&logs, ".clean"), Vec::<String>::new());
+    assert_eq!(
+        std::fs::read_to_string(logs.join("records-1700000000000-000001.ndjson")).unwrap(),
+        "{\"id\":\"a\"}\n{\"id\":\"b\"}\n"
+    );
+    let set_aside = "recovered-invalid-records-1700000000000-000001.ndjson";
+    assert_eq!(files(&dead, ".ndjson"), vec![set_aside]);
+    let letters: Vec<serde_json::Value> = std::fs::read_to_string(dead.join(set_aside))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), 3, "{letters:?}");
+    assert!(letters.iter().all(|l| l["reason"] == "recovered_invalid" && l["file"] == name));
+    assert_eq!(letters[0]["raw"], zeros.as_str());
+    assert_eq!(letters[0]["offset"], 11);
+    assert_eq!(letters[1]["raw"], "{\"id\":\"to");
+    let expected = [&b"\xff"[..], b"{\"id\":\"c\"}"].concat();
+    use base64::Engine as _;
+    assert_eq!(
+        letters[2]["raw_base64"],
+        base64::engine::general_purpose::STANDARD.encode(expected).as_str()
+    );
+    drop(pipeline);
+    workers.join(Duration::from_secs(5));
+}
+
+#[test]
+fn files_and_directories_are_private_to_the_owner_and_group_unless_configured() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let root = tempfile::tempdir().unwrap();
+    for (file_mode, dir_mode, sub) in [(None, None, "default"), (Some(0o600), Some(0o700), "set")] {
+        let logs = root.path().join(sub).join("logs");
+        let mut config = FileSinkConfig::new(&logs);
+        config.file_mode = file_mode.unwrap_or(config.file_mode);
+        config.dir_mode = dir_mode.unwrap_or(config.dir_mode);
+        let (pipeline, workers) = start(&root.path().join(sub), config, PipelineConfig::default());
+        block_on(pipeline.try_submit(batch(&[r#"{"id":"a"}"#], &[b"{bad"])).unwrap().wait())
+            .unwrap();
+        drop(pipeline);
+        assert!(workers.join(Duration::from_secs(5)).is_empty());
+        let dead = root.path().join(sub).join("dead-letter");
+        for dir in [&root.path().join(sub), &logs, &dead] {
+            assert_eq!(mode(dir), dir_mode.unwrap_or(0o750), "{}", dir.display());
+        }
+        for dir in [&logs, &dead] {
+            for name in files(dir, ".ndjson") {
+                assert_eq!(mode(&dir.join(&name)), file_mode.unwrap_or(0o640), "{name}");
+            }
+            assert_eq!(files(dir, ".ndjson").len(), 1);
+        }
+    }
+}
+
+#[test]
 fn a_directory_is_written_by_one_process_at_a_time() {
     let root = tempfile::tempdir().unwrap();
     let logs = root.path().join("logs");

@@ -60,18 +60,34 @@ pub(super) fn encode_rejects(batch: &Batch, buf: &mut Vec<u8>) -> u64 {
         line.insert("drain".into(), batch.drain.as_ref().into());
         line.insert("reason".into(), reject.reason.code().into());
         line.insert("offset".into(), reject.offset.into());
-        match std::str::from_utf8(&reject.raw) {
-            Ok(text) => line.insert("raw".into(), text.into()),
-            Err(_) => line.insert(
-                "raw_base64".into(),
-                base64::engine::general_purpose::STANDARD.encode(&reject.raw).into(),
-            ),
-        };
-        // Serializing a map of plain values into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *buf, &line);
-        buf.push(b'\n');
+        push_line(line, &reject.raw, buf);
     }
     batch.rejects.len() as u64
+}
+
+/// Appends the dead letter of a line set aside at crash recovery (see `recover`): which file it
+/// was in, at which byte offset, and its bytes.
+pub(super) fn encode_recovered(file: &str, offset: u64, raw: &[u8], at_ms: u64, buf: &mut Vec<u8>) {
+    let mut line = serde_json::Map::new();
+    line.insert("received_at_ms".into(), at_ms.into());
+    line.insert("reason".into(), "recovered_invalid".into());
+    line.insert("file".into(), file.into());
+    line.insert("offset".into(), offset.into());
+    push_line(line, raw, buf);
+}
+
+/// Adds `raw` to `line` (as text, or base64 when it is not UTF-8) and appends it to `buf`.
+fn push_line(mut line: serde_json::Map<String, serde_json::Value>, raw: &[u8], buf: &mut Vec<u8>) {
+    match std::str::from_utf8(raw) {
+        Ok(text) => line.insert("raw".into(), text.into()),
+        Err(_) => line.insert(
+            "raw_base64".into(),
+            base64::engine::general_purpose::STANDARD.encode(raw).into(),
+        ),
+    };
+    // Serializing a map of plain values into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *buf, &line);
+    buf.push(b'\n');
 }
 
 #[cfg(test)]

@@ -5,21 +5,29 @@
 //! (or the sink closes) it is synced per the policy and renamed to `….ndjson`. Readers take only
 //! `*.ndjson` files: those are complete and never change again. At start-up, `.open` files left
 //! by a crash are completed the same way, after cutting any partial last line (a write that was
-//! never acknowledged).
+//! never acknowledged) and setting aside, as dead letters, lines that are not valid records
+//! (`recover`). A file whose completion fails is completed again later (`retry`).
 //!
 //! The records sink writes one record per line, exactly the record's bytes. The dead-letter
 //! sink writes one JSON object per rejected record: when and from which drain it came, why it was
 //! rejected, where in the body it sat, and its raw bytes (`raw`, or `raw_base64` when they are
 //! not UTF-8).
 //!
+//! Files and directories are created with [`FileSinkConfig::file_mode`] and
+//! [`FileSinkConfig::dir_mode`] (0640 and 0750 unless configured): records are not for every
+//! local user to read. Every file-system operation goes through a [`Storage`] ([`Disk`] in
+//! production), so that tests can simulate power loss underneath.
+//!
 //! This module holds the configuration and [`FileSink`]; `rotation` the files themselves,
-//! `encode` what goes into them, and `syncer` how written groups become durable and settle.
+//! `encode` what goes into them, `syncer` how written groups become durable and settle,
+//! `recover` the start-up recovery and `retry` the files whose completion failed.
 
 mod encode;
+mod recover;
+mod retry;
 mod rotation;
 mod syncer;
 
-use std::fs::File;
 use std::io::{self, IoSlice};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -27,12 +35,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::sink::{Health, Job, Sink, Takes};
+use crate::storage::{Disk, Storage};
 use crate::{PipelineError, PipelineMetrics};
 use encode::{encode_rejects, record_lines};
+pub use recover::RECOVERED_INVALID_PREFIX;
 use rotation::{finish, RotatingFile};
-#[cfg(test)]
-use syncer::SyncFn;
-use syncer::{Settler, SyncOrder, Syncer, Written};
+use syncer::{Settler, SyncOrder, SyncSetup, Syncer, Written};
 
 /// The records sink's name.
 pub const RECORDS: &str = "file";
@@ -93,10 +101,19 @@ pub struct FileSinkConfig {
     /// data, and writing into recycled pages costs a fraction of claiming fresh ones. Off when a
     /// reader tails the files and should find them in memory.
     pub drop_synced_pages: bool,
+    /// The permission bits of the files the sink creates (exactly these, whatever the umask).
+    pub file_mode: u32,
+    /// The permission bits of the directories the sink creates (existing ones are left as
+    /// they are).
+    pub dir_mode: u32,
+    /// Where crash recovery writes the lines of a crashed file that are not valid records, as
+    /// dead letters (`recovered-invalid-<file>.ndjson`); `None`: this sink's own directory.
+    pub invalid_dir: Option<PathBuf>,
 }
 
 impl FileSinkConfig {
-    /// Defaults for `dir`: 128 MiB or 5 minutes per file, fsync per batch, synced pages dropped.
+    /// Defaults for `dir`: 128 MiB or 5 minutes per file, fsync per batch, synced pages dropped,
+    /// files 0640 and directories 0750.
     pub fn new(dir: impl Into<PathBuf>) -> FileSinkConfig {
         FileSinkConfig {
             dir: dir.into(),
@@ -104,6 +121,9 @@ impl FileSinkConfig {
             max_file_age: Duration::from_secs(300),
             fsync: FsyncPolicy::Batch,
             drop_synced_pages: true,
+            file_mode: 0o640,
+            dir_mode: 0o750,
+            invalid_dir: None,
         }
     }
 }
@@ -151,7 +171,7 @@ impl FileSink {
         config: FileSinkConfig,
         metrics: &PipelineMetrics,
     ) -> Result<FileSink, PipelineError> {
-        FileSink::open(RECORDS, Takes::Records, "records", config, metrics)
+        FileSink::records_on(Arc::new(Disk), config, metrics)
     }
 
     /// The dead-letter sink: files `dead-letter-….ndjson` in `config.dir`.
@@ -159,13 +179,30 @@ impl FileSink {
         config: FileSinkConfig,
         metrics: &PipelineMetrics,
     ) -> Result<FileSink, PipelineError> {
-        FileSink::open(DEAD_LETTER, Takes::Rejects, "dead-letter", config, metrics)
+        FileSink::dead_letter_on(Arc::new(Disk), config, metrics)
+    }
+
+    /// The records sink, on `storage`.
+    pub fn records_on(
+        storage: Arc<dyn Storage>,
+        config: FileSinkConfig,
+        metrics: &PipelineMetrics,
+    ) -> Result<FileSink, PipelineError> {
+        FileSink::open(storage, (RECORDS, Takes::Records, "records"), config, metrics)
+    }
+
+    /// The dead-letter sink, on `storage`.
+    pub fn dead_letter_on(
+        storage: Arc<dyn Storage>,
+        config: FileSinkConfig,
+        metrics: &PipelineMetrics,
+    ) -> Result<FileSink, PipelineError> {
+        FileSink::open(storage, (DEAD_LETTER, Takes::Rejects, "dead-letter"), config, metrics)
     }
 
     fn open(
-        name: &'static str,
-        takes: Takes,
-        prefix: &'static str,
+        storage: Arc<dyn Storage>,
+        (name, takes, prefix): (&'static str, Takes, &'static str),
         config: FileSinkConfig,
         metrics: &PipelineMetrics,
     ) -> Result<FileSink, PipelineError> {
@@ -174,33 +211,29 @@ impl FileSink {
         let batch_sync = config.fsync == FsyncPolicy::Batch;
         let drop_synced_pages = config.drop_synced_pages;
         let dir = config.dir.clone();
-        let mut file = RotatingFile::open(config, prefix).map_err(error)?;
+        let mut file = RotatingFile::open(Arc::clone(&storage), config, prefix).map_err(error)?;
         file.defer_dir_sync = batch_sync;
         let settler = Settler::new(name, metrics);
         let syncer = match batch_sync {
             true => Some(
-                Syncer::start(settler.clone(), Box::new(File::sync_data), dir, drop_synced_pages)
-                    .map_err(error)?,
+                Syncer::start(SyncSetup {
+                    settler: settler.clone(),
+                    storage,
+                    unfinished: file.unfinished.clone(),
+                    dir,
+                    drop_synced_pages,
+                })
+                .map_err(error)?,
             ),
             false => None,
         };
         Ok(FileSink { name, takes, file, buf: Vec::new(), settler, syncer })
     }
 
-    /// The same sink with its syncer making data durable through `sync`.
-    #[cfg(test)]
-    fn with_sync(mut self, sync: SyncFn) -> FileSink {
-        self.stop_syncer();
-        let (dir, drop) = (self.file.config.dir.clone(), self.file.config.drop_synced_pages);
-        self.syncer = Some(Syncer::start(self.settler.clone(), sync, dir, drop).unwrap());
-        self
-    }
-
     /// Stops the syncer once it has settled every group written so far.
     fn stop_syncer(&mut self) {
-        if let Some(Syncer { tx, thread, .. }) = self.syncer.take() {
-            drop(tx);
-            if thread.join().is_err() {
+        if let Some(syncer) = self.syncer.take() {
+            if !syncer.stop() {
                 tracing::error!(sink = self.name, "the syncer thread panicked");
             }
         }
@@ -225,18 +258,24 @@ impl FileSink {
         if !self.file.due(now) {
             return Ok(());
         }
-        match (&self.syncer, self.file.current.take()) {
+        match (&mut self.syncer, self.file.current.take()) {
             (Some(syncer), Some(current)) => {
-                if let Err(crossbeam_channel::SendError(SyncOrder::Finish(current))) =
-                    syncer.tx.send(SyncOrder::Finish(current))
-                {
-                    finish(current, true, &self.file.config.dir)?;
+                if let Err(SyncOrder::Finish(current)) = syncer.send(SyncOrder::Finish(current)) {
+                    let storage = &*self.file.storage;
+                    if let Err(incomplete) = finish(storage, current, true, &self.file.config.dir) {
+                        let error = rotation::copy_error(&incomplete.error);
+                        self.file.unfinished.push(incomplete);
+                        return Err(error);
+                    }
                     self.settler.metrics.file_completed(self.name);
                 }
             }
             (_, current) => {
                 self.file.current = current;
-                self.file.complete()?;
+                if let Err(e) = self.file.complete() {
+                    self.settler.metrics.completion_failed(self.name, io_code(&e));
+                    return Err(e);
+                }
                 self.settler.metrics.file_completed(self.name);
             }
         }
@@ -287,7 +326,7 @@ impl FileSink {
     /// Settles a written group once it is durable: the syncer's to do when there is one, else
     /// done here after committing it as the fsync policy asks.
     fn settle(&mut self, written: Written) {
-        match (&self.syncer, &self.file.current) {
+        match (&mut self.syncer, &self.file.current) {
             (Some(syncer), Some(current)) => {
                 let order = SyncOrder::Group {
                     file: Arc::clone(&current.file),
@@ -296,9 +335,7 @@ impl FileSink {
                     written,
                 };
                 self.file.unsynced = false;
-                if let Err(crossbeam_channel::SendError(SyncOrder::Group { written, .. })) =
-                    syncer.tx.send(order)
-                {
+                if let Err(SyncOrder::Group { written, .. }) = syncer.send(order) {
                     // The syncer is gone (it panicked): nothing can make this group durable.
                     let mut jobs = written.jobs;
                     self.abandon(&mut jobs, &io::Error::other("the syncer thread stopped"));
@@ -311,6 +348,25 @@ impl FileSink {
                     self.abandon(&mut jobs, &e);
                 }
             },
+        }
+    }
+
+    /// Tries again to complete the files whose completion failed, if some are due at `now` (all
+    /// of them when `now` is `None`): through the syncer when there is one (never waiting for
+    /// it: if it is busy, the next tick tries), else here.
+    fn retry_completions(&mut self, now: Option<Instant>) {
+        let due = match now {
+            Some(now) => self.file.unfinished.due(now),
+            None => true,
+        };
+        match (now, &mut self.syncer) {
+            _ if !due => {}
+            (Some(now), Some(syncer)) => syncer.try_send(SyncOrder::Retry(now)),
+            (_, _) => {
+                let sync = self.file.config.fsync != FsyncPolicy::Never;
+                let (storage, dir) = (&*self.file.storage, &self.file.config.dir);
+                self.file.unfinished.retry(storage, dir, sync, now, &self.settler);
+            }
         }
     }
 
@@ -360,10 +416,10 @@ impl Sink for FileSink {
             }
         }
         if let Err(e) = self.rotate_if_due(now) {
-            tracing::error!(sink = self.name, error = %e, "cannot complete file");
-            self.settler.metrics.write_error(self.name, io_code(&e));
+            tracing::error!(sink = self.name, error = %e, "cannot complete file; will try again");
             self.file.current = None;
         }
+        self.retry_completions(Some(now));
     }
 
     fn health(&self) -> Health {
@@ -375,19 +431,16 @@ impl Sink for FileSink {
         self.stop_syncer();
         if let Err(e) = self.file.complete() {
             tracing::error!(sink = self.name, error = %e, "cannot complete file at shutdown");
+            self.settler.metrics.completion_failed(self.name, io_code(&e));
         }
+        // A last try for every file whose completion failed; what still fails is completed by
+        // the next start-up's recovery.
+        self.retry_completions(None);
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::fs;
-    use std::sync::Arc;
-
-    use bytes::Bytes;
-    use record::{Batch, Record, RecordMeta};
-
-    use super::rotation::DONE_SUFFIX;
     use super::*;
 
     #[test]
@@ -407,62 +460,5 @@ mod tests {
             r#""sometimes" is not one of batch, interval, never"#
         );
         assert!("Batch".parse::<FsyncMode>().is_err(), "names are exact");
-    }
-
-    #[test]
-    fn a_failed_sync_fails_its_group_and_the_sink_moves_to_a_new_file() {
-        use std::sync::atomic::AtomicUsize;
-
-        use record::Dispatch;
-
-        use crate::{Pipeline, PipelineConfig};
-
-        let dir = tempfile::tempdir().unwrap();
-        let metrics = PipelineMetrics::register(&mut Default::default());
-        let syncs = Arc::new(AtomicUsize::new(0));
-        let sink =
-            FileSink::records(FileSinkConfig::new(dir.path()), &metrics).unwrap().with_sync({
-                let syncs = Arc::clone(&syncs);
-                Box::new(move |file: &File| match syncs.fetch_add(1, Ordering::SeqCst) {
-                    0 => Err(io::Error::from_raw_os_error(5)),
-                    _ => file.sync_data(),
-                })
-            });
-        let (pipeline, workers) =
-            Pipeline::start(PipelineConfig::default(), vec![Box::new(sink)], metrics).unwrap();
-        let block_on = |waiter: record::AckWaiter| {
-            tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(waiter.wait())
-        };
-        let one = |line: &str| {
-            let body = Bytes::from(format!("{line}\n"));
-            Batch {
-                drain: Arc::from("default"),
-                received_at_ms: 0,
-                records: vec![Record::terminated(body.clone(), RecordMeta::default())],
-                body,
-                rejects: Vec::new(),
-                pinned_bytes: 0,
-                digest: 0,
-            }
-        };
-
-        let failure = block_on(pipeline.try_submit(one("{\"n\":1}")).unwrap()).unwrap_err();
-        assert_eq!((failure.sink, failure.code), ("file", "io_error"));
-        assert!(!pipeline.ready(), "a sink whose sync failed is not ready");
-        block_on(pipeline.try_submit(one("{\"n\":2}")).unwrap()).unwrap();
-        assert!(pipeline.ready());
-        drop(pipeline);
-        assert!(workers.join(Duration::from_secs(5)).is_empty());
-
-        // The second batch went to a new file, not after data a failed sync may have lost.
-        let mut files: Vec<_> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.to_string_lossy().ends_with(DONE_SUFFIX))
-            .collect();
-        files.sort();
-        assert_eq!(files.len(), 2, "{files:?}");
-        assert_eq!(fs::read_to_string(&files[1]).unwrap(), "{\"n\":2}\n");
-        assert_eq!(syncs.load(Ordering::SeqCst), 2);
     }
 }

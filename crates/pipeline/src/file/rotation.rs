@@ -1,34 +1,39 @@
 //! The file a sink writes into: an append-only NDJSON file that rotates by size and age, the
-//! completion of a file (sync, rename from `.ndjson.open` to `.ndjson`), the crash recovery of
-//! `.open` files an earlier process left, and dropping synced pages from the page cache.
+//! completion of a file (sync, rename from `.ndjson.open` to `.ndjson`), and dropping synced
+//! pages from the page cache. Everything goes through the sink's [`Storage`].
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, IoSlice, Write};
+use std::io::{self, IoSlice};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use super::recover::recover;
+use super::retry::Unfinished;
 use super::{FileSinkConfig, FsyncPolicy};
+use crate::storage::{LockGuard, Storage, StoredFile};
 
-const OPEN_SUFFIX: &str = ".ndjson.open";
+pub(super) const OPEN_SUFFIX: &str = ".ndjson.open";
 pub(super) const DONE_SUFFIX: &str = ".ndjson";
 
 /// The file being written.
 pub(super) struct Current {
     /// Shared with the syncer, which makes written data durable while the next write proceeds.
-    pub(super) file: Arc<File>,
-    path: PathBuf,
+    pub(super) file: Arc<dyn StoredFile>,
+    pub(super) path: PathBuf,
     pub(super) len: u64,
     /// Where the synced pages dropped from the page cache end (interval policy).
     dropped: u64,
     opened: Instant,
+    /// A failed write could not be cut back: bytes past `len` must go before completion.
+    torn: bool,
 }
 
 /// An append-only NDJSON file that rotates by size and age.
 pub(super) struct RotatingFile {
     pub(super) config: FileSinkConfig,
+    pub(super) storage: Arc<dyn Storage>,
     /// Held for the sink's life: a second process must not write (or recover) here.
-    _lock: File,
+    _lock: LockGuard,
     prefix: &'static str,
     pub(super) current: Option<Current>,
     /// The number of the newest file opened.
@@ -38,80 +43,35 @@ pub(super) struct RotatingFile {
     /// New files' directory entries are synced by the syncer, before anything in them is
     /// acknowledged, instead of on the writer's path.
     pub(super) defer_dir_sync: bool,
+    /// Files whose completion failed, completed again later.
+    pub(super) unfinished: Unfinished,
 }
 
-fn millis_now() -> u64 {
+pub(super) fn millis_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// Completes `.open` files left by an earlier process: cuts a partial last line, renames.
-fn recover(dir: &Path, prefix: &str) -> io::Result<usize> {
-    let mut recovered = 0;
-    for entry in fs::read_dir(dir)? {
-        let path = entry?.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
-        if !(name.starts_with(prefix) && name.ends_with(OPEN_SUFFIX)) {
-            continue;
-        }
-        let mut file = OpenOptions::new().read(true).write(true).open(&path)?;
-        let len = file.metadata()?.len();
-        let keep = end_of_last_line(&mut file, len)?;
-        if keep < len {
-            file.set_len(keep)?;
-        }
-        file.sync_all()?;
-        let done = path
-            .with_file_name(format!("{}{DONE_SUFFIX}", &name[..name.len() - OPEN_SUFFIX.len()]));
-        if keep == 0 {
-            fs::remove_file(&path)?;
-        } else {
-            fs::rename(&path, &done)?;
-            recovered += 1;
-        }
-    }
-    sync_dir(dir)?;
-    Ok(recovered)
-}
-
-/// Where the last complete line of a file of `len` bytes ends, reading backwards from the end
-/// in bounded chunks (files can be large; only their tail matters).
-fn end_of_last_line(file: &mut File, len: u64) -> io::Result<u64> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut chunk = vec![0u8; 64 * 1024];
-    let mut end = len;
-    while end > 0 {
-        let start = end.saturating_sub(chunk.len() as u64);
-        let part = &mut chunk[..(end - start) as usize];
-        file.seek(SeekFrom::Start(start))?;
-        file.read_exact(part)?;
-        if let Some(i) = part.iter().rposition(|b| *b == b'\n') {
-            return Ok(start + i as u64 + 1);
-        }
-        end = start;
-    }
-    Ok(0)
+/// `….ndjson.open` → `….ndjson`.
+pub(super) fn done_path(open: &Path) -> PathBuf {
+    let path = open.to_string_lossy();
+    PathBuf::from(format!("{}{DONE_SUFFIX}", path.strip_suffix(OPEN_SUFFIX).unwrap_or(&path)))
 }
 
 impl RotatingFile {
-    pub(super) fn open(config: FileSinkConfig, prefix: &'static str) -> io::Result<RotatingFile> {
-        fs::create_dir_all(&config.dir)?;
-        let lock = File::create(config.dir.join(format!(".{prefix}.lock")))?;
-        lock.try_lock().map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::WouldBlock,
-                "another process is writing to this directory",
-            )
-        })?;
-        let recovered = recover(&config.dir, prefix)?;
+    pub(super) fn open(
+        storage: Arc<dyn Storage>,
+        config: FileSinkConfig,
+        prefix: &'static str,
+    ) -> io::Result<RotatingFile> {
+        storage.create_dir_all(&config.dir, config.dir_mode)?;
+        let lock = storage.lock(&config.dir.join(format!(".{prefix}.lock")), config.file_mode)?;
+        let recovered = recover(&*storage, &config, prefix)?;
         if recovered > 0 {
             tracing::info!(dir = %config.dir.display(), files = recovered, "completed files left open by an earlier run");
         }
         Ok(RotatingFile {
             config,
+            storage,
             _lock: lock,
             prefix,
             current: None,
@@ -119,6 +79,7 @@ impl RotatingFile {
             last_sync: Instant::now(),
             unsynced: false,
             defer_dir_sync: false,
+            unfinished: Unfinished::default(),
         })
     }
 
@@ -127,12 +88,19 @@ impl RotatingFile {
             self.seq += 1;
             let name = format!("{}-{:013}-{:06}{OPEN_SUFFIX}", self.prefix, millis_now(), self.seq);
             let path = self.config.dir.join(name);
-            let file = OpenOptions::new().create_new(true).append(true).open(&path)?;
+            let file = self.storage.create(&path, self.config.file_mode)?;
             if self.config.fsync != FsyncPolicy::Never && !self.defer_dir_sync {
-                sync_dir(&self.config.dir)?;
+                self.storage.sync_dir(&self.config.dir)?;
             }
-            let file = Arc::new(file);
-            self.current = Some(Current { file, path, len: 0, dropped: 0, opened: Instant::now() });
+            let file = Arc::from(file);
+            self.current = Some(Current {
+                file,
+                path,
+                len: 0,
+                dropped: 0,
+                opened: Instant::now(),
+                torn: false,
+            });
         }
         Ok(self.current.as_mut().expect("current was just set"))
     }
@@ -144,9 +112,9 @@ impl RotatingFile {
         let current = self.current()?;
         let mut written = 0u64;
         while !pieces.is_empty() {
-            match (&*current.file).write_vectored(pieces) {
+            match current.file.append(pieces) {
                 Ok(0) => {
-                    let _ = current.file.set_len(current.len);
+                    current.torn |= current.file.set_len(current.len).is_err();
                     return Err(io::ErrorKind::WriteZero.into());
                 }
                 Ok(n) => {
@@ -155,7 +123,7 @@ impl RotatingFile {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    let _ = current.file.set_len(current.len);
+                    current.torn |= current.file.set_len(current.len).is_err();
                     return Err(e);
                 }
             }
@@ -180,7 +148,7 @@ impl RotatingFile {
         if let (true, Some(current)) = (self.unsynced, self.current.as_mut()) {
             current.file.sync_data()?;
             if self.config.drop_synced_pages {
-                current.dropped = drop_pages(&current.file, current.dropped, current.len);
+                current.dropped = drop_pages(&*current.file, current.dropped, current.len);
             }
         }
         self.unsynced = false;
@@ -197,42 +165,105 @@ impl RotatingFile {
     }
 
     /// Syncs (unless the policy is `Never`), closes and renames the current file to `.ndjson`.
+    /// A file that cannot be completed is remembered and completed again later.
     pub(super) fn complete(&mut self) -> io::Result<()> {
         let Some(current) = self.current.take() else { return Ok(()) };
         self.unsynced = false;
-        finish(current, self.config.fsync != FsyncPolicy::Never, &self.config.dir)
+        let sync = self.config.fsync != FsyncPolicy::Never;
+        finish(&*self.storage, current, sync, &self.config.dir).map_err(|incomplete| {
+            let error = copy_error(&incomplete.error);
+            self.unfinished.push(incomplete);
+            error
+        })
     }
 }
 
-/// Completes a file: syncs it (when `sync`), closes it and renames it to `.ndjson`; an empty
-/// file is removed instead.
-pub(super) fn finish(current: Current, sync: bool, dir: &Path) -> io::Result<()> {
-    if current.len == 0 {
-        drop(current.file);
-        return fs::remove_file(&current.path);
+/// A file whose completion failed: where it is, and how far its completion got.
+#[derive(Debug)]
+pub(super) struct Incomplete {
+    /// The `.ndjson.open` path.
+    pub(super) path: PathBuf,
+    /// Renamed already; only the directory sync is missing.
+    pub(super) renamed: bool,
+    /// A failed write left bytes past this length, to cut before the file is complete.
+    pub(super) cut: Option<u64>,
+    pub(super) error: io::Error,
+}
+
+/// Completes a file: syncs it (when `sync`), closes it and renames it to `.ndjson`, then syncs
+/// the directory; an empty file is removed instead.
+pub(super) fn finish(
+    storage: &dyn Storage,
+    current: Current,
+    sync: bool,
+    dir: &Path,
+) -> Result<(), Incomplete> {
+    let Current { file, path, len, torn, .. } = current;
+    if len == 0 {
+        drop(file);
+        // Nothing in it was ever acknowledged; a leftover empty `.open` is removed at recovery.
+        return storage.remove(&path).map_err(|error| Incomplete {
+            path,
+            renamed: true,
+            cut: None,
+            error,
+        });
+    }
+    // A completed file holds whole lines only: cut what a failed write left.
+    if let Err(error) = if torn { file.set_len(len) } else { Ok(()) } {
+        return Err(Incomplete { path, renamed: false, cut: Some(len), error });
     }
     if sync {
-        current.file.sync_all()?;
+        if let Err(error) = file.sync_all() {
+            return Err(Incomplete { path, renamed: false, cut: None, error });
+        }
     }
-    let path = current.path.to_string_lossy();
-    let done = PathBuf::from(format!("{}{DONE_SUFFIX}", &path[..path.len() - OPEN_SUFFIX.len()]));
-    fs::rename(&current.path, &done)?;
-    if sync {
-        sync_dir(dir)?;
+    drop(file);
+    complete_path(storage, path, false, sync, dir)
+}
+
+/// Renames a closed, synced `.ndjson.open` file to `.ndjson` (unless `renamed`) and syncs the
+/// directory (when `sync`).
+pub(super) fn complete_path(
+    storage: &dyn Storage,
+    path: PathBuf,
+    renamed: bool,
+    sync: bool,
+    dir: &Path,
+) -> Result<(), Incomplete> {
+    if !renamed {
+        if let Err(error) = storage.rename(&path, &done_path(&path)) {
+            return Err(Incomplete { path, renamed: false, cut: None, error });
+        }
     }
-    Ok(())
+    match sync {
+        true => storage.sync_dir(dir).map_err(|error| Incomplete {
+            path,
+            renamed: true,
+            cut: None,
+            error,
+        }),
+        false => Ok(()),
+    }
+}
+
+/// An `io::Error` like `e` (which cannot be cloned), for a second owner.
+pub(super) fn copy_error(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    }
 }
 
 /// Drops the pages of `file` from `from` to `to` (synced data) out of the page cache, except a
 /// partly written last page, which the next append would otherwise read back in. Returns where
 /// the dropped range now ends. Advice only: a refusal changes nothing that matters.
-pub(super) fn drop_pages(file: &File, from: u64, to: u64) -> u64 {
+pub(super) fn drop_pages(file: &dyn StoredFile, from: u64, to: u64) -> u64 {
     const PAGE: u64 = 4096;
     let end = to / PAGE * PAGE;
     if end <= from {
         return from;
     }
-    let len = std::num::NonZeroU64::new(end - from);
-    let _ = rustix::fs::fadvise(file, from, len, rustix::fs::Advice::DontNeed);
+    file.drop_cache(from, end);
     end
 }

@@ -1,8 +1,8 @@
 //! Settling written groups, and the syncer thread of a sink with `FsyncPolicy::Batch`: it makes
 //! each written group durable (one `fdatasync` for every group queued meanwhile) and settles it
-//! while the sink already writes the next, and completes rotated files off the writer's path.
+//! while the sink already writes the next, and completes rotated files off the writer's path
+//! (and again later, when a completion failed).
 
-use std::fs::File;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,9 +14,11 @@ use crossbeam_channel::{Receiver, Sender};
 use record::SinkFailure;
 
 use super::io_code;
-use super::rotation::{drop_pages, finish, sync_dir, Current};
+use super::retry::Unfinished;
+use super::rotation::{copy_error, drop_pages, finish, Current};
 use crate::dedup::DedupWindow;
 use crate::sink::{Health, Job};
+use crate::storage::{Storage, StoredFile};
 use crate::PipelineMetrics;
 
 /// How many recently written batches a file sink remembers, to skip clients' retries.
@@ -87,53 +89,100 @@ impl Settler {
 pub(super) enum SyncOrder {
     /// A group written to file number `seq`, ending at byte `end`, to be made durable before
     /// it is settled.
-    Group { file: Arc<File>, seq: u64, end: u64, written: Written },
+    Group { file: Arc<dyn StoredFile>, seq: u64, end: u64, written: Written },
     /// A rotated file to complete (sync, rename, directory sync), off the writer's path.
     Finish(Current),
+    /// Try again to complete the files whose completion failed and are due at this time.
+    Retry(Instant),
 }
 
-/// How the syncer makes a file's written data durable (`File::sync_data`; tests inject faults).
-pub(super) type SyncFn = Box<dyn FnMut(&File) -> io::Result<()> + Send>;
+/// Where the syncer's work runs.
+enum Runner {
+    /// Its own thread: the usual case.
+    Thread(JoinHandle<()>),
+    /// The writer's thread, right after each order (a storage that asks for one thread).
+    Inline(Box<SyncWorker>, Receiver<SyncOrder>),
+}
 
-/// The syncer thread of a sink with `FsyncPolicy::Batch`.
+/// The syncer of a sink with `FsyncPolicy::Batch`.
 pub(super) struct Syncer {
-    pub(super) tx: Sender<SyncOrder>,
-    pub(super) thread: JoinHandle<()>,
+    tx: Sender<SyncOrder>,
+    runner: Runner,
     /// The number of the last file whose sync failed (0: none). The sink leaves that file: after
     /// a failed `fdatasync` the kernel may have dropped its dirty pages and will not say so twice.
     pub(super) failed: Arc<AtomicU64>,
 }
 
+/// What the syncer needs besides its orders.
+pub(super) struct SyncSetup {
+    pub(super) settler: Settler,
+    pub(super) storage: Arc<dyn Storage>,
+    pub(super) unfinished: Unfinished,
+    pub(super) dir: PathBuf,
+    pub(super) drop_synced_pages: bool,
+}
+
 impl Syncer {
-    pub(super) fn start(
-        settler: Settler,
-        sync: SyncFn,
-        dir: PathBuf,
-        drop_synced_pages: bool,
-    ) -> io::Result<Syncer> {
+    pub(super) fn start(setup: SyncSetup) -> io::Result<Syncer> {
         let (tx, rx) = crossbeam_channel::bounded(SYNC_QUEUE);
         let failed = Arc::new(AtomicU64::new(0));
-        let name = format!("sync-{}", settler.name);
+        let name = format!("sync-{}", setup.settler.name);
+        let inline = setup.storage.single_threaded();
         let worker = SyncWorker {
-            settler,
+            settler: setup.settler,
             failed: Arc::clone(&failed),
-            sync,
-            dir,
-            drop_synced_pages,
+            storage: setup.storage,
+            unfinished: setup.unfinished,
+            dir: setup.dir,
+            drop_synced_pages: setup.drop_synced_pages,
             dropped: (0, 0),
             dir_synced: 0,
             synced: None,
         };
-        let thread = std::thread::Builder::new().name(name).spawn(move || worker.run(&rx))?;
-        Ok(Syncer { tx, thread, failed })
+        let runner = match inline {
+            true => Runner::Inline(Box::new(worker), rx),
+            false => Runner::Thread(
+                std::thread::Builder::new().name(name).spawn(move || worker.run(&rx))?,
+            ),
+        };
+        Ok(Syncer { tx, runner, failed })
+    }
+
+    /// Hands `order` over (waiting while `SYNC_QUEUE` orders wait); gives it back if the syncer
+    /// thread is gone.
+    pub(super) fn send(&mut self, order: SyncOrder) -> Result<(), SyncOrder> {
+        self.tx.send(order).map_err(|crossbeam_channel::SendError(order)| order)?;
+        if let Runner::Inline(worker, rx) = &mut self.runner {
+            worker.round(rx.try_iter().collect());
+        }
+        Ok(())
+    }
+
+    /// Hands `order` over unless that would wait.
+    pub(super) fn try_send(&mut self, order: SyncOrder) {
+        if self.tx.try_send(order).is_ok() {
+            if let Runner::Inline(worker, rx) = &mut self.runner {
+                worker.round(rx.try_iter().collect());
+            }
+        }
+    }
+
+    /// Stops once every order handed over is done; returns whether the thread ended cleanly.
+    pub(super) fn stop(self) -> bool {
+        drop(self.tx);
+        match self.runner {
+            Runner::Thread(thread) => thread.join().is_ok(),
+            Runner::Inline(..) => true,
+        }
     }
 }
 
-/// The syncer thread's side: what it syncs with and what it remembers between orders.
+/// The syncer's side: what it syncs with and what it remembers between orders.
 struct SyncWorker {
     settler: Settler,
     failed: Arc<AtomicU64>,
-    sync: SyncFn,
+    storage: Arc<dyn Storage>,
+    unfinished: Unfinished,
     dir: PathBuf,
     drop_synced_pages: bool,
     /// The file whose synced pages are being dropped, and where the dropped range ends.
@@ -148,39 +197,48 @@ impl SyncWorker {
     /// Syncs and settles orders as they come; orders that queued up during a sync share the
     /// next one (a second group commit).
     fn run(mut self, rx: &Receiver<SyncOrder>) {
-        let mut orders = Vec::new();
         while let Ok(order) = rx.recv() {
-            orders.push(order);
+            let mut orders = vec![order];
             orders.extend(rx.try_iter());
-            // Every order drained here was written before the first sync below starts, so one
-            // sync per file covers them all.
-            self.synced = None;
-            for order in orders.drain(..) {
-                match order {
-                    SyncOrder::Group { file, seq, end, written } => {
-                        self.settle(&file, seq, end, written)
-                    }
-                    SyncOrder::Finish(current) => self.finish(current),
+            self.round(orders);
+        }
+    }
+
+    /// Does a round of orders.
+    fn round(&mut self, orders: Vec<SyncOrder>) {
+        // Every order drained here was written before the first sync below starts, so one
+        // sync per file covers them all.
+        self.synced = None;
+        for order in orders {
+            match order {
+                SyncOrder::Group { file, seq, end, written } => {
+                    self.settle(&*file, seq, end, written)
+                }
+                SyncOrder::Finish(current) => self.finish(current),
+                SyncOrder::Retry(now) => {
+                    self.unfinished.retry(&*self.storage, &self.dir, true, Some(now), &self.settler)
                 }
             }
         }
     }
 
-    /// Completes a rotated file.
+    /// Completes a rotated file; one that cannot be completed is tried again later.
     fn finish(&self, current: Current) {
         let settler = &self.settler;
-        match finish(current, true, &self.dir) {
+        match finish(&*self.storage, current, true, &self.dir) {
             Ok(()) => settler.metrics.file_completed(settler.name),
-            Err(e) => {
-                tracing::error!(sink = settler.name, error = %e, "cannot complete file");
-                settler.metrics.write_error(settler.name, io_code(&e));
+            Err(incomplete) => {
+                let code = io_code(&incomplete.error);
+                tracing::error!(sink = settler.name, error = %incomplete.error, "cannot complete file; will try again");
+                settler.metrics.completion_failed(settler.name, code);
+                self.unfinished.push(incomplete);
             }
         }
     }
 
     /// Settles a group written to file `seq` up to `end`: durable once that file is synced,
     /// failed (and the file marked failed) if it cannot be.
-    fn settle(&mut self, file: &File, seq: u64, end: u64, mut written: Written) {
+    fn settle(&mut self, file: &dyn StoredFile, seq: u64, end: u64, mut written: Written) {
         match self.make_durable(file, seq) {
             Ok(()) => {
                 if self.drop_synced_pages {
@@ -198,9 +256,11 @@ impl SyncWorker {
 
     /// Makes what was written to file `seq` durable: this round's sync of it if there was one,
     /// an error if an earlier sync of it failed, else a new sync (after its directory entry's).
-    fn make_durable(&mut self, file: &File, seq: u64) -> io::Result<()> {
+    fn make_durable(&mut self, file: &dyn StoredFile, seq: u64) -> io::Result<()> {
         match &self.synced {
-            Some((s, result)) if *s == seq => return result.as_ref().map(|_| ()).map_err(copy),
+            Some((s, result)) if *s == seq => {
+                return result.as_ref().map(|_| ()).map_err(copy_error)
+            }
             _ if self.failed.load(Ordering::Acquire) == seq => {
                 return Err(io::Error::other("an earlier sync of this file failed"))
             }
@@ -208,20 +268,12 @@ impl SyncWorker {
         }
         let mut result = Ok(());
         if seq > self.dir_synced {
-            result = sync_dir(&self.dir);
+            result = self.storage.sync_dir(&self.dir);
             self.dir_synced = seq;
         }
-        let result = result.and_then(|()| (self.sync)(file));
-        let shared = result.as_ref().map(|_| ()).map_err(copy);
+        let result = result.and_then(|()| file.sync_data());
+        let shared = result.as_ref().map(|_| ()).map_err(copy_error);
         self.synced = Some((seq, result));
         shared
-    }
-}
-
-/// An `io::Error` for each group a failed sync covered.
-fn copy(e: &io::Error) -> io::Error {
-    match e.raw_os_error() {
-        Some(code) => io::Error::from_raw_os_error(code),
-        None => io::Error::new(e.kind(), e.to_string()),
     }
 }

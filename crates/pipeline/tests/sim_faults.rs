@@ -1,0 +1,130 @@
+//! The file sink when single operations fail, on the simulated disk (`sim`): a failed sync
+//! fails its group and the sink moves to a new file; a file whose completion failed is
+//! completed again on a later tick, with a backoff, and counted in a metric.
+
+mod sim;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pipeline::file::{FileSink, FileSinkConfig};
+use pipeline::{Pipeline, PipelineConfig, PipelineMetrics, Workers};
+use prometheus_client::registry::Registry;
+use record::Dispatch;
+use sim::{batch, Driven, SimDisk};
+use testkit::{block_on, wait_until};
+
+const LOGS: &str = "/sim/logs";
+
+fn names(disk: &SimDisk, suffix: &str) -> Vec<String> {
+    disk.files(Path::new(LOGS)).into_keys().filter(|n| n.ends_with(suffix)).collect()
+}
+
+/// A records sink on `disk`, ticked on `clock_ms` (the pipeline's ticks passed on).
+fn start(
+    disk: &SimDisk,
+    config: FileSinkConfig,
+    clock_ms: &Arc<AtomicU64>,
+) -> (Pipeline, Workers, Registry) {
+    let mut registry = Registry::default();
+    let metrics = PipelineMetrics::register(&mut registry);
+    let sink = FileSink::records_on(Arc::new(disk.clone()), config, &metrics).unwrap();
+    let driven = Driven::new(sink, Arc::clone(clock_ms), true);
+    let (pipeline, workers) =
+        Pipeline::start(PipelineConfig::default(), vec![Box::new(driven)], metrics).unwrap();
+    (pipeline, workers, registry)
+}
+
+fn one(id: &str, digest: u128) -> record::Batch {
+    batch(&[id.to_owned()], &[40], digest)
+}
+
+fn metrics_text(registry: &Registry) -> String {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+    text
+}
+
+#[test]
+fn a_failed_sync_fails_its_group_and_the_sink_moves_to_a_new_file() {
+    let disk = SimDisk::new(1);
+    let clock = Arc::new(AtomicU64::new(0));
+    let (pipeline, workers, _registry) = start(&disk, FileSinkConfig::new(LOGS), &clock);
+    disk.knobs(|k| {
+        k.fail_next.insert("sync_data", 1);
+    });
+    let failure = block_on(pipeline.try_submit(one("a", 1)).unwrap().wait()).unwrap_err();
+    assert_eq!((failure.sink, failure.code), ("file", "io_error"));
+    assert!(!pipeline.ready(), "a sink whose sync failed is not ready");
+    block_on(pipeline.try_submit(one("b", 2)).unwrap().wait()).unwrap();
+    assert!(pipeline.ready());
+    drop(pipeline);
+    assert!(workers.join(Duration::from_secs(5)).is_empty());
+    // The second batch went to a new file, not after data a failed sync may have lost.
+    let files = disk.files(Path::new(LOGS));
+    let done: Vec<&Vec<u8>> =
+        files.iter().filter(|(n, _)| n.ends_with(".ndjson")).map(|(_, d)| d).collect();
+    assert_eq!(done.len(), 2, "{:?}", files.keys());
+    assert!(String::from_utf8_lossy(done[1]).starts_with(r#"{"id":"b""#));
+}
+
+#[test]
+fn a_file_whose_completion_failed_is_completed_on_a_later_tick() {
+    let disk = SimDisk::new(2);
+    let clock = Arc::new(AtomicU64::new(0));
+    let config = FileSinkConfig { max_file_bytes: 10, ..FileSinkConfig::new(LOGS) };
+    let (pipeline, workers, registry) = start(&disk, config, &clock);
+    disk.knobs(|k| {
+        k.fail_next.insert("rename", 1);
+    });
+    // Over its size at once: the tick after the write completes it, and the rename fails.
+    block_on(pipeline.try_submit(one("a", 1)).unwrap().wait()).unwrap();
+    wait_until(Duration::from_secs(5), || metrics_text(&registry).contains("completion_failures"));
+    let text = metrics_text(&registry);
+    assert!(
+        text.contains(
+            r#"spillway_sink_file_completion_failures_total{sink="file",code="io_error"} 1"#
+        ),
+        "{text}"
+    );
+    assert_eq!(names(&disk, ".open").len(), 1, "acknowledged, still hidden from readers");
+    assert!(names(&disk, ".ndjson").is_empty());
+    // Not before its backoff (a second from the first tick that saw it) has passed...
+    clock.fetch_add(500, Ordering::SeqCst);
+    block_on(pipeline.try_submit(one("b", 2)).unwrap().wait()).unwrap();
+    assert_eq!(names(&disk, ".ndjson").len(), 1, "only b's file, rotated without trouble");
+    assert_eq!(names(&disk, ".open").len(), 1);
+    // ...then a tick, without any write, completes it.
+    clock.fetch_add(1000, Ordering::SeqCst);
+    wait_until(Duration::from_secs(5), || names(&disk, ".open").is_empty());
+    assert_eq!(names(&disk, ".open"), Vec::<String>::new());
+    assert_eq!(names(&disk, ".ndjson").len(), 2);
+    let text = metrics_text(&registry);
+    assert!(text.contains(r#"spillway_sink_files_completed_total{sink="file"} 2"#), "{text}");
+    drop(pipeline);
+    assert!(workers.join(Duration::from_secs(5)).is_empty());
+}
+
+#[test]
+fn a_completion_still_failing_at_shutdown_is_left_to_recovery() {
+    let disk = SimDisk::new(3);
+    let clock = Arc::new(AtomicU64::new(0));
+    let config = FileSinkConfig { max_file_bytes: 10, ..FileSinkConfig::new(LOGS) };
+    let (pipeline, workers, _registry) = start(&disk, config.clone(), &clock);
+    disk.knobs(|k| {
+        k.fail_next.insert("rename", 2);
+    });
+    block_on(pipeline.try_submit(one("a", 1)).unwrap().wait()).unwrap();
+    drop(pipeline);
+    assert!(workers.join(Duration::from_secs(5)).is_empty());
+    assert_eq!(names(&disk, ".open").len(), 1, "the shutdown's try failed too");
+    // The next start completes it.
+    let metrics = PipelineMetrics::register(&mut Registry::default());
+    drop(FileSink::records_on(Arc::new(disk.clone()), config, &metrics).unwrap());
+    assert_eq!(names(&disk, ".open"), Vec::<String>::new());
+    let done = disk.files(Path::new(LOGS));
+    assert_eq!(done.len(), 1);
+    assert!(String::from_utf8_lossy(done.values().next().unwrap()).starts_with(r#"{"id":"a""#));
+}
