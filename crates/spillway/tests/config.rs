@@ -85,6 +85,39 @@ fn the_documented_example_is_valid_and_states_the_defaults() {
 }
 
 #[test]
+fn file_modes_are_octal_and_leave_the_owner_its_access() {
+    let config = load(None, no_env).unwrap();
+    let file = config.file_sink.unwrap();
+    assert_eq!((file.file_mode, file.dir_mode), (0o640, 0o750));
+    assert_eq!(file.invalid_dir.as_ref(), Some(&config.dead_letter.dir));
+    assert_eq!((config.dead_letter.file_mode, config.dead_letter.dir_mode), (0o640, 0o750));
+    let raw = RawConfig::from_toml(
+        "[sinks.file]\nfile_mode = \"0600\"\ndir_mode = \"700\"\n\
+         [sinks.dead_letter]\nfile_mode = \"0o660\"\n",
+    )
+    .unwrap();
+    let config = raw.validate(Vec::new()).unwrap();
+    let file = config.file_sink.unwrap();
+    assert_eq!((file.file_mode, file.dir_mode), (0o600, 0o700));
+    assert_eq!(config.dead_letter.file_mode, 0o660);
+    let raw = RawConfig::from_toml(
+        "[sinks.file]\nfile_mode = \"0644x\"\ndir_mode = \"0640\"\n\
+         [sinks.dead_letter]\nfile_mode = \"0440\"\ndir_mode = \"01777\"\n",
+    )
+    .unwrap();
+    let Err(ConfigError::Invalid(problems)) = raw.validate(Vec::new()) else { panic!("accepted") };
+    let text = problems.join("\n");
+    for needle in [
+        "sinks.file.file_mode: \"0644x\" is not a permission mode",
+        "sinks.file.dir_mode: \"0640\" must grant the owner at least 0700",
+        "sinks.dead_letter.file_mode: \"0440\" must grant the owner at least 0600",
+        "sinks.dead_letter.dir_mode: \"01777\" is not a permission mode",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+}
+
+#[test]
 fn kafka_is_enabled_by_its_brokers_and_validated() {
     let env = |k: &str| match k {
         "SPILLWAY_KAFKA_BROKERS" => Some("127.0.0.1:9092".to_owned()),

@@ -218,6 +218,10 @@ pub struct RawFileSink {
     pub fsync: Option<String>,
     pub fsync_interval_ms: Option<u64>,
     pub drop_synced_pages: Option<bool>,
+    /// Octal, as a string: `"0640"`.
+    pub file_mode: Option<String>,
+    /// Octal, as a string: `"0750"`.
+    pub dir_mode: Option<String>,
 }
 impl RawConfig {
     /// Reads a TOML file.

@@ -36,6 +36,8 @@ pub(super) fn sinks_config(raw: &RawSinks, data_dir: &Path, problems: &mut Probl
             "sinks.file.enabled: no sink for records would remain; keep the file sink or configure Kafka",
         );
     }
+    // Crash recovery sets aside what is not a valid record as dead letters.
+    let file = FileSinkConfig { invalid_dir: Some(dead_letter.dir.clone()), ..file };
     Sinks { file: file_enabled.then_some(file), dead_letter, kafka }
 }
 
@@ -68,7 +70,34 @@ fn file_sink_config(
         Some(Err(e)) => problems.push(format!("{name}.fsync: {e}")),
     }
     config.drop_synced_pages = raw.drop_synced_pages.unwrap_or(config.drop_synced_pages);
+    let key = format!("{name}.file_mode");
+    config.file_mode = mode(&key, raw.file_mode.as_deref(), config.file_mode, 0o600, problems);
+    let key = format!("{name}.dir_mode");
+    config.dir_mode = mode(&key, raw.dir_mode.as_deref(), config.dir_mode, 0o700, problems);
     config
+}
+
+/// A permission mode written in octal (`"0640"`), which must grant the owner `needed` (the
+/// sink reads and writes its files, and lists and enters its directories); else `default`
+/// and a problem.
+fn mode(key: &str, value: Option<&str>, default: u32, needed: u32, problems: &mut Problems) -> u32 {
+    let Some(text) = value else { return default };
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if (3..=4).contains(&digits.len()) && mode <= 0o777 && mode & needed == needed => {
+            mode
+        }
+        Ok(mode) if (3..=4).contains(&digits.len()) && mode <= 0o777 => {
+            problems.push(format!("{key}: {text:?} must grant the owner at least {needed:04o}"));
+            default
+        }
+        _ => {
+            problems.push(format!(
+                "{key}: {text:?} is not a permission mode in octal, such as \"{default:04o}\""
+            ));
+            default
+        }
+    }
 }
 
 fn kafka_sink_config(raw: &RawKafkaSink, problems: &mut Problems) -> KafkaSinkConfig {
