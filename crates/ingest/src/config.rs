@@ -1,6 +1,6 @@
 //! The edge's validated configuration.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +12,9 @@ use listener::SigningKey;
 pub struct IngestConfig {
     /// Where to listen.
     pub listen: SocketAddr,
+    /// Where `/metrics` is served instead of the delivery port, when set (the binary runs that
+    /// listener); `None`: on the delivery port.
+    pub metrics_listen: Option<SocketAddr>,
     /// The drain URL path Vercel posts to.
     pub drain_path: String,
     /// The name batches from this path carry (in dead letters and metrics).
@@ -45,6 +48,11 @@ pub struct IngestConfig {
 }
 
 impl IngestConfig {
+    /// Where the edge listens when no drain secret and no address are configured: loopback
+    /// only, so that a receiver accepting unsigned deliveries is never exposed by default.
+    pub const UNSIGNED_LISTEN: SocketAddr =
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
+
     /// The defaults, listening on `listen`.
     pub fn new(listen: SocketAddr) -> IngestConfig {
         IngestConfig { listen, ..IngestConfig::default() }
@@ -52,12 +60,14 @@ impl IngestConfig {
 }
 
 impl Default for IngestConfig {
-    /// The one home of the edge's defaults: `0.0.0.0:8080`, the drain at `/vercel/logs`, no
-    /// secret, 16 MiB bodies (64 MiB inflated), 1024 connections, no required header,
-    /// 2 unverified gzip bodies inflated at once.
+    /// The one home of the edge's defaults: `0.0.0.0:8080` (with a secret; see
+    /// [`IngestConfig::UNSIGNED_LISTEN`]), `/metrics` on the delivery port, the drain at
+    /// `/vercel/logs`, no secret, 16 MiB bodies (64 MiB inflated), 1024 connections, no
+    /// required header, 2 unverified gzip bodies inflated at once.
     fn default() -> IngestConfig {
         IngestConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            metrics_listen: None,
             drain_path: "/vercel/logs".into(),
             drain_name: Arc::from("default"),
             drain_secret: None,

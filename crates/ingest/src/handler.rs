@@ -16,6 +16,7 @@ use crate::decode::{decode, PaddedBody};
 use crate::drains::{check_headers, DrainDirectory, RequiredHeader};
 use crate::gate::{check_raw, is_probe, is_unsigned_probe, unverified_permit, Signed};
 use crate::inflate::gunzip;
+use crate::metrics_server::metrics_response;
 use listener::SigningKey;
 
 use crate::{IngestConfig, IngestError, IngestMetrics};
@@ -104,15 +105,9 @@ async fn route(
             Ok(json(StatusCode::OK, r#"{"status":"ready"}"#.into()))
         }
         (&Method::GET, "/readyz") => Err(IngestError::NotReady),
-        (&Method::GET, "/metrics") => {
-            let mut response = Response::new(Full::new(Bytes::from((state.render_metrics)())));
-            response.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
-            );
-            Ok(response)
+        // Served by a listener of its own when `metrics_listen` is set.
+        (&Method::GET, "/metrics") if state.config.metrics_listen.is_none() => {
+            Ok(metrics_response(&state.render_metrics))
         }
         _ => Err(IngestError::NotFound),
     }

@@ -6,7 +6,8 @@
 //!   Vercel's probe aside), gzip is inflated under a cap on the blocking pool, the body is
 //!   decoded, the batch is handed to a [`record::Dispatch`] and the client is answered only
 //!   once every sink holding part of it confirmed. `GET`/`HEAD` on the drain path and unsigned
-//!   `{}` bodies are verification probes. `/healthz`, `/readyz` and `/metrics` serve operators.
+//!   `{}` bodies are verification probes. `/healthz`, `/readyz` and `/metrics` serve operators
+//!   ([`MetricsServer`]: `/metrics` on an address of its own instead).
 //! - [`DrainDirectory`]: drains with their own path (`<drain path>/<key>`) and secret, looked
 //!   up per request; [`RequiredHeader`]: a header a drain's deliveries must carry.
 //! - [`IngestError`]: every failure, mapped to a status in exactly one place.
@@ -22,6 +23,7 @@ mod gate;
 mod handler;
 mod inflate;
 mod metrics;
+mod metrics_server;
 mod server;
 
 pub use config::IngestConfig;
@@ -29,4 +31,5 @@ pub use drains::{DrainCredentials, DrainDirectory, InvalidHeader, RequiredHeader
 pub use error::IngestError;
 pub use handler::RenderMetrics;
 pub use metrics::IngestMetrics;
+pub use metrics_server::MetricsServer;
 pub use server::Server;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use control::server::{ControlMetrics, ControlPlane};
-use ingest::{IngestMetrics, Server};
+use ingest::{IngestMetrics, MetricsServer, Server};
 use pipeline::file::FileSink;
 use pipeline::kafka::KafkaSink;
 use pipeline::{Pipeline, PipelineMetrics, Sink, Workers};
@@ -20,6 +20,8 @@ use crate::registry::RegistryDirectory;
 #[derive(Debug)]
 pub struct App {
     server: Server,
+    /// `/metrics` on its own address (`server.metrics_listen`), when configured.
+    metrics: Option<MetricsServer>,
     control: Option<ControlPlane>,
     workers: Workers,
     shutdown_timeout: Duration,
@@ -52,12 +54,11 @@ impl App {
             let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
             text
         });
-        if config.ingest.drain_secret.is_none() {
-            tracing::warn!(
-                "NO DRAIN SECRET CONFIGURED: deliveries are accepted without signature checks; \
-                 set SPILLWAY_DRAIN_SECRET (or vercel.drain_secret) before exposing this receiver"
-            );
-        }
+        warn_if_unsigned(&config);
+        let metrics = match config.ingest.metrics_listen {
+            Some(addr) => Some(MetricsServer::bind(addr, render.clone()).await?),
+            None => None,
+        };
         let shutdown_timeout = config.ingest.shutdown_timeout;
         let server =
             Server::bind(config.ingest, Arc::new(pipeline), ingest_metrics, render).await?;
@@ -73,7 +74,12 @@ impl App {
             }
             _ => None,
         };
-        Ok(App { server, control, workers, shutdown_timeout })
+        Ok(App { server, metrics, control, workers, shutdown_timeout })
+    }
+
+    /// Where `/metrics` is served when `server.metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|m| m.local_addr().ok())
     }
 
     /// Where the server listens.
@@ -106,8 +112,13 @@ impl App {
                 control.serve(wait(stopped.clone())).await;
             }
         };
-        let (_, requests_done, ()) =
-            tokio::join!(trigger, self.server.serve(wait(stopped.clone())), control);
+        let metrics = async {
+            if let Some(metrics) = self.metrics {
+                metrics.serve(wait(stopped.clone())).await;
+            }
+        };
+        let (_, requests_done, (), ()) =
+            tokio::join!(trigger, self.server.serve(wait(stopped.clone())), control, metrics);
         // The server (and with it the last handle to the pipeline) is gone: workers drain.
         let timeout = self.shutdown_timeout;
         let late = tokio::task::spawn_blocking(move || self.workers.join(timeout))
@@ -118,5 +129,26 @@ impl App {
         }
         tracing::info!("stopped");
         requests_done && late.is_empty()
+    }
+}
+
+/// Says at start-up that the default drain takes unsigned deliveries, and where.
+fn warn_if_unsigned(config: &Config) {
+    if config.ingest.drain_secret.is_some() {
+        return;
+    }
+    let listen = config.ingest.listen;
+    if listen.ip().is_loopback() {
+        tracing::warn!(
+            %listen,
+            "no drain secret configured: accepting unsigned deliveries on loopback only; set \
+             SPILLWAY_DRAIN_SECRET (or vercel.drain_secret) to listen on other addresses"
+        );
+    } else {
+        tracing::warn!(
+            %listen,
+            "NO DRAIN SECRET CONFIGURED and vercel.allow_unsigned = true: anyone who can reach \
+             this address can deliver unsigned records"
+        );
     }
 }

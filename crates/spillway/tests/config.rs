@@ -13,7 +13,11 @@ fn no_env(_: &str) -> Option<String> {
 #[test]
 fn the_embedded_default_needs_no_file() {
     let config = load(None, no_env).unwrap();
-    assert_eq!(config.ingest.listen, "0.0.0.0:8080".parse().unwrap());
+    // No secret and no address: loopback only (see `fail_closed.rs`); with a secret, every
+    // address.
+    assert_eq!(config.ingest.listen, "127.0.0.1:8080".parse().unwrap());
+    let signed = load(None, |k| (k == "SPILLWAY_DRAIN_SECRET").then(|| "s".to_owned())).unwrap();
+    assert_eq!(signed.ingest.listen, "0.0.0.0:8080".parse().unwrap());
     assert_eq!(config.ingest.drain_path, "/vercel/logs");
     assert!(config.ingest.drain_secret.is_none());
     assert_eq!(config.file_sink.unwrap().dir, PathBuf::from("./spillway-data/logs"));

@@ -28,6 +28,14 @@ pub(super) fn ingest_config(
                 .push(format!("server.listen: {text:?} is not an address like {}", d.listen)),
         }
     }
+    if let Some(text) = &s.metrics_listen {
+        match text.parse::<SocketAddr>() {
+            Ok(addr) => ingest.metrics_listen = Some(addr),
+            Err(_) => problems.push(format!(
+                "server.metrics_listen: {text:?} is not an address like 127.0.0.1:9090"
+            )),
+        }
+    }
     if let Some(path) = &s.drain_path {
         if !path.starts_with('/') || path.len() < 2 {
             problems.push(format!("server.drain_path: {path:?} must start with / and name a path"));
@@ -82,8 +90,35 @@ pub(super) fn ingest_config(
         1,
         3600,
     ) as u32;
+    let allow_unsigned = vercel.allow_unsigned.unwrap_or(false);
     vercel_config(vercel, &mut ingest, problems);
+    fail_closed(s.listen.is_some(), allow_unsigned, &mut ingest, problems);
     ingest
+}
+
+/// Without a drain secret the default drain accepts unsigned deliveries: it then listens on
+/// loopback unless an address is configured, and a non-loopback address is refused unless
+/// `vercel.allow_unsigned` says it is meant.
+fn fail_closed(
+    explicit_listen: bool,
+    allow_unsigned: bool,
+    ingest: &mut IngestConfig,
+    problems: &mut Problems,
+) {
+    if ingest.drain_secret.is_some() {
+        return;
+    }
+    if !explicit_listen {
+        ingest.listen = IngestConfig::UNSIGNED_LISTEN;
+    }
+    if !ingest.listen.ip().is_loopback() && !allow_unsigned {
+        problems.push(format!(
+            "vercel.drain_secret: required to listen on {} (server.listen), which is not a \
+             loopback address: set it (or SPILLWAY_DRAIN_SECRET), listen on 127.0.0.1, or set \
+             vercel.allow_unsigned = true to accept unsigned deliveries there on purpose",
+            ingest.listen
+        ));
+    }
 }
 
 /// `[vercel]`: the default drain's secret, required headers and verify code.

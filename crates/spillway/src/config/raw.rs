@@ -93,6 +93,7 @@ impl std::fmt::Debug for RawIntegration {
 #[allow(missing_docs)]
 pub struct RawServer {
     pub listen: Option<String>,
+    pub metrics_listen: Option<String>,
     pub drain_path: Option<String>,
     pub max_body_bytes: Option<u64>,
     pub max_inflated_bytes: Option<u64>,
@@ -114,6 +115,8 @@ pub struct RawVercel {
     /// `"Name: value"` each; the values are credentials.
     pub required_headers: Option<Vec<String>>,
     pub verify_code: Option<String>,
+    /// Accept unsigned deliveries on a non-loopback address (no `drain_secret`), on purpose.
+    pub allow_unsigned: Option<bool>,
 }
 
 impl std::fmt::Debug for RawVercel {
@@ -125,6 +128,7 @@ impl std::fmt::Debug for RawVercel {
             .field("drain_secret", &self.drain_secret.as_ref().map(|_| "[redacted]"))
             .field("required_headers", &header_names)
             .field("verify_code", &self.verify_code)
+            .field("allow_unsigned", &self.allow_unsigned)
             .finish()
     }
 }

@@ -167,6 +167,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     /// The integration's control-plane listener, when configured.
     pub control_addr: Option<SocketAddr>,
+    /// The `/metrics` listener, when `server.metrics_listen` is configured.
+    pub metrics_addr: Option<SocketAddr>,
     pub data: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     runtime: Option<tokio::runtime::Runtime>,
@@ -195,6 +197,7 @@ impl TestApp {
         let app = runtime.block_on(spillway::App::start(config)).unwrap();
         let addr = app.local_addr();
         let control_addr = app.control_addr();
+        let metrics_addr = app.metrics_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let done = runtime.spawn(app.run(async move {
             let _ = stopped.await;
@@ -202,6 +205,7 @@ impl TestApp {
         TestApp {
             addr,
             control_addr,
+            metrics_addr,
             data,
             stop: Some(stop),
             runtime: Some(runtime),
