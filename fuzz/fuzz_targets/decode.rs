@@ -27,7 +27,10 @@ fuzz_target!(|body: &[u8]| {
         assert_eq!(decoded.records.len() + decoded.rejects.len(), lines);
         for record in &decoded.records {
             let line = record.bytes();
-            assert!(body.windows(line.len()).any(|w| w == &line[..]), "NDJSON passes lines through");
+            assert!(
+                body.windows(line.len()).any(|w| w == &line[..]),
+                "NDJSON passes lines through"
+            );
         }
     }
 });

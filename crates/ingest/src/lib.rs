@@ -11,6 +11,7 @@
 //! - [`DrainDirectory`]: drains with their own path (`<drain path>/<key>`) and secret, looked
 //!   up per request; [`RequiredHeader`]: a header a drain's deliveries must carry.
 //! - [`IngestError`]: every failure, mapped to a status in exactly one place.
+//! - [`harness`]: the handler over any byte stream and the inflater, for tests and `fuzz/`.
 //!
 //! This crate knows nothing of files or Kafka: it sees the pipeline only as a `Dispatch`.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
@@ -21,6 +22,7 @@ mod drains;
 mod error;
 mod gate;
 mod handler;
+pub mod harness;
 mod inflate;
 mod metrics;
 mod metrics_server;

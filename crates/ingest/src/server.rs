@@ -34,25 +34,7 @@ impl Server {
         render_metrics: RenderMetrics,
     ) -> std::io::Result<Server> {
         let listener = TcpListener::bind(config.listen).await?;
-        let verify = match &config.verify_code {
-            Some(code) => Some(http::HeaderValue::from_str(code).map_err(|_| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "verify code is not a valid header value",
-                )
-            })?),
-            None => None,
-        };
-        let unverified = Arc::new(tokio::sync::Semaphore::new(config.max_unverified_inflations));
-        let state = Arc::new(State {
-            config,
-            dispatch,
-            metrics,
-            render_metrics,
-            verify,
-            drains: None,
-            unverified,
-        });
+        let state = Arc::new(new_state(config, dispatch, metrics, render_metrics)?);
         Ok(Server { listener, state })
     }
 
@@ -81,4 +63,24 @@ impl Server {
         let handler = move |request| handle(Arc::clone(&state), request);
         listener::serve(listener, limits, handler, shutdown).await
     }
+}
+
+/// The handler's state, shared by [`Server::bind`] and the socket-less [`crate::harness`].
+pub(crate) fn new_state(
+    config: IngestConfig,
+    dispatch: Arc<dyn Dispatch>,
+    metrics: IngestMetrics,
+    render_metrics: RenderMetrics,
+) -> std::io::Result<State> {
+    let verify = match &config.verify_code {
+        Some(code) => Some(http::HeaderValue::from_str(code).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "verify code is not a valid header value",
+            )
+        })?),
+        None => None,
+    };
+    let unverified = Arc::new(tokio::sync::Semaphore::new(config.max_unverified_inflations));
+    Ok(State { config, dispatch, metrics, render_metrics, verify, drains: None, unverified })
 }

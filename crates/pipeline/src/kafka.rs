@@ -14,8 +14,14 @@
 //!
 //! Missing topics are created by a thread of their own (`topics`), never on the sink's thread.
 //!
+//! With a spool (`spooled`, over [`crate::spool`]), a batch is instead appended to a disk log and
+//! acknowledged once synced there: always (`always`), or while no broker is reachable and until
+//! what was spooled meanwhile is produced (`outage`). The spool is produced in order from `tick`.
+//!
 //! rdkafka types never leave this module.
 
+mod message;
+mod spooled;
 mod topics;
 
 use std::fmt;
@@ -26,14 +32,16 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 use record::{Record, SinkFailure};
 
+use self::message::{error_code, send, Outgoing};
+use self::spooled::Spooled;
 use self::topics::{TopicCreator, TopicPlan};
 use crate::dedup::DedupWindow;
 use crate::sink::{Health, Job, Sink, Takes};
+use crate::spool::SpoolConfig;
 use crate::{PipelineError, PipelineMetrics};
 
 /// The Kafka sink's name.
@@ -110,6 +118,8 @@ pub struct KafkaSinkConfig {
     pub replication_factor: i32,
     /// Any other librdkafka properties, passed through (they override the ones above).
     pub properties: Vec<(String, String)>,
+    /// The disk spool, if any: batches acknowledged once synced there, produced later.
+    pub spool: Option<SpoolConfig>,
 }
 
 impl KafkaSinkConfig {
@@ -129,6 +139,7 @@ impl KafkaSinkConfig {
             partitions: 3,
             replication_factor: 1,
             properties: Vec::new(),
+            spool: None,
         }
     }
 
@@ -181,23 +192,6 @@ impl KafkaSinkConfig {
     }
 }
 
-/// A bounded code for a Kafka error, for failures and metrics.
-fn error_code(error: &KafkaError) -> &'static str {
-    match error.rdkafka_error_code() {
-        Some(RDKafkaErrorCode::QueueFull) => "queue_full",
-        Some(RDKafkaErrorCode::MessageTimedOut) => "message_timed_out",
-        Some(RDKafkaErrorCode::AllBrokersDown) => "all_brokers_down",
-        Some(RDKafkaErrorCode::UnknownTopicOrPartition) | Some(RDKafkaErrorCode::UnknownTopic) => {
-            "unknown_topic"
-        }
-        Some(RDKafkaErrorCode::MessageSizeTooLarge) => "message_too_large",
-        Some(RDKafkaErrorCode::PurgeQueue) | Some(RDKafkaErrorCode::PurgeInflight) => "purged",
-        Some(RDKafkaErrorCode::Fatal) => "fatal",
-        Some(RDKafkaErrorCode::TopicAuthorizationFailed) => "not_authorized",
-        _ => "other",
-    }
-}
-
 /// One batch's delivery state: settled when its last message's report is in.
 pub(crate) struct Tracker {
     digest: u128,
@@ -205,9 +199,32 @@ pub(crate) struct Tracker {
     failure: Mutex<Option<&'static str>>,
     job: Mutex<Option<Job>>,
     started: Instant,
+    /// Every report is in (what the spool's replay waits for).
+    settled: AtomicBool,
 }
 
 impl Tracker {
+    /// A tracker of `records` messages, settling `job` (if any) when their last report is in. It
+    /// holds one count more while the messages are enqueued, released by `settle(1, Ok(()))`.
+    fn new(digest: u128, records: usize, job: Option<Job>) -> Tracker {
+        Tracker {
+            digest,
+            remaining: AtomicUsize::new(records + 1),
+            failure: Mutex::new(None),
+            job: Mutex::new(job),
+            started: Instant::now(),
+            settled: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether every report is in, and the first failure if one failed.
+    fn outcome(&self) -> Option<Result<(), &'static str>> {
+        if !self.settled.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(self.failure.lock().unwrap_or_else(|e| e.into_inner()).map_or(Ok(()), Err))
+    }
+
     fn settle(&self, count: usize, outcome: Result<(), &'static str>, ctx: &Context) {
         if count == 0 {
             return;
@@ -218,6 +235,7 @@ impl Tracker {
         if self.remaining.fetch_sub(count, Ordering::AcqRel) != count {
             return;
         }
+        self.settled.store(true, Ordering::Release);
         // Already failed at enqueue time: nothing is waiting any more.
         let Some(mut job) = self.job.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             return;
@@ -240,6 +258,8 @@ pub(crate) struct Context {
     recent: Mutex<DedupWindow>,
     health: Health,
     brokers_up: AtomicBool,
+    /// With a spool, the sink accepts batches while no broker is reachable.
+    spooling: bool,
 }
 
 impl ClientContext for Context {
@@ -252,14 +272,14 @@ impl ClientContext for Context {
                 tracing::warn!(sink = KAFKA, "no broker reachable: refusing batches");
             }
         }
-        self.health.set_accepting(up);
+        self.health.set_accepting(up || self.spooling);
         self.metrics.kafka_queue(statistics.msg_cnt as i64);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
             self.brokers_up.store(false, Ordering::Release);
-            self.health.set_accepting(false);
+            self.health.set_accepting(self.spooling);
         }
         tracing::warn!(sink = KAFKA, code = error_code(&error), reason, "kafka client error");
     }
@@ -291,6 +311,8 @@ pub struct KafkaSink {
     metrics: PipelineMetrics,
     /// Creating missing topics, until done (or given up).
     topics: Option<TopicCreator>,
+    /// The disk spool, when configured.
+    spooled: Option<Spooled>,
 }
 
 impl fmt::Debug for KafkaSink {
@@ -309,14 +331,21 @@ impl KafkaSink {
         config: KafkaSinkConfig,
         metrics: &PipelineMetrics,
     ) -> Result<KafkaSink, PipelineError> {
+        let spooled = match &config.spool {
+            Some(spool) => Some(Spooled::open(spool, &config, metrics).map_err(|source| {
+                PipelineError::Open { sink: KAFKA, path: spool.dir.display().to_string(), source }
+            })?),
+            None => None,
+        };
         let health = Health::new();
-        // Not accepting until the first statistics show a broker up.
-        health.set_accepting(false);
+        // Without a spool, not accepting until the first statistics show a broker up.
+        health.set_accepting(spooled.is_some());
         let context = Context {
             metrics: metrics.clone(),
             recent: Mutex::new(DedupWindow::new(4096)),
             health: health.clone(),
             brokers_up: AtomicBool::new(false),
+            spooling: spooled.is_some(),
         };
         let producer: ThreadedProducer<Context> = config
             .client_config()
@@ -333,64 +362,28 @@ impl KafkaSink {
             ),
             false => None,
         };
-        Ok(KafkaSink { config, producer, context_health: health, metrics: metrics.clone(), topics })
-    }
-
-    fn topic_for<'a>(&'a self, record: &Record, drain: &str) -> &'a str {
-        for route in &self.config.routes {
-            let value = match route.field {
-                RouteField::Source => record.source(),
-                RouteField::Level => record.level(),
-                RouteField::Environment => record.environment(),
-                RouteField::Drain => Some(drain.into()),
-            };
-            if value.as_deref() == Some(route.value.as_str()) {
-                return &route.topic;
-            }
-        }
-        &self.config.topic
+        let metrics = metrics.clone();
+        Ok(KafkaSink { config, producer, context_health: health, metrics, topics, spooled })
     }
 
     /// Enqueues every record of `job`'s batch; the job is settled by the delivery reports.
-    fn enqueue(&self, mut job: Job) {
+    fn enqueue(&self, job: Job) {
         let ctx = self.producer.context();
-        if ctx.recent.lock().unwrap_or_else(|e| e.into_inner()).contains(job.batch().digest) {
-            // A retry of a batch the broker already has (it failed elsewhere): not produced again.
-            self.metrics.retry_skipped(KAFKA);
-            job.complete();
-            return;
-        }
         let shared = job.shared();
         let batch = shared.batch();
         let total = batch.records.len();
-        // One extra count held while enqueuing, so reports arriving meanwhile cannot settle early.
-        let tracker = Arc::new(Tracker {
-            digest: batch.digest,
-            remaining: AtomicUsize::new(total + 1),
-            failure: Mutex::new(None),
-            job: Mutex::new(Some(job)),
-            started: Instant::now(),
-        });
+        let tracker = Arc::new(Tracker::new(batch.digest, total, Some(job)));
         for (i, record) in batch.records.iter().enumerate() {
-            let key = record.project_id();
-            let mut headers = OwnedHeaders::new_with_capacity(3)
-                .insert(Header { key: "drain", value: Some(batch.drain.as_bytes()) });
-            if let Some(source) = record.source() {
-                headers = headers.insert(Header { key: "source", value: Some(source.as_bytes()) });
-            }
-            if let Some(level) = record.level() {
-                headers = headers.insert(Header { key: "level", value: Some(level.as_bytes()) });
-            }
-            let message = BaseRecord::with_opaque_to(
-                self.topic_for(record, &batch.drain),
-                Arc::clone(&tracker),
-            )
-            .payload(record.bytes())
-            .key(key.as_deref().unwrap_or_default().as_bytes())
-            .headers(headers);
-            if let Err((error, _)) = self.producer.send(message) {
-                let code = error_code(&error);
-                self.metrics.write_error(KAFKA, code);
+            let (key, source, level) = (record.project_id(), record.source(), record.level());
+            let message = Outgoing {
+                topic: route(&self.config, record, &batch.drain),
+                key: key.as_deref().unwrap_or_default().as_bytes(),
+                drain: batch.drain.as_bytes(),
+                source: source.as_deref().map(str::as_bytes),
+                level: level.as_deref().map(str::as_bytes),
+                value: record.bytes(),
+            };
+            if let Err(code) = send(&self.producer, message, &tracker) {
                 // The rest of the batch is never enqueued: the batch fails now, without waiting
                 // for the reports of what was enqueued (those may still be delivered: at least
                 // once), and the client gets its 503 at once.
@@ -404,6 +397,28 @@ impl KafkaSink {
         }
         tracker.settle(1, Ok(()), ctx);
     }
+
+    /// Whether a batch goes to the spool now rather than straight to the producer.
+    fn spools(&self) -> bool {
+        let up = self.producer.context().brokers_up.load(Ordering::Acquire);
+        self.spooled.as_ref().is_some_and(|s| s.takes(up))
+    }
+}
+
+/// The topic of `record`: the first matching route's, else the default.
+fn route<'a>(config: &'a KafkaSinkConfig, record: &Record, drain: &str) -> &'a str {
+    for route in &config.routes {
+        let value = match route.field {
+            RouteField::Source => record.source(),
+            RouteField::Level => record.level(),
+            RouteField::Environment => record.environment(),
+            RouteField::Drain => Some(drain.into()),
+        };
+        if value.as_deref() == Some(route.value.as_str()) {
+            return &route.topic;
+        }
+    }
+    &config.topic
 }
 
 impl Sink for KafkaSink {
@@ -416,16 +431,33 @@ impl Sink for KafkaSink {
     }
 
     fn write(&mut self, jobs: &mut Vec<Job>) {
-        for job in jobs.drain(..) {
-            self.enqueue(job);
+        let mut to_spool = Vec::new();
+        for mut job in jobs.drain(..) {
+            let ctx = self.producer.context();
+            if ctx.recent.lock().unwrap_or_else(|e| e.into_inner()).contains(job.batch().digest) {
+                // A retry of a batch the broker (or the spool) already has: not produced again.
+                self.metrics.retry_skipped(KAFKA);
+                job.complete();
+            } else if !to_spool.is_empty() || self.spools() {
+                // Once one batch of the group is spooled, the rest follow it there, in order.
+                to_spool.push(job);
+            } else {
+                self.enqueue(job);
+            }
+        }
+        if let Some(spooled) = self.spooled.as_mut().filter(|_| !to_spool.is_empty()) {
+            spooled.append(&mut to_spool, &self.config, self.producer.context());
         }
         self.metrics.kafka_queue(i64::from(self.producer.in_flight_count()));
     }
 
-    fn tick(&mut self, _now: Instant) {
+    fn tick(&mut self, now: Instant) {
         // Never blocks: the creating thread runs on its own and is only looked at here.
         if self.topics.as_mut().is_some_and(TopicCreator::poll) {
             self.topics = None;
+        }
+        if let Some(spooled) = self.spooled.as_mut() {
+            spooled.replay(&self.producer, now);
         }
     }
 
@@ -441,6 +473,9 @@ impl Sink for KafkaSink {
                 code = error_code(&e),
                 "messages left undelivered at shutdown"
             );
+        }
+        if let Some(spooled) = self.spooled.as_mut() {
+            spooled.close();
         }
     }
 }

@@ -36,6 +36,7 @@ pub mod kafka;
 pub mod kafka_properties;
 mod metrics;
 mod sink;
+pub mod spool;
 pub mod storage;
 
 use std::fmt;

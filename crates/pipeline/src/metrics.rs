@@ -26,6 +26,7 @@ pub struct PipelineMetrics {
     kafka_queue: Gauge,
     kafka_delivery_seconds: Histogram,
     bytes_written: Family<Labels, Counter<u64, AtomicU64>>,
+    pub(crate) kafka_spool: crate::spool::SpoolMetrics,
 }
 
 fn write_histogram() -> Histogram {
@@ -48,8 +49,10 @@ impl PipelineMetrics {
             retries_skipped: Family::default(),
             kafka_queue: Gauge::default(),
             kafka_delivery_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            kafka_spool: Default::default(),
         };
         let r = registry.sub_registry_with_prefix("spillway");
+        let m = PipelineMetrics { kafka_spool: crate::spool::SpoolMetrics::register(r), ..m };
         r.register(
             "batches_in_flight",
             "Batches admitted and not yet acknowledged",

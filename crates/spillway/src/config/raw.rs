@@ -176,6 +176,18 @@ pub struct RawKafkaSink {
     pub properties: BTreeMap<String, String>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    /// `[sinks.kafka.spool]`: present enables the disk spool.
+    pub spool: Option<RawKafkaSpool>,
+}
+
+/// `[sinks.kafka.spool]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawKafkaSpool {
+    pub dir: Option<PathBuf>,
+    pub max_bytes: Option<u64>,
+    pub mode: Option<String>,
 }
 
 impl std::fmt::Debug for RawKafkaSink {

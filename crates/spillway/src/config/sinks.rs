@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use pipeline::file::{FileSinkConfig, FsyncMode, FsyncPolicy, DEFAULT_FSYNC_INTERVAL};
 use pipeline::kafka::{KafkaSinkConfig, Route, RouteField};
+use pipeline::spool::SpoolConfig;
 
-use super::raw::{RawFileSink, RawKafkaSink, RawSinks};
+use super::raw::{RawFileSink, RawKafkaSink, RawKafkaSpool, RawSinks};
 use super::Problems;
 
 /// The validated sinks.
@@ -30,7 +31,7 @@ pub(super) fn sinks_config(raw: &RawSinks, data_dir: &Path, problems: &mut Probl
     if raw.dead_letter.enabled == Some(false) {
         problems.push("sinks.dead_letter.enabled: the dead-letter sink cannot be disabled");
     }
-    let kafka = raw.kafka.as_ref().map(|raw| kafka_sink_config(raw, problems));
+    let kafka = raw.kafka.as_ref().map(|raw| kafka_sink_config(raw, data_dir, problems));
     if !file_enabled && kafka.is_none() {
         problems.push(
             "sinks.file.enabled: no sink for records would remain; keep the file sink or configure Kafka",
@@ -100,7 +101,11 @@ fn mode(key: &str, value: Option<&str>, default: u32, needed: u32, problems: &mu
     }
 }
 
-fn kafka_sink_config(raw: &RawKafkaSink, problems: &mut Problems) -> KafkaSinkConfig {
+fn kafka_sink_config(
+    raw: &RawKafkaSink,
+    data_dir: &Path,
+    problems: &mut Problems,
+) -> KafkaSinkConfig {
     let brokers = raw.brokers.clone().unwrap_or_default();
     if brokers.trim().is_empty() {
         problems.push(
@@ -139,6 +144,21 @@ fn kafka_sink_config(raw: &RawKafkaSink, problems: &mut Problems) -> KafkaSinkCo
         }
     }
     c.properties = raw.properties.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    c.spool = raw.spool.as_ref().map(|raw| spool_config(raw, data_dir, problems));
+    c
+}
+
+/// `[sinks.kafka.spool]`: directory (`<data_dir>/kafka-spool`), limit and mode.
+fn spool_config(raw: &RawKafkaSpool, data_dir: &Path, problems: &mut Problems) -> SpoolConfig {
+    let mut c = SpoolConfig::new(raw.dir.clone().unwrap_or_else(|| data_dir.join("kafka-spool")));
+    let default = SpoolConfig::DEFAULT_MAX_BYTES;
+    c.max_bytes =
+        problems.range("sinks.kafka.spool.max_bytes", raw.max_bytes, default, 1 << 20, 1 << 50);
+    match raw.mode.as_deref().map(str::parse) {
+        None => {}
+        Some(Ok(mode)) => c.mode = mode,
+        Some(Err(e)) => problems.push(format!("sinks.kafka.spool.mode: {e}")),
+    }
     c
 }
 

@@ -1,0 +1,86 @@
+//! The socket-less harness (`ingest::harness`) that `fuzz/` drives: a delivery written as bytes
+//! into an in-memory pipe gets the answer a socket would, and its batch reaches the dispatcher.
+
+use std::sync::{Arc, Mutex};
+
+use ingest::harness::{gunzip, Harness};
+use ingest::IngestConfig;
+use listener::SigningKey;
+use record::{Ack, AckWaiter, Batch, Dispatch, Refusal};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Keeps every batch and confirms it at once.
+#[derive(Default)]
+struct Keep(Mutex<Vec<Batch>>);
+
+impl Dispatch for Keep {
+    fn admissible(&self, _bytes: usize) -> Result<(), Refusal> {
+        Ok(())
+    }
+
+    fn try_submit(&self, batch: Batch) -> Result<AckWaiter, Refusal> {
+        self.0.lock().unwrap().push(batch);
+        let (parts, waiter) = Ack::split(1);
+        parts.into_iter().for_each(|p| p.complete());
+        Ok(waiter)
+    }
+
+    fn ready(&self) -> bool {
+        true
+    }
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/../../fixtures/vercel/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(path).unwrap()
+}
+
+/// Sends `request` on a fresh connection and returns the whole answer.
+fn exchange(harness: &Harness, request: Vec<u8>) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let harness = harness.clone();
+    runtime.block_on(async move {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let serving = tokio::spawn(async move { harness.serve_connection(server).await });
+        client.write_all(&request).await.unwrap();
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).await.unwrap();
+        serving.await.unwrap().unwrap();
+        String::from_utf8(answer).unwrap()
+    })
+}
+
+fn post(signature: Option<&str>, body: &[u8]) -> Vec<u8> {
+    let mut head = "POST /vercel/logs HTTP/1.1\r\nhost: t\r\nconnection: close\r\n".to_owned();
+    if let Some(sig) = signature {
+        head.push_str(&format!("x-vercel-signature: {sig}\r\n"));
+    }
+    head.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+    [head.as_bytes(), body].concat()
+}
+
+#[test]
+fn a_delivery_through_the_harness_is_answered_and_dispatched_as_from_a_socket() {
+    let key = SigningKey::new("drain-secret-0123456789");
+    let config = IngestConfig { drain_secret: Some(key.clone()), ..IngestConfig::default() };
+    let keep = Arc::new(Keep::default());
+    let harness = Harness::new(config, keep.clone(), None).unwrap();
+    let body = fixture("logs.ndjson");
+
+    let answer = exchange(&harness, post(Some(&key.sign(&body)), &body));
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(answer.ends_with(r#"{"accepted":5,"dead_lettered":0}"#), "{answer}");
+    assert_eq!(keep.0.lock().unwrap()[0].records.len(), 5);
+
+    let answer = exchange(&harness, post(None, &body));
+    assert!(answer.starts_with("HTTP/1.1 401 "), "{answer}");
+    assert!(answer.contains(r#""code":"missing_signature""#), "{answer}");
+    assert_eq!(keep.0.lock().unwrap().len(), 1, "nothing more dispatched");
+}
+
+#[test]
+fn the_exposed_inflater_keeps_its_cap() {
+    let gz = fixture("logs.ndjson.gz");
+    assert_eq!(gunzip(&gz, 1 << 20).unwrap(), fixture("logs.ndjson"));
+    assert_eq!(gunzip(&gz, 10).unwrap_err().code(), "inflated_body_too_large");
+}

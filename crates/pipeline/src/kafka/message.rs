@@ -1,0 +1,63 @@
+//! One message to the producer (value, key, headers `drain`, `source`, `level`, topic), and the
+//! bounded codes of Kafka errors.
+
+use std::sync::Arc;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+
+use super::{Context, Tracker, KAFKA};
+
+/// A bounded code for a Kafka error, for failures and metrics.
+pub(super) fn error_code(error: &KafkaError) -> &'static str {
+    match error.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::QueueFull) => "queue_full",
+        Some(RDKafkaErrorCode::MessageTimedOut) => "message_timed_out",
+        Some(RDKafkaErrorCode::AllBrokersDown) => "all_brokers_down",
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition) | Some(RDKafkaErrorCode::UnknownTopic) => {
+            "unknown_topic"
+        }
+        Some(RDKafkaErrorCode::MessageSizeTooLarge) => "message_too_large",
+        Some(RDKafkaErrorCode::PurgeQueue) | Some(RDKafkaErrorCode::PurgeInflight) => "purged",
+        Some(RDKafkaErrorCode::Fatal) => "fatal",
+        Some(RDKafkaErrorCode::TopicAuthorizationFailed) => "not_authorized",
+        _ => "other",
+    }
+}
+
+/// One message as the producer gets it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Outgoing<'a> {
+    pub(super) topic: &'a str,
+    pub(super) key: &'a [u8],
+    pub(super) drain: &'a [u8],
+    pub(super) source: Option<&'a [u8]>,
+    pub(super) level: Option<&'a [u8]>,
+    pub(super) value: &'a [u8],
+}
+
+/// Enqueues one message whose report goes to `tracker`; the error code if it cannot be.
+pub(super) fn send(
+    producer: &ThreadedProducer<Context>,
+    m: Outgoing<'_>,
+    tracker: &Arc<Tracker>,
+) -> Result<(), &'static str> {
+    let mut headers =
+        OwnedHeaders::new_with_capacity(3).insert(Header { key: "drain", value: Some(m.drain) });
+    if let Some(source) = m.source {
+        headers = headers.insert(Header { key: "source", value: Some(source) });
+    }
+    if let Some(level) = m.level {
+        headers = headers.insert(Header { key: "level", value: Some(level) });
+    }
+    let message = BaseRecord::with_opaque_to(m.topic, Arc::clone(tracker))
+        .payload(m.value)
+        .key(m.key)
+        .headers(headers);
+    producer.send(message).map_err(|(error, _)| {
+        let code = error_code(&error);
+        producer.context().metrics.write_error(KAFKA, code);
+        code
+    })
+}

@@ -1,0 +1,318 @@
+//! The Kafka sink's disk spool: an append-only log of batches, each acknowledged to its client once
+//! it is appended and synced, produced to Kafka later in the order it was appended, and removed
+//! only after the broker acknowledged every record of it.
+//!
+//! On disk (`dir`, one process at a time by a lock file): segment files of checksummed frames
+//! (`segment`, `frame`) and a durable cursor (`cursor`) before which everything is acknowledged.
+//! At start-up, segments wholly before the cursor are deleted and a torn last frame (a write a
+//! crash cut) is cut off; what lies after the cursor is produced again. The cursor is written at
+//! most every `CURSOR_EVERY`, so a crash can produce some batches twice (at least once); it never
+//! skips one. `max_bytes` bounds the segment files: a batch that does not fit is refused.
+//!
+//! Everything here runs on the Kafka sink's thread; nothing is shared.
+
+mod cursor;
+pub(crate) mod frame;
+mod metrics;
+mod segment;
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+pub(crate) use self::cursor::Pos;
+pub(crate) use self::metrics::SpoolMetrics;
+use self::segment::At;
+
+/// Permissions of spool files: they hold the records.
+pub(crate) const FILE_MODE: u32 = 0o640;
+const DIR_MODE: u32 = 0o750;
+/// A drained spool starts a new segment (and drops the old) once its head is this large.
+const RECYCLE_BYTES: u64 = 1 << 20;
+
+crate::named_setting! {
+    /// When the Kafka sink writes a batch to its spool.
+    pub enum SpoolMode {
+        /// Only while no broker is reachable (and until what was spooled meanwhile is produced):
+        /// otherwise a batch is acknowledged after the broker acknowledged it.
+        Outage = "outage",
+        /// Always, as a write-ahead log: every batch is acknowledged once it is in the spool.
+        Always = "always",
+    }
+}
+
+/// `[sinks.kafka.spool]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolConfig {
+    /// Where the segment files and the cursor live.
+    pub dir: PathBuf,
+    /// The most the segment files may hold; past it, batches are refused (`spool_full`).
+    pub max_bytes: u64,
+    /// When batches are spooled.
+    pub mode: SpoolMode,
+}
+
+impl SpoolConfig {
+    /// The default limit: 1 GiB.
+    pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+
+    /// Defaults for `dir`: 1 GiB, spooling during outages only.
+    pub fn new(dir: impl Into<PathBuf>) -> SpoolConfig {
+        SpoolConfig { dir: dir.into(), max_bytes: Self::DEFAULT_MAX_BYTES, mode: SpoolMode::Outage }
+    }
+}
+
+/// What start-up found in the spool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Recovered {
+    /// Bytes of unacknowledged frames, to be produced.
+    pub(crate) pending_bytes: u64,
+    /// Bytes of a torn last frame, cut off.
+    pub(crate) cut_bytes: u64,
+}
+
+/// The result of reading at a position.
+#[derive(Debug)]
+pub(crate) enum Read {
+    /// A frame's payload, and the position after it.
+    Frame(bytes::Bytes, Pos),
+    /// Nothing more has been appended.
+    End,
+    /// A damaged frame (the disk's fault: it was synced whole): skipped to the next segment.
+    Damaged(Pos),
+}
+
+/// An open spool.
+#[derive(Debug)]
+pub(crate) struct Spool {
+    dir: PathBuf,
+    max_bytes: u64,
+    segment_bytes: u64,
+    /// Every segment (number, valid length), oldest first; the last is being appended to.
+    segments: VecDeque<(u64, u64)>,
+    head: File,
+    reader: Option<(u64, File)>,
+    committed: Pos,
+    durable: Pos,
+    _lock: File,
+}
+
+/// Syncs a directory, so that entries created, renamed or removed in it survive a crash.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn create_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(FILE_MODE)
+        .open(path)
+}
+
+impl Spool {
+    /// Opens (creating) the spool in `config.dir`, recovering what a crash left.
+    pub(crate) fn open(config: &SpoolConfig) -> io::Result<(Spool, Recovered)> {
+        let dir = config.dir.clone();
+        std::fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(&dir)?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+        let lock = create_file(&dir.join("lock"))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+            |_| io::Error::other(format!("spool {} is in use by another process", dir.display())),
+        )?;
+        let numbers = segment::list(&dir)?;
+        let cursor = cursor::read(&dir)?.unwrap_or_default();
+        let mut segments = VecDeque::new();
+        for number in numbers {
+            if number < cursor.segment {
+                std::fs::remove_file(segment::path(&dir, number))?;
+            } else {
+                let len = std::fs::metadata(segment::path(&dir, number))?.len();
+                segments.push_back((number, len));
+            }
+        }
+        let mut recovered = Recovered::default();
+        let committed = match segments.front() {
+            Some(&(first, _)) if first == cursor.segment => cursor,
+            Some(&(first, _)) => Pos { segment: first, offset: 0 },
+            None => Pos { segment: cursor.segment + 1, offset: 0 },
+        };
+        if let Some((last, len)) = segments.back_mut() {
+            let from = if *last == committed.segment { committed.offset.min(*len) } else { 0 };
+            let file = create_file(&segment::path(&dir, *last))?;
+            let (end, _) = segment::valid_end(&file, from)?;
+            if end < *len {
+                recovered.cut_bytes = *len - end;
+                file.set_len(end)?;
+                file.sync_all()?;
+                *len = end;
+            }
+        } else {
+            create_file(&segment::path(&dir, committed.segment))?;
+            sync_dir(&dir)?;
+            segments.push_back((committed.segment, 0));
+        }
+        let (last, _) = *segments.back().unwrap_or(&(committed.segment, 0));
+        let head = create_file(&segment::path(&dir, last))?;
+        let segment_bytes = (config.max_bytes / 8).clamp(64 << 10, 64 << 20);
+        let mut spool = Spool {
+            dir,
+            max_bytes: config.max_bytes,
+            segment_bytes,
+            segments,
+            head,
+            reader: None,
+            committed,
+            durable: cursor,
+            _lock: lock,
+        };
+        spool.committed = spool.normalise(committed);
+        recovered.pending_bytes = spool.pending_bytes();
+        Ok((spool, recovered))
+    }
+
+    /// The bytes of the segment files.
+    pub(crate) fn disk_bytes(&self) -> u64 {
+        self.segments.iter().map(|(_, len)| len).sum()
+    }
+
+    /// The bytes of frames not yet acknowledged by the broker.
+    pub(crate) fn pending_bytes(&self) -> u64 {
+        let from = self.committed.segment;
+        let bytes: u64 = self.segments.iter().filter(|(n, _)| *n >= from).map(|(_, l)| l).sum();
+        bytes.saturating_sub(self.committed.offset)
+    }
+
+    /// How many more bytes may be appended.
+    pub(crate) fn room(&self) -> u64 {
+        self.max_bytes.saturating_sub(self.disk_bytes())
+    }
+
+    /// Where the next frame will be appended.
+    pub(crate) fn end(&self) -> Pos {
+        let (segment, offset) = *self.segments.back().unwrap_or(&(0, 0));
+        Pos { segment, offset }
+    }
+
+    /// The position before which everything is acknowledged.
+    pub(crate) fn committed(&self) -> Pos {
+        self.committed
+    }
+
+    /// Whether everything appended has been acknowledged by the broker.
+    pub(crate) fn drained(&self) -> bool {
+        self.committed >= self.end()
+    }
+
+    /// Appends `frames` (whole frames) and syncs them: once this returns `Ok`, they survive a
+    /// crash. On error nothing of them is kept.
+    pub(crate) fn append(&mut self, frames: &[u8]) -> io::Result<()> {
+        let (_, len) = *self.segments.back().unwrap_or(&(0, 0));
+        let written = self.head.write_all_at(frames, len).and_then(|()| self.head.sync_data());
+        if let Err(e) = written {
+            // Cut what may have reached the file, so no unacknowledged frame is replayed.
+            let _ = self.head.set_len(len).and_then(|()| self.head.sync_data());
+            return Err(e);
+        }
+        if let Some((_, len)) = self.segments.back_mut() {
+            *len += frames.len() as u64;
+        }
+        if len + frames.len() as u64 >= self.segment_bytes {
+            if let Err(e) = self.start_segment() {
+                tracing::warn!(sink = "kafka", error = %e, "cannot start a spool segment");
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a new, empty head segment, durably.
+    fn start_segment(&mut self) -> io::Result<()> {
+        let number = self.end().segment + 1;
+        let file = create_file(&segment::path(&self.dir, number))?;
+        sync_dir(&self.dir)?;
+        self.head = file;
+        self.segments.push_back((number, 0));
+        Ok(())
+    }
+
+    /// The frame at `pos`.
+    pub(crate) fn read(&mut self, pos: Pos) -> io::Result<Read> {
+        let pos = self.normalise(pos);
+        let Some(&(number, len)) = self.segments.iter().find(|(n, _)| *n == pos.segment) else {
+            return Ok(Read::End);
+        };
+        if self.reader.as_ref().is_none_or(|(n, _)| *n != number) {
+            self.reader = Some((number, File::open(segment::path(&self.dir, number))?));
+        }
+        let Some((_, file)) = &self.reader else { return Ok(Read::End) };
+        Ok(match segment::read_at(file, pos.offset, len)? {
+            At::Frame(payload, next) => {
+                Read::Frame(payload, self.normalise(Pos { segment: number, offset: next }))
+            }
+            At::End => Read::End,
+            At::Damaged => {
+                tracing::error!(
+                    sink = "kafka",
+                    segment = number,
+                    offset = pos.offset,
+                    "damaged spool frame: skipping the rest of its segment"
+                );
+                Read::Damaged(self.normalise(Pos { segment: number, offset: len }))
+            }
+        })
+    }
+
+    /// The end of a segment that has a successor is the successor's start.
+    fn normalise(&self, pos: Pos) -> Pos {
+        let mut pos = pos;
+        for pair in self.segments.iter().collect::<Vec<_>>().windows(2) {
+            let (&(number, len), &(next, _)) = (pair[0], pair[1]);
+            if number == pos.segment && pos.offset >= len {
+                pos = Pos { segment: next, offset: 0 };
+            }
+        }
+        pos
+    }
+
+    /// Records that everything before `pos` is acknowledged (durable at the next `persist`).
+    pub(crate) fn commit(&mut self, pos: Pos) {
+        let pos = self.normalise(pos);
+        if pos > self.committed {
+            self.committed = pos;
+        }
+    }
+
+    /// Writes the cursor if it moved, then deletes the segments wholly before it (and, when
+    /// drained, recycles a large head segment).
+    pub(crate) fn persist(&mut self) -> io::Result<()> {
+        if self.drained() && self.end().offset >= RECYCLE_BYTES.min(self.segment_bytes / 4) {
+            self.start_segment()?;
+            self.committed = self.end();
+        }
+        if self.committed == self.durable {
+            return Ok(());
+        }
+        cursor::write(&self.dir, self.committed)?;
+        self.durable = self.committed;
+        while let Some(&(number, _)) = self.segments.front() {
+            if number >= self.committed.segment {
+                break;
+            }
+            std::fs::remove_file(segment::path(&self.dir, number))?;
+            self.segments.pop_front();
+            if self.reader.as_ref().is_some_and(|(n, _)| *n == number) {
+                self.reader = None;
+            }
+        }
+        sync_dir(&self.dir)
+    }
+}
+
+#[cfg(test)]
+mod tests;
