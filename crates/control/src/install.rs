@@ -3,10 +3,19 @@
 //! at this receiver (registered, so the edge serves it at once) and `project_env` is set on the
 //! selected projects (best effort).
 //!
+//! Before anything is stored, the install must hold together: a `state`, when the callback
+//! carries one, must be one we issued less than ten minutes ago (`install_state`; required when
+//! `require_state` is set), the token must be for the installation the redirect names (else a
+//! code from one installation could overwrite another's token), and its team must be allowed
+//! (`allowed_teams`).
+//!
 //! `integration_configuration_disabled` marks the installation disabled; it is never called
 //! again. No token, secret or code appears in a log line or an error.
 
+use std::time::SystemTime;
+
 use crate::drains::{create_and_register, DrainOpError, Endpoint, NewDrain, ALL_ENV_TARGETS};
+use crate::install_state::{check_state, issue_state, StateError};
 use crate::model::{
     AccessToken, Compression, Encoding, EnvType, EnvVar, ExchangeCode, IntegrationConfiguration,
     ProjectSelection,
@@ -27,6 +36,8 @@ pub struct Callback {
     pub team_id: Option<String>,
     /// Where the user goes afterwards.
     pub next: Option<String>,
+    /// The OAuth state, when the install started on our side.
+    pub state: Option<String>,
 }
 
 impl Callback {
@@ -40,6 +51,7 @@ impl Callback {
                 "configurationId" => callback.configuration_id = Some(value),
                 "teamId" => callback.team_id = Some(value),
                 "next" => callback.next = Some(value),
+                "state" => callback.state = Some(value),
                 _ => {}
             }
         }
@@ -65,6 +77,22 @@ pub enum InstallError {
     /// Vercel refused to create the installation's drain.
     #[error("the Vercel API refused the drain")]
     DrainNotCreated,
+    /// The token is for another installation than the redirect's `configurationId`.
+    #[error("the code is for another installation than configurationId")]
+    InstallationMismatch,
+    /// The installation's team (or, for a personal installation, its user) is not in
+    /// `allowed_teams`.
+    #[error("this receiver does not serve that team")]
+    TeamNotAllowed,
+    /// The state was not issued here, or has expired.
+    #[error("invalid state: {0}")]
+    InvalidState(StateError),
+    /// `require_state` is set and the callback carries no state.
+    #[error("a state is required: start the install at /vercel/integration/install")]
+    MissingState,
+    /// No `slug` is configured, so there is no install page to send the user to.
+    #[error("integration.slug is not configured")]
+    NoInstallPage,
     /// The local stores could not be read or written.
     #[error("the local store is unavailable")]
     Store(#[source] StoreError),
@@ -83,6 +111,7 @@ impl Integration {
         else {
             return Err(InstallError::InvalidRequest);
         };
+        self.check_state(callback.state.as_deref())?;
         let (store, id) = (self.installations.clone(), configuration_id.clone());
         if let Some(known) = blocking(move || store.get(&id)).await? {
             if known.status == InstallationStatus::Disabled {
@@ -91,11 +120,22 @@ impl Integration {
         }
         let token = self.exchange(code, &configuration_id).await?;
         if token.installation_id != configuration_id {
+            // Storing it under the query's id would overwrite that installation's token, team
+            // and user with another's.
             tracing::warn!(
                 configuration_id,
                 installation_id = token.installation_id,
-                "the token's installation differs from the redirect's configuration"
+                "install refused: the token is for another installation"
             );
+            return Err(InstallError::InstallationMismatch);
+        }
+        if !self.team_allowed(&token) {
+            tracing::warn!(
+                configuration_id,
+                team_id = token.team_id.as_deref(),
+                "install refused: team not in integration.allowed_teams"
+            );
+            return Err(InstallError::TeamNotAllowed);
         }
         if callback.team_id.is_some() && callback.team_id != token.team_id {
             tracing::warn!(
@@ -104,6 +144,33 @@ impl Integration {
             );
         }
         self.set_up(&configuration_id, token).await
+    }
+
+    /// Where an install that starts here sends the user: the integration's page on Vercel,
+    /// with a fresh state.
+    pub fn install_page(&self) -> Result<String, InstallError> {
+        let slug = self.config.slug.as_deref().ok_or(InstallError::NoInstallPage)?;
+        let state = issue_state(&self.config.client_secret, SystemTime::now())
+            .map_err(|e| InstallError::Store(StoreError::Random(e.to_string())))?;
+        Ok(format!("https://vercel.com/integrations/{slug}/new?state={state}"))
+    }
+
+    /// A state must be ours and fresh; none is allowed unless `require_state`.
+    fn check_state(&self, state: Option<&str>) -> Result<(), InstallError> {
+        match state {
+            Some(state) => check_state(&self.config.client_secret, state, SystemTime::now())
+                .map_err(InstallError::InvalidState),
+            None if self.config.require_state => Err(InstallError::MissingState),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `allowed_teams` (empty: everyone) holds the token's team, or for a personal
+    /// installation, which has no team, its user id.
+    fn team_allowed(&self, token: &AccessToken) -> bool {
+        let allowed = &self.config.allowed_teams;
+        let owner = token.team_id.as_deref().unwrap_or(&token.user_id);
+        allowed.is_empty() || allowed.iter().any(|a| a == owner)
     }
 
     async fn exchange(
@@ -329,5 +396,6 @@ mod tests {
         assert_eq!(c.configuration_id.as_deref(), Some("icfg_1"));
         assert_eq!(c.team_id.as_deref(), Some("team_1"));
         assert_eq!(c.next.as_deref(), Some("/x"));
+        assert_eq!(Callback::parse("state=1.ab.cd").state.as_deref(), Some("1.ab.cd"));
     }
 }

@@ -32,6 +32,14 @@ pub struct IntegrationConfig {
     pub create_drain: bool,
     /// A project environment variable to set on the selected projects, if any.
     pub project_env: Option<String>,
+    /// The integration's URL slug on Vercel: `GET /vercel/integration/install` sends the user
+    /// to `https://vercel.com/integrations/<slug>/new` with a signed state.
+    pub slug: Option<String>,
+    /// Teams whose installations are accepted (a personal installation: its user id); empty:
+    /// every team and user.
+    pub allowed_teams: Vec<String>,
+    /// Refuse callbacks without a state (installs begun on Vercel's marketplace).
+    pub require_state: bool,
     /// Largest request body the listener reads.
     pub max_body_bytes: usize,
     /// Time a client has to send its request headers.
@@ -57,6 +65,9 @@ impl Default for IntegrationConfig {
             drain_url: None,
             create_drain: true,
             project_env: None,
+            slug: None,
+            allowed_teams: Vec::new(),
+            require_state: false,
             max_body_bytes: 1 << 20,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),

@@ -32,6 +32,7 @@ mod client;
 pub mod drains;
 mod error;
 pub mod install;
+pub mod install_state;
 pub mod installations;
 mod integration;
 pub mod model;

@@ -1,6 +1,8 @@
 //! The integration's control-plane listener: a thin HTTP adapter over [`Integration`], separate
 //! from the drain edge, that `spillway serve` runs when the integration is configured.
 //!
+//! - `GET /vercel/integration/install`: an install that starts here: a redirect to the
+//!   integration's page on Vercel with a signed, expiring state.
 //! - `GET /vercel/integration/callback`: the install ([`Integration::install`]), then a redirect
 //!   to `next` (Vercel or a relative path only: never an open redirect).
 //! - `POST /vercel/integration/webhook`: a signed event ([`Integration::webhook`]).
@@ -28,6 +30,8 @@ use crate::install::{Callback, InstallError};
 use crate::webhook::WebhookError;
 use crate::{ControlError, Integration, IntegrationConfig};
 
+/// Where an install starts on our side (a redirect to Vercel with a state).
+pub const INSTALL_PATH: &str = "/vercel/integration/install";
 /// The install redirect's path (the integration's Redirect URL points here).
 pub const CALLBACK_PATH: &str = "/vercel/integration/callback";
 /// The integration's webhook URL path.
@@ -142,6 +146,7 @@ impl ControlPlane {
 async fn handle(shared: &Shared, request: Request<Incoming>) -> Reply {
     let route = match request.uri().path() {
         CALLBACK_PATH => "callback",
+        INSTALL_PATH => "install",
         WEBHOOK_PATH => "webhook",
         _ => "other",
     };
@@ -161,8 +166,12 @@ async fn route_request(shared: &Shared, request: Request<Incoming>) -> Reply {
                 Err(e) => install_reply(&e),
             }
         }
+        (&Method::GET, INSTALL_PATH) => match integration.install_page() {
+            Ok(url) => found(HeaderValue::from_str(&url).unwrap_or(HeaderValue::from_static("/"))),
+            Err(e) => install_reply(&e),
+        },
         (&Method::POST, WEBHOOK_PATH) => webhook(integration, request).await,
-        (_, CALLBACK_PATH) => not_allowed("GET"),
+        (_, CALLBACK_PATH | INSTALL_PATH) => not_allowed("GET"),
         (_, WEBHOOK_PATH) => not_allowed("POST"),
         _ => json_error(StatusCode::NOT_FOUND, "not_found", "no such path"),
     }
@@ -196,6 +205,11 @@ fn install_reply(error: &InstallError) -> Reply {
         InstallError::CodeRefused => (StatusCode::BAD_REQUEST, "invalid_code"),
         InstallError::VercelUnavailable => (StatusCode::BAD_GATEWAY, "vercel_unavailable"),
         InstallError::DrainNotCreated => (StatusCode::BAD_GATEWAY, "drain_not_created"),
+        InstallError::InstallationMismatch => (StatusCode::BAD_REQUEST, "installation_mismatch"),
+        InstallError::TeamNotAllowed => (StatusCode::FORBIDDEN, "team_not_allowed"),
+        InstallError::InvalidState(_) => (StatusCode::FORBIDDEN, "invalid_state"),
+        InstallError::MissingState => (StatusCode::FORBIDDEN, "missing_state"),
+        InstallError::NoInstallPage => (StatusCode::NOT_FOUND, "install_not_configured"),
         InstallError::Store(e) => return local_failure(e),
     };
     json_error(status, code, &error.to_string())
@@ -275,12 +289,14 @@ pub fn safe_next(next: Option<&str>) -> String {
 }
 
 fn redirect(next: Option<&str>) -> Reply {
-    let location = safe_next(next);
+    // `safe_next` returns printable ASCII only (a serialized URL or a checked path).
+    found(HeaderValue::from_str(&safe_next(next)).unwrap_or(HeaderValue::from_static("/")))
+}
+
+fn found(location: HeaderValue) -> Reply {
     let mut reply = Response::new(Full::new(Bytes::new()));
     *reply.status_mut() = StatusCode::FOUND;
-    // `safe_next` returns printable ASCII only (a serialized URL or a checked path).
-    let value = HeaderValue::from_str(&location).unwrap_or(HeaderValue::from_static("/"));
-    reply.headers_mut().insert(LOCATION, value);
+    reply.headers_mut().insert(LOCATION, location);
     reply
 }
 

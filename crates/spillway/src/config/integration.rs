@@ -51,6 +51,7 @@ pub(super) fn integration_config(
     if let Some(key) = project_env.as_deref().filter(|key| !is_variable_name(key)) {
         problems.push(format!("integration.project_env: {key:?} is not a variable name"));
     }
+    let (slug, allowed_teams, require_state) = install_guards(raw, problems);
     let [(_, _, client_id), (_, _, client_secret), (_, _, redirect_url)] = required;
     if let Some(redirect_url) = redirect_url {
         http_url("redirect_url", redirect_url, problems);
@@ -64,8 +65,35 @@ pub(super) fn integration_config(
         drain_url,
         create_drain,
         project_env,
+        slug,
+        allowed_teams,
+        require_state,
         ..d
     })
+}
+
+/// `slug` (where installs that start here go), `allowed_teams` and `require_state`.
+fn install_guards(
+    raw: &RawIntegration,
+    problems: &mut Problems,
+) -> (Option<String>, Vec<String>, bool) {
+    let slug = given(&raw.slug).map(str::to_owned);
+    let slug_chars = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+    if let Some(slug) = slug.as_deref().filter(|s| !slug_chars(s)) {
+        problems.push(format!("integration.slug: {slug:?} is not an integration's URL slug"));
+    }
+    let require_state = raw.require_state.unwrap_or(IntegrationConfig::default().require_state);
+    if require_state && slug.is_none() {
+        problems.push("integration.require_state: needs integration.slug, where installs start");
+    }
+    let mut allowed_teams = Vec::new();
+    for (i, team) in raw.allowed_teams.iter().flatten().enumerate() {
+        match team.trim() {
+            "" => problems.push(format!("integration.allowed_teams[{i}]: is empty")),
+            team => allowed_teams.push(team.to_owned()),
+        }
+    }
+    (slug, allowed_teams, require_state)
 }
 
 /// A value that is set and not blank.

@@ -70,6 +70,9 @@ pub struct RawIntegration {
     pub drain_url: Option<String>,
     pub create_drain: Option<bool>,
     pub project_env: Option<String>,
+    pub slug: Option<String>,
+    pub allowed_teams: Option<Vec<String>>,
+    pub require_state: Option<bool>,
 }
 
 impl std::fmt::Debug for RawIntegration {
@@ -83,6 +86,9 @@ impl std::fmt::Debug for RawIntegration {
             .field("drain_url", &self.drain_url)
             .field("create_drain", &self.create_drain)
             .field("project_env", &self.project_env)
+            .field("slug", &self.slug)
+            .field("allowed_teams", &self.allowed_teams)
+            .field("require_state", &self.require_state)
             .finish()
     }
 }
