@@ -66,6 +66,7 @@ impl fmt::Debug for KafkaSinkConfig {
             partitions,
             replication_factor,
             properties,
+            spool,
         } = self;
         f.debug_struct("KafkaSinkConfig")
             .field("brokers", brokers)
@@ -81,6 +82,7 @@ impl fmt::Debug for KafkaSinkConfig {
             .field("partitions", partitions)
             .field("replication_factor", replication_factor)
             .field("properties", &Redacted(properties))
+            .field("spool", spool)
             .finish()
     }
 }
