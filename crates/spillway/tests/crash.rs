@@ -1,7 +1,11 @@
 //! Crash safety of the real binary: under load, `SIGKILL` at an arbitrary moment, then check
 //! that every record that was acknowledged with `200` is on disk; restart and check that the
-//! files left open are completed and still hold every acknowledged record. Also: `SIGTERM`
-//! drains and exits 0.
+//! files left open are completed and still hold every acknowledged record; then the same twenty
+//! times in a row on one data directory. Also: `SIGTERM` drains and exits 0.
+//!
+//! What these cannot see: a missing `fsync`. A killed process's writes stay in the page cache
+//! and reach the disk anyway, so these tests would pass with `fsync = "never"`. Power loss is
+//! what an `fsync` guards against, and the pipeline's `crash_sim` test simulates it.
 
 mod common;
 
@@ -10,7 +14,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use common::*;
 use testkit::{eventually, free_addr, wait_until};
@@ -32,7 +37,7 @@ fn spawn(data: &std::path::Path, addr: SocketAddr) -> Child {
     child
 }
 
-fn batch(client: usize, n: usize) -> (Vec<u8>, Vec<String>) {
+fn batch(client: &str, n: usize) -> (Vec<u8>, Vec<String>) {
     let mut body = Vec::new();
     let mut ids = Vec::new();
     for i in 0..20 {
@@ -51,30 +56,23 @@ fn batch(client: usize, n: usize) -> (Vec<u8>, Vec<String>) {
     (body, ids)
 }
 
-fn stored_ids(dir: &std::path::Path) -> HashSet<String> {
-    lines_in(dir)
-        .iter()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_owned()
-        })
-        .collect()
-}
-
-#[test]
-fn every_acknowledged_record_survives_sigkill_under_load() {
-    let data = tempfile::tempdir().unwrap();
-    let addr = free_addr();
-    let mut child = spawn(data.path(), addr);
-    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..4)
+/// Four clients delivering batches to `addr` until `stop` (at most 2000 each), recording the ids
+/// of every batch answered `200` in `acked`. Client `c`'s ids start with `c<tag><c>`.
+fn load(
+    addr: SocketAddr,
+    tag: &str,
+    acked: &Arc<Mutex<Vec<String>>>,
+    stop: &Arc<AtomicBool>,
+) -> Vec<JoinHandle<()>> {
+    (0..4)
         .map(|client| {
-            let (acked, stop) = (Arc::clone(&acked), Arc::clone(&stop));
+            let (acked, stop) = (Arc::clone(acked), Arc::clone(stop));
+            let client = format!("{tag}{client}");
             std::thread::spawn(move || {
                 let mut sent = 0;
                 // Bounded: at most 2000 batches per client, and only until the kill.
                 while !stop.load(Ordering::Relaxed) && sent < 2000 {
-                    let (body, ids) = batch(client, sent);
+                    let (body, ids) = batch(&client, sent);
                     sent += 1;
                     let Ok(mut stream) = TcpStream::connect(addr) else { break };
                     let sig = sign(&body);
@@ -91,7 +89,26 @@ fn every_acknowledged_record_survives_sigkill_under_load() {
                 }
             })
         })
-        .collect();
+        .collect()
+}
+
+fn stored_ids(dir: &std::path::Path) -> HashSet<String> {
+    lines_in(dir)
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn every_acknowledged_record_survives_sigkill_under_load() {
+    let data = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let mut child = spawn(data.path(), addr);
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load(addr, "", &acked, &stop);
     // Let load build up, then kill at a moment the clients do not choose.
     let jitter =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
@@ -135,7 +152,7 @@ fn sigterm_finishes_in_flight_work_and_exits_zero() {
     let data = tempfile::tempdir().unwrap();
     let addr = free_addr();
     let mut child = spawn(data.path(), addr);
-    let (body, ids) = batch(0, 0);
+    let (body, ids) = batch("0", 0);
     assert_eq!(deliver(addr, &body).status, 200);
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
@@ -143,4 +160,62 @@ fn sigterm_finishes_in_flight_work_and_exits_zero() {
     assert_eq!(stored_ids(&data.path().join("logs")), ids.into_iter().collect());
     // No connection is accepted after the stop.
     assert!(TcpStream::connect(addr).is_err());
+}
+
+#[test]
+fn twenty_sigkills_under_load_lose_no_acknowledged_record() {
+    const KILLS: usize = 20;
+    let started = Instant::now();
+    let data = tempfile::tempdir().unwrap();
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    // Kill points the clients do not choose, varied from run to run.
+    let mut jitter =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
+            as usize;
+    for round in 0..KILLS {
+        let addr = free_addr();
+        let mut child = spawn(data.path(), addr);
+        let stop = Arc::new(AtomicBool::new(false));
+        let before = acked.lock().unwrap().len();
+        let clients = load(addr, &format!("k{round}-"), &acked, &stop);
+        jitter = jitter.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let kill_after = before + 100 + (jitter >> 8) % 900;
+        wait_until(Duration::from_secs(20), || acked.lock().unwrap().len() >= kill_after);
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        for c in clients {
+            let _ = c.join();
+        }
+        let now = acked.lock().unwrap().len();
+        assert!(now >= kill_after, "round {round}: load never built up ({} records)", now - before);
+    }
+    // The last restart completes what the last kill left open; then every acknowledged id must
+    // be in a completed file, and every line of those files a whole record.
+    let mut child = spawn(data.path(), free_addr());
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    let logs = data.path().join("logs");
+    let names: Vec<String> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert!(names.iter().all(|n| n.ends_with(".ndjson")), "{names:?}");
+    let stored = stored_ids(&logs);
+    let acked = acked.lock().unwrap().clone();
+    let missing: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged records lost over {KILLS} kills, e.g. {:?}",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(5)]
+    );
+    eprintln!(
+        "{KILLS} SIGKILLs under load: {} acknowledged records, all found by id ({} stored) in {:.1} s",
+        acked.len(),
+        stored.len(),
+        started.elapsed().as_secs_f64()
+    );
 }
