@@ -125,6 +125,8 @@ impl IngestError {
             IngestError::UnknownDrain => "unknown_drain",
             IngestError::Overloaded => "overloaded",
             IngestError::SinkRefusing(_) => "sink_unavailable",
+            // A full disk is worth telling apart: it needs an operator, not just a retry.
+            IngestError::SinkUnavailable(failure) if failure.code == "disk_full" => "disk_full",
             IngestError::SinkUnavailable(_) => "sink_unavailable",
             IngestError::AckTimeout => "ack_timeout",
             IngestError::NotReady => "not_ready",
