@@ -2,6 +2,7 @@
 //! for which hold secrets (shown redacted by every `Debug`, so `check-config` and logs never
 //! print them) and for which weaken what a `200` means (`acks`, idempotence).
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::kafka::KafkaSinkConfig;
@@ -27,6 +28,30 @@ const SENSITIVE: [&str; 9] = [
 pub fn is_sensitive(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     SENSITIVE.iter().any(|part| key.contains(part))
+}
+
+/// The properties that weaken what a `200` means, as (setting, what is set): `acks` (or its
+/// alias `request.required.acks`) other than `all`/`-1`, under which the broker acknowledges a
+/// record its replicas may not have (`kafka_acks`), and `enable.idempotence` off, under which a
+/// retry may duplicate or reorder records (`kafka_idempotence`). The last value of a key wins,
+/// as in the producer's configuration.
+pub fn weakening(properties: &[(String, String)]) -> Vec<(&'static str, String)> {
+    let effective: BTreeMap<String, &str> =
+        properties.iter().map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim())).collect();
+    let mut found = Vec::new();
+    for (key, value) in &effective {
+        let lower = value.to_ascii_lowercase();
+        match key.as_str() {
+            "acks" | "request.required.acks" if lower != "all" && lower != "-1" => {
+                found.push(("kafka_acks", format!("{key}={value}")));
+            }
+            "enable.idempotence" if lower != "true" && lower != "1" => {
+                found.push(("kafka_idempotence", format!("{key}={value}")));
+            }
+            _ => {}
+        }
+    }
+    found
 }
 
 /// Shows properties as `{key: value}` with every sensitive value replaced by [`REDACTED`].
@@ -109,6 +134,22 @@ mod tests {
         for key in ["sasl.username", "security.protocol", "acks", "ssl.ca.location"] {
             assert!(!is_sensitive(key), "{key}");
         }
+    }
+
+    #[test]
+    fn weakening_properties_are_named() {
+        let props = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        };
+        assert!(weakening(&props(&[("acks", "all"), ("enable.idempotence", "true")])).is_empty());
+        assert!(weakening(&props(&[("acks", "-1"), ("linger.ms", "0")])).is_empty());
+        let found =
+            weakening(&props(&[("acks", "all"), ("acks", "1"), ("enable.idempotence", "false")]));
+        let settings: Vec<&str> = found.iter().map(|(s, _)| *s).collect();
+        assert_eq!(settings, ["kafka_acks", "kafka_idempotence"]);
+        assert_eq!(found[0].1, "acks=1");
+        let alias = weakening(&props(&[("request.required.acks", "0")]));
+        assert_eq!(alias[0].0, "kafka_acks");
     }
 
     #[test]

@@ -35,6 +35,7 @@ impl App {
         let ingest_metrics = IngestMetrics::register(&mut registry);
         let control_metrics =
             config.integration.is_some().then(|| ControlMetrics::register(&mut registry));
+        crate::durability::report(&config, &mut registry);
 
         let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
         if let Some(file) = config.file_sink.clone() {

@@ -11,6 +11,7 @@
 mod app;
 pub mod commands;
 pub mod config;
+mod durability;
 pub mod registry;
 
 pub use app::App;
