@@ -30,8 +30,8 @@ pub enum IngestError {
     /// The gzip stream is corrupt.
     #[error("body is not valid gzip")]
     CorruptGzip,
-    /// Nothing in the body is JSON.
-    #[error("body holds no JSON record")]
+    /// Nothing in the body is JSON (its first bytes were kept in the dead-letter files).
+    #[error("body holds no JSON record; its first bytes are kept in the dead-letter files")]
     NoRecords,
     /// A drain secret is configured and the request carries no `x-vercel-signature`.
     #[error("missing x-vercel-signature header")]

@@ -10,7 +10,7 @@ use http::header::{
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use record::{Batch, Dispatch, RejectReason};
+use record::{Batch, Dispatch, Reject, RejectReason};
 
 use crate::decode::{decode, PaddedBody};
 use crate::drains::{check_headers, DrainDirectory, RequiredHeader};
@@ -171,9 +171,29 @@ async fn deliver(
         .await
         .map_err(|_| IngestError::Overloaded)??
     };
-    let Some(batch) = opened else { return Ok(probe(&state)) };
-    store(&state, batch).await
+    match opened {
+        Opened::Probe => Ok(probe(&state)),
+        Opened::Batch(batch) => store(&state, batch).await,
+        Opened::NoJson(batch) => {
+            // Kept in the dead-letter files first: a 400 loses nothing an operator may need.
+            submit_and_wait(&state, batch).await?;
+            Err(IngestError::NoRecords)
+        }
+    }
 }
+
+/// What a delivery's body turned out to be.
+enum Opened {
+    /// Vercel's endpoint verification: nothing to store.
+    Probe,
+    /// Records (and perhaps rejects) to store, answered `200` once stored.
+    Batch(Batch),
+    /// No JSON at all: one reject holding the body's first bytes, answered `400` once stored.
+    NoJson(Batch),
+}
+
+/// The most of a body with no JSON at all that is kept as its dead letter.
+const NO_JSON_KEPT_BYTES: usize = 64 * 1024;
 
 /// Endpoint verification: answered whether signed or not, and nothing is stored.
 fn probe(state: &State) -> Response<Full<Bytes>> {
@@ -184,6 +204,16 @@ fn probe(state: &State) -> Response<Full<Bytes>> {
 /// Hands `batch` to the pipeline and answers once every sink holding part of it confirmed.
 async fn store(state: &State, batch: Batch) -> Result<Response<Full<Bytes>>, IngestError> {
     let (accepted, dead_lettered) = (batch.records.len(), batch.rejects.len());
+    submit_and_wait(state, batch).await?;
+    Ok(json(
+        StatusCode::OK,
+        format!(r#"{{"accepted":{accepted},"dead_lettered":{dead_lettered}}}"#),
+    ))
+}
+
+/// Hands `batch` to the pipeline and waits until every sink holding part of it confirmed.
+async fn submit_and_wait(state: &State, batch: Batch) -> Result<(), IngestError> {
+    let accepted = batch.records.len();
     let started = Instant::now();
     let rejected: Vec<RejectReason> = batch.rejects.iter().map(|r| r.reason).collect();
     let waiter = state.dispatch.try_submit(batch)?;
@@ -192,14 +222,10 @@ async fn store(state: &State, batch: Batch) -> Result<Response<Full<Bytes>>, Ing
         .map_err(|_| IngestError::AckTimeout)?
         .map_err(IngestError::SinkUnavailable)?;
     state.metrics.stored(accepted, &rejected, started.elapsed().as_secs_f64());
-    Ok(json(
-        StatusCode::OK,
-        format!(r#"{{"accepted":{accepted},"dead_lettered":{dead_lettered}}}"#),
-    ))
+    Ok(())
 }
 
-/// The CPU part of a delivery: inflate, finish verifying, decode. `None` for a verification
-/// probe. `auth` is how far the signature was checked before (over the raw bytes) and the
+/// The CPU part of a delivery: inflate, finish verifying, decode. `auth` is how far the signature was checked before (over the raw bytes) and the
 /// signature itself; `headers_checked` is the outcome of the drain's required-header check,
 /// which, like the signature, a probe need not pass.
 fn open_delivery(
@@ -209,7 +235,7 @@ fn open_delivery(
     gzip: bool,
     (signed, signature): (Signed, Option<&[u8]>),
     headers_checked: Result<(), IngestError>,
-) -> Result<Option<Batch>, IngestError> {
+) -> Result<Opened, IngestError> {
     let body = if gzip {
         let inflated = gunzip(raw.as_slice(), state.config.max_inflated_bytes)?;
         state.metrics.inflated(inflated.len());
@@ -218,7 +244,7 @@ fn open_delivery(
         raw
     };
     if is_probe(body.as_slice()) {
-        return Ok(None);
+        return Ok(Opened::Probe);
     }
     headers_checked?;
     if let Some(secret) = &target.secret {
@@ -237,10 +263,8 @@ fn open_delivery(
     let seed = xxhash_rust::xxh3::xxh3_64(target.name.as_bytes());
     let digest = xxhash_rust::xxh3::xxh3_128_with_seed(body.as_slice(), seed).max(1);
     let decoded = decode(body);
-    if !decoded.has_json() {
-        return Err(IngestError::NoRecords);
-    }
-    Ok(Some(Batch {
+    let has_json = decoded.has_json();
+    let mut batch = Batch {
         drain: Arc::clone(&target.name),
         received_at_ms: SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -250,7 +274,25 @@ fn open_delivery(
         rejects: decoded.rejects,
         pinned_bytes,
         digest,
-    }))
+    };
+    if !has_json {
+        keep_head_only(&mut batch);
+        return Ok(Opened::NoJson(batch));
+    }
+    Ok(Opened::Batch(batch))
+}
+
+/// Makes a batch with no JSON at all one reject holding its body's first
+/// [`NO_JSON_KEPT_BYTES`] (copied, so the whole body need not stay in memory meanwhile).
+fn keep_head_only(batch: &mut Batch) {
+    let whole = batch.body.len();
+    let kept = Bytes::copy_from_slice(&batch.body[..whole.min(NO_JSON_KEPT_BYTES)]);
+    let reason =
+        if whole > kept.len() { RejectReason::NoJsonTruncated } else { RejectReason::NoJson };
+    batch.records.clear();
+    batch.rejects = vec![Reject { raw: kept.clone(), reason, offset: 0 }];
+    batch.pinned_bytes = kept.len();
+    batch.body = kept;
 }
 
 /// The key of a per-drain path `<drain path>/<key>` (one segment, not empty).

@@ -21,16 +21,24 @@ pub enum RejectReason {
     MissingProjectId,
     /// `timestamp` is missing or not a number.
     MissingTimestamp,
+    /// Nothing in the whole body is JSON: the body is kept whole as one reject (the delivery is
+    /// still answered `400`).
+    NoJson,
+    /// As [`RejectReason::NoJson`], but the body was longer than the edge keeps: the reject
+    /// holds its first bytes only.
+    NoJsonTruncated,
 }
 
 impl RejectReason {
     /// Every reason, for pre-registering metric labels.
-    pub const ALL: [RejectReason; 5] = [
+    pub const ALL: [RejectReason; 7] = [
         RejectReason::InvalidJson,
         RejectReason::NotAnObject,
         RejectReason::MissingId,
         RejectReason::MissingProjectId,
         RejectReason::MissingTimestamp,
+        RejectReason::NoJson,
+        RejectReason::NoJsonTruncated,
     ];
 
     /// A stable snake_case code for files and metrics.
@@ -41,6 +49,8 @@ impl RejectReason {
             RejectReason::MissingId => "missing_id",
             RejectReason::MissingProjectId => "missing_project_id",
             RejectReason::MissingTimestamp => "missing_timestamp",
+            RejectReason::NoJson => "no_json",
+            RejectReason::NoJsonTruncated => "no_json_truncated",
         }
     }
 }

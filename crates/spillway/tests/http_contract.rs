@@ -287,12 +287,14 @@ fn corrupt_gzip_is_400() {
 }
 
 #[test]
-fn body_without_any_json_record_is_400_and_stores_nothing() {
+fn body_without_any_json_record_is_400_and_kept_as_one_dead_letter() {
     let app = TestApp::start(|_| {});
     let reply = deliver(app.addr, b"this is not json\nnor is this\n");
     assert_eq!(reply.status, 400);
     assert_eq!(reply.error_code(), "no_records");
-    assert!(lines_in(&app.dir("dead-letter")).is_empty());
+    assert!(lines_in(&app.dir("logs")).is_empty());
+    // More in tests/no_json.rs.
+    assert_eq!(lines_in(&app.dir("dead-letter")).len(), 1);
 }
 
 #[test]
