@@ -482,7 +482,7 @@ impl Storage for SimDisk {
 }
 
 /// A file sink whose ticks come from a simulated clock (milliseconds since its start), right
-/// after each write; the pipeline's own ticks (on the wall clock) are passed on only when
+/// before each write; the pipeline's own ticks (on the wall clock) are passed on only when
 /// `forward_ticks`, as they would make the order of operations depend on timing.
 pub(crate) struct Driven {
     inner: FileSink,
@@ -509,8 +509,10 @@ impl Sink for Driven {
         self.inner.takes()
     }
     fn write(&mut self, jobs: &mut Vec<Job>) {
-        self.inner.write(jobs);
+        // The tick first: the jobs settle inside the write, and a test that moves the clock
+        // once they have must not race with a tick still reading it.
         self.inner.tick(self.now());
+        self.inner.write(jobs);
     }
     fn tick(&mut self, _wall_clock: Instant) {
         if self.forward_ticks {
