@@ -12,13 +12,16 @@ pub const REDACTED: &str = "[redacted]";
 
 /// Parts of a property name that mark its value as a secret: passwords, SASL JAAS and OAuth
 /// bearer configurations, private keys and key stores inline or by path, tokens, secrets.
-const SENSITIVE: [&str; 9] = [
+const SENSITIVE: [&str; 11] = [
     "password",
+    "passphrase",
     "secret",
     "sasl.jaas",
     "sasl.oauthbearer.config",
     "sasl.oauthbearer.client",
     "ssl.key.pem",
+    // `sasl.oauthbearer.assertion.private.key.pem` (inline) and its `.passphrase`.
+    "private.key",
     "ssl_key",
     "ssl.keystore",
     "token",
@@ -127,6 +130,9 @@ mod tests {
             "sasl.jaas.config",
             "sasl.oauthbearer.config",
             "sasl.oauthbearer.client.secret",
+            "sasl.oauthbearer.client.credentials.client.secret",
+            "sasl.oauthbearer.assertion.private.key.pem",
+            "sasl.oauthbearer.assertion.private.key.passphrase",
             "SASL.PASSWORD",
         ] {
             assert!(is_sensitive(key), "{key}");
