@@ -16,8 +16,19 @@ use libfuzzer_sys::fuzz_target;
 use spillway::config::RawConfig;
 use toml::{Table, Value};
 
-/// Parts of librdkafka property names that mark a secret value.
-const SENSITIVE: [&str; 5] = ["password", "secret", "jaas", "key.pem", "token"];
+/// The librdkafka (2.12) properties whose values are secrets, from its CONFIGURATION.md.
+const SENSITIVE: [&str; 10] = [
+    "sasl.password",
+    "sasl.oauthbearer.config",
+    "sasl.oauthbearer.client.secret",
+    "sasl.oauthbearer.client.credentials.client.secret",
+    "sasl.oauthbearer.assertion.private.key.pem",
+    "sasl.oauthbearer.assertion.private.key.passphrase",
+    "ssl.key.password",
+    "ssl.key.pem",
+    "ssl_key",
+    "ssl.keystore.password",
+];
 
 /// The same string with each letter and digit moved to the next one of its class.
 fn twin(secret: &str) -> String {
@@ -67,7 +78,7 @@ fn secrets(table: &mut Table, change: &dyn Fn(&str) -> String) -> Vec<String> {
         .and_then(Value::as_table_mut);
     for (key, value) in properties.into_iter().flatten() {
         let key = key.to_ascii_lowercase();
-        if SENSITIVE.iter().any(|s| key.contains(s)) {
+        if SENSITIVE.contains(&key.as_str()) {
             visit(Some(value), change, &mut seen);
         }
     }
