@@ -303,6 +303,9 @@ impl ProducerContext for Context {
     }
 }
 
+/// How long shutdown waits for the producer when a spool holds what it does not deliver.
+const SPOOLED_FLUSH: Duration = Duration::from_secs(5);
+
 /// The Kafka sink.
 pub struct KafkaSink {
     config: KafkaSinkConfig,
@@ -466,8 +469,13 @@ impl Sink for KafkaSink {
     }
 
     fn close(&mut self) {
-        // Deliver what is queued; the batches waiting on it are answered either way.
-        if let Err(e) = self.producer.flush(self.config.message_timeout) {
+        // Deliver what is queued; the batches waiting on it are answered either way. With a
+        // spool, what is not delivered soon is produced again from it at the next start.
+        let timeout = match self.spooled {
+            Some(_) => self.config.message_timeout.min(SPOOLED_FLUSH),
+            None => self.config.message_timeout,
+        };
+        if let Err(e) = self.producer.flush(timeout) {
             tracing::error!(
                 sink = KAFKA,
                 code = error_code(&e),

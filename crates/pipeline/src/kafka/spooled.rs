@@ -27,6 +27,8 @@ use crate::{Job, PipelineMetrics};
 const CURSOR_EVERY: Duration = Duration::from_millis(200);
 /// The pause before producing again after a failed frame, or after the spool could not be read.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The largest encoding buffer kept between groups.
+const MAX_KEPT_BUFFER: usize = 16 << 20;
 
 /// A frame handed to the producer, not yet committed.
 struct InFlight {
@@ -54,6 +56,9 @@ pub(crate) struct Spooled {
     persisted_at: Instant,
     /// When the frame at the committed position was spooled, for the age metric.
     oldest: Option<(Pos, u64)>,
+    /// The size of a frame the last append had no room for: the sink is unhealthy until the
+    /// spool has that much room again.
+    full: Option<u64>,
     metrics: PipelineMetrics,
 }
 
@@ -90,6 +95,7 @@ impl Spooled {
             resume_at: now,
             persisted_at: now,
             oldest: None,
+            full: None,
             metrics: metrics.clone(),
         };
         spooled.publish();
@@ -97,9 +103,14 @@ impl Spooled {
     }
 
     /// Whether a new batch goes to the spool: always, or while the broker is away or the spool
-    /// still holds batches (newer batches must not overtake them).
+    /// holds batches not yet handed to the producer (newer batches must not overtake them). Once
+    /// replay has handed everything over, a new batch is enqueued behind it in the producer,
+    /// whose queue keeps the order.
     pub(crate) fn takes(&self, brokers_up: bool) -> bool {
-        self.mode == SpoolMode::Always || !brokers_up || !self.spool.drained()
+        self.mode == SpoolMode::Always
+            || !brokers_up
+            || self.rewinding
+            || self.spool.normalise(self.read) < self.spool.end()
     }
 
     /// Appends the jobs' batches as frames, syncs once, and acknowledges them; the batches that
@@ -110,10 +121,12 @@ impl Spooled {
         let room = self.spool.room();
         let spooled_at = now_ms();
         let mut fit = 0;
+        self.full = None;
         for job in jobs.iter() {
             let before = self.buf.len();
             encode(&mut self.buf, spooled_at, job, config);
             if self.buf.len() as u64 > room {
+                self.full = Some((self.buf.len() - before) as u64);
                 self.buf.truncate(before);
                 break;
             }
@@ -152,6 +165,10 @@ impl Spooled {
             job.fail(SinkFailure { sink: KAFKA, code });
         }
         jobs.clear();
+        if self.buf.capacity() > MAX_KEPT_BUFFER {
+            // One huge group must not pin its memory for good.
+            self.buf = Vec::new();
+        }
         self.publish();
     }
 
@@ -162,7 +179,13 @@ impl Spooled {
         if self.spool.drained() || now.duration_since(self.persisted_at) >= CURSOR_EVERY {
             self.persist(now);
         }
-        let up = producer.context().brokers_up.load(Ordering::Acquire);
+        let ctx = producer.context();
+        if self.full.is_some_and(|needed| self.spool.room() >= needed) {
+            // Ready again once the spool has room, even if no batch comes to prove it.
+            self.full = None;
+            ctx.health.set_healthy(true);
+        }
+        let up = ctx.brokers_up.load(Ordering::Acquire);
         if up && !self.rewinding && now >= self.resume_at {
             self.fill(producer, now);
         }

@@ -268,9 +268,11 @@ impl Spool {
         })
     }
 
-    /// The end of a segment that has a successor is the successor's start.
-    fn normalise(&self, pos: Pos) -> Pos {
-        let mut pos = pos;
+    /// `pos`, the end of a segment that has a successor being the successor's start. A position
+    /// before the committed one is the committed one: the end of a segment already deleted is
+    /// where its successor starts.
+    pub(crate) fn normalise(&self, pos: Pos) -> Pos {
+        let mut pos = pos.max(self.committed);
         for pair in self.segments.iter().collect::<Vec<_>>().windows(2) {
             let (&(number, len), &(next, _)) = (pair[0], pair[1]);
             if number == pos.segment && pos.offset >= len {

@@ -151,6 +151,24 @@ fn a_drained_spool_frees_its_space_and_a_full_one_has_no_room() {
 }
 
 #[test]
+fn a_reader_at_the_end_of_a_recycled_segment_reads_on_in_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    // 64 KiB segments: a drained head of 16 KiB or more is recycled.
+    let config = config(dir.path(), 512 << 10);
+    let (mut spool, _) = Spool::open(&config).unwrap();
+    spool.append(&sized_frame(1, 20 << 10)).unwrap();
+    let Read::Frame(_, end) = spool.read(spool.committed()).unwrap() else { panic!("no frame") };
+    assert!(matches!(spool.read(end).unwrap(), Read::End));
+    spool.commit(end);
+    spool.persist().unwrap();
+    assert_eq!(segment::list(&config.dir).unwrap().len(), 1, "the drained segment is deleted");
+    spool.append(&frame_of(2)).unwrap();
+    assert!(spool.normalise(end) < spool.end());
+    let Read::Frame(payload, _) = spool.read(end).unwrap() else { panic!("the new frame is lost") };
+    assert_eq!(frame::decode(payload).unwrap().digest, 2);
+}
+
+#[test]
 fn a_second_process_cannot_open_the_same_spool() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), 1 << 20);
