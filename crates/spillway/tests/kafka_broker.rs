@@ -7,96 +7,20 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::tansu::{tansu, Broker};
 use common::*;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use testkit::{eventually, free_port, poll_until, wait_until};
+use testkit::{free_port, poll_until, wait_until};
 
 const TOPIC: &str = "vercel-logs";
 const PARTITIONS: i32 = 3;
-
-/// The tansu binary. A run without one fails, unless it opts out with `SPILLWAY_SKIP_KAFKA=1`
-/// (then `None`, and the skip is printed): a missing broker never passes silently.
-fn tansu() -> Option<PathBuf> {
-    if std::env::var("SPILLWAY_SKIP_KAFKA").is_ok_and(|v| v == "1") {
-        eprintln!("SKIPPED: SPILLWAY_SKIP_KAFKA=1, no real-broker Kafka test runs");
-        return None;
-    }
-    let path = std::env::var_os("SPILLWAY_TANSU").map(PathBuf::from).unwrap_or_else(|| {
-        panic!(
-            "SPILLWAY_TANSU is not set: run ./scripts/test (it builds the tansu broker), point \
-             SPILLWAY_TANSU at a tansu binary, or opt out with SPILLWAY_SKIP_KAFKA=1"
-        )
-    });
-    assert!(path.is_file(), "SPILLWAY_TANSU={} is not a file", path.display());
-    Some(path)
-}
-
-/// A tansu broker process, killed on drop. `storage` is relative to `dir` (tansu resolves
-/// `sqlite://` paths against its working directory).
-struct Broker {
-    child: Child,
-    port: u16,
-    binary: PathBuf,
-    storage: String,
-    dir: PathBuf,
-}
-
-impl Broker {
-    fn start(binary: &Path, port: u16, storage: String) -> Broker {
-        Broker::start_in(binary, port, storage, std::env::temp_dir())
-    }
-
-    fn start_in(binary: &Path, port: u16, storage: String, dir: PathBuf) -> Broker {
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(binary)
-            .current_dir(&dir)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", &storage])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        eventually(Duration::from_secs(30), &format!("tansu to start listening on {port}"), || {
-            TcpStream::connect(("127.0.0.1", port)).ok()
-        });
-        Broker { child, port, binary: binary.to_owned(), storage, dir }
-    }
-
-    fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn restart(&mut self) {
-        self.stop();
-        *self = Broker::start_in(
-            &self.binary.clone(),
-            self.port,
-            self.storage.clone(),
-            self.dir.clone(),
-        );
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 fn kafka_app(brokers: &str, adjust: impl FnOnce(&mut spillway::Config)) -> TestApp {
     let brokers = brokers.to_owned();

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use spillway::config::{self, Config};
 use tokio::sync::oneshot;
 
+pub mod tansu;
+
 pub const SECRET: &str = "drain-secret-0123456789";
 pub const VERIFY_CODE: &str = "verify-code-42";
 
