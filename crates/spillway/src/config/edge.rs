@@ -42,6 +42,16 @@ pub(super) fn ingest_config(
         }
         ingest.drain_path = path.clone();
     }
+    server_limits(s, &mut ingest, problems);
+    let allow_unsigned = vercel.allow_unsigned.unwrap_or(false);
+    vercel_config(vercel, &mut ingest, problems);
+    fail_closed(s.listen.is_some(), allow_unsigned, &mut ingest, problems);
+    ingest
+}
+
+/// `[server]`'s limits and timeouts, each within its range.
+fn server_limits(s: &RawServer, ingest: &mut IngestConfig, problems: &mut Problems) {
+    let d = IngestConfig::default();
     ingest.max_body_bytes = problems.range(
         "server.max_body_bytes",
         s.max_body_bytes,
@@ -90,10 +100,6 @@ pub(super) fn ingest_config(
         1,
         3600,
     ) as u32;
-    let allow_unsigned = vercel.allow_unsigned.unwrap_or(false);
-    vercel_config(vercel, &mut ingest, problems);
-    fail_closed(s.listen.is_some(), allow_unsigned, &mut ingest, problems);
-    ingest
 }
 
 /// Without a drain secret the default drain accepts unsigned deliveries: it then listens on
