@@ -11,30 +11,17 @@ mod common;
 
 use std::collections::HashSet;
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::*;
-use testkit::{eventually, free_addr, wait_until};
+use testkit::{free_addr, wait_until};
 
 fn spawn(data: &std::path::Path, addr: SocketAddr) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_spillway"))
-        .arg("serve")
-        .env("SPILLWAY_LISTEN", addr.to_string())
-        .env("SPILLWAY_DATA_DIR", data)
-        .env("SPILLWAY_DRAIN_SECRET", SECRET)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    eventually(Duration::from_secs(20), "spillway to start listening", || {
-        TcpStream::connect(addr).ok()
-    });
-    child
+    spawn_receiver(data, addr, None)
 }
 
 fn batch(client: &str, n: usize) -> (Vec<u8>, Vec<String>) {

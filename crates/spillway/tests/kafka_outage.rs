@@ -11,7 +11,7 @@ mod common;
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -291,21 +291,7 @@ fn statuses(
 
 /// A `spillway serve` process over `data` with `config`.
 fn spawn(data: &Path, config: &Path, addr: SocketAddr) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_spillway"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("SPILLWAY_LISTEN", addr.to_string())
-        .env("SPILLWAY_DATA_DIR", data)
-        .env("SPILLWAY_DRAIN_SECRET", SECRET)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    eventually(Duration::from_secs(20), "spillway to start listening", || {
-        TcpStream::connect(addr).ok()
-    });
-    child
+    spawn_receiver(data, addr, Some(config))
 }
 
 #[test]

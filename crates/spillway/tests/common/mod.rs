@@ -273,3 +273,26 @@ pub fn assert_second_connection_refused(addr: SocketAddr, first: &[u8], status: 
     assert!(started.elapsed() < Duration::from_secs(2));
     drop(held);
 }
+
+/// A `spillway serve` process on `addr` over `data` (signed with [`SECRET`]), with `config` if
+/// given, once it accepts connections.
+pub fn spawn_receiver(data: &Path, addr: SocketAddr, config: Option<&Path>) -> std::process::Child {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_spillway"));
+    command.arg("serve");
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    let child = command
+        .env("SPILLWAY_LISTEN", addr.to_string())
+        .env("SPILLWAY_DATA_DIR", data)
+        .env("SPILLWAY_DRAIN_SECRET", SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    testkit::eventually(Duration::from_secs(20), "spillway to start listening", || {
+        TcpStream::connect(addr).ok()
+    });
+    child
+}
