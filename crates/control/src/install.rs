@@ -38,6 +38,8 @@ pub struct Callback {
     pub next: Option<String>,
     /// The OAuth state, when the install started on our side.
     pub state: Option<String>,
+    /// The nonce in the browser's state cookie, if it sent one.
+    pub state_cookie: Option<String>,
 }
 
 impl Callback {
@@ -111,7 +113,7 @@ impl Integration {
         else {
             return Err(InstallError::InvalidRequest);
         };
-        self.check_state(callback.state.as_deref())?;
+        self.check_state(callback.state.as_deref(), callback.state_cookie.as_deref())?;
         let (store, id) = (self.installations.clone(), configuration_id.clone());
         if let Some(known) = blocking(move || store.get(&id)).await? {
             if known.status == InstallationStatus::Disabled {
@@ -147,19 +149,21 @@ impl Integration {
     }
 
     /// Where an install that starts here sends the user: the integration's page on Vercel,
-    /// with a fresh state.
-    pub fn install_page(&self) -> Result<String, InstallError> {
+    /// with a fresh state; and the nonce the browser must keep in its state cookie.
+    pub fn install_page(&self) -> Result<(String, String), InstallError> {
         let slug = self.config.slug.as_deref().ok_or(InstallError::NoInstallPage)?;
-        let state = issue_state(&self.config.client_secret, SystemTime::now())
+        let (state, nonce) = issue_state(&self.config.client_secret, SystemTime::now())
             .map_err(|e| InstallError::Store(StoreError::Random(e.to_string())))?;
-        Ok(format!("https://vercel.com/integrations/{slug}/new?state={state}"))
+        Ok((format!("https://vercel.com/integrations/{slug}/new?state={state}"), nonce))
     }
 
-    /// A state must be ours and fresh; none is allowed unless `require_state`.
-    fn check_state(&self, state: Option<&str>) -> Result<(), InstallError> {
+    /// A state must be ours, fresh and this browser's; none is allowed unless `require_state`.
+    fn check_state(&self, state: Option<&str>, cookie: Option<&str>) -> Result<(), InstallError> {
         match state {
-            Some(state) => check_state(&self.config.client_secret, state, SystemTime::now())
-                .map_err(InstallError::InvalidState),
+            Some(state) => {
+                check_state(&self.config.client_secret, state, cookie, SystemTime::now())
+                    .map_err(InstallError::InvalidState)
+            }
             None if self.config.require_state => Err(InstallError::MissingState),
             None => Ok(()),
         }

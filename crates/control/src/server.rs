@@ -18,7 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, LOCATION};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use hyper::{Method, Request, Response, StatusCode};
 use listener::{json_error, Limits, Reply};
 use prometheus_client::metrics::counter::Counter;
@@ -27,6 +27,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use crate::install::{Callback, InstallError};
+use crate::install_state::{state_cookie, STATE_COOKIE, STATE_LIFETIME};
 use crate::webhook::WebhookError;
 use crate::{ControlError, Integration, IntegrationConfig};
 
@@ -159,7 +160,9 @@ async fn route_request(shared: &Shared, request: Request<Incoming>) -> Reply {
     let integration = &shared.integration;
     match (request.method(), request.uri().path()) {
         (&Method::GET, CALLBACK_PATH) => {
-            let callback = Callback::parse(request.uri().query().unwrap_or(""));
+            let mut callback = Callback::parse(request.uri().query().unwrap_or(""));
+            let cookies = request.headers().get_all(COOKIE).iter().filter_map(|v| v.to_str().ok());
+            callback.state_cookie = state_cookie(cookies).map(str::to_owned);
             let next = callback.next.clone();
             match integration.install(callback).await {
                 Ok(()) => redirect(next.as_deref()),
@@ -167,7 +170,20 @@ async fn route_request(shared: &Shared, request: Request<Incoming>) -> Reply {
             }
         }
         (&Method::GET, INSTALL_PATH) => match integration.install_page() {
-            Ok(url) => found(HeaderValue::from_str(&url).unwrap_or(HeaderValue::from_static("/"))),
+            Ok((url, nonce)) => {
+                let mut reply =
+                    found(HeaderValue::from_str(&url).unwrap_or(HeaderValue::from_static("/")));
+                // Sent back on Vercel's redirect to the callback (a top-level GET: `Lax`).
+                let cookie = format!(
+                    "{STATE_COOKIE}={nonce}; Max-Age={}; Path=/vercel/integration; HttpOnly; \
+                     Secure; SameSite=Lax",
+                    STATE_LIFETIME.as_secs()
+                );
+                if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+                    reply.headers_mut().insert(SET_COOKIE, cookie);
+                }
+                reply
+            }
             Err(e) => install_reply(&e),
         },
         (&Method::POST, WEBHOOK_PATH) => webhook(integration, request).await,

@@ -12,13 +12,14 @@ pub const REDACTED: &str = "[redacted]";
 
 /// Parts of a property name that mark its value as a secret: passwords, SASL JAAS and OAuth
 /// bearer configurations, private keys and key stores inline or by path, tokens, secrets.
-const SENSITIVE: [&str; 11] = [
+const SENSITIVE: [&str; 10] = [
     "password",
     "passphrase",
     "secret",
     "sasl.jaas",
-    "sasl.oauthbearer.config",
-    "sasl.oauthbearer.client",
+    // Its configuration, client credentials and assertions; the rest (scope, method, endpoint
+    // URL) is redacted too rather than kept in a list of what is not secret.
+    "sasl.oauthbearer",
     "ssl.key.pem",
     // `sasl.oauthbearer.assertion.private.key.pem` (inline) and its `.passphrase`.
     "private.key",

@@ -46,7 +46,7 @@ pub trait Storage: Send + Sync + fmt::Debug {
     fn lock(&self, path: &Path, mode: u32) -> io::Result<LockGuard>;
     /// Creates a new file to append to, with exactly `mode`; fails if `path` exists.
     fn create(&self, path: &Path, mode: u32) -> io::Result<Box<dyn StoredFile>>;
-    /// Opens an existing file to read and write (recovery).
+    /// Opens an existing file to read, cut and append to (recovery, or going on with it).
     fn open(&self, path: &Path) -> io::Result<Box<dyn StoredFile>>;
     /// The names of the entries of `dir` (names that are not UTF-8 are left out).
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
@@ -143,7 +143,8 @@ impl Storage for Disk {
     }
 
     fn open(&self, path: &Path) -> io::Result<Box<dyn StoredFile>> {
-        Ok(Box::new(OpenOptions::new().read(true).write(true).open(path)?))
+        // Append mode: `append` writes at the end, as it promises, on a file opened here too.
+        Ok(Box::new(OpenOptions::new().read(true).append(true).open(path)?))
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
@@ -189,6 +190,9 @@ mod tests {
         assert_eq!(read.size().unwrap(), 4);
         assert_eq!(read.read_at(&mut buf, 1).unwrap(), 3);
         assert_eq!(&buf[..3], b"bc\n");
+        // A file opened again is appended to at its end, never over what it holds.
+        assert_eq!(read.append(&[IoSlice::new(b"d\n")]).unwrap(), 2);
+        assert_eq!(fs::read(dir.join("f")).unwrap(), b"abc\nd\n");
         assert!(Disk.create(&dir.join("f"), 0o640).is_err(), "create never replaces");
         assert_eq!(Disk.list(&dir).unwrap(), vec!["f".to_owned()]);
         let held = Disk.lock(&dir.join(".lock"), 0o640).unwrap();

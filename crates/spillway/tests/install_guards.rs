@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use control::install_state::{issue_state, STATE_LIFETIME};
+use control::install_state::{issue_state, STATE_COOKIE, STATE_LIFETIME};
 use control::{DrainRegistry, InstallationStore, IntegrationConfig, Secret};
 use vercel_sim::Simulator;
 
@@ -39,13 +39,25 @@ fn start_with(
 
 /// The install redirect, with `state` when given.
 fn callback(app: &TestApp, code: &str, configuration: &str, state: Option<&str>) -> Reply {
+    callback_from(app, code, configuration, state, None)
+}
+
+/// The callback as a browser holding `cookie` (its `Cookie` header) sends it.
+fn callback_from(
+    app: &TestApp,
+    code: &str,
+    configuration: &str,
+    state: Option<&str>,
+    cookie: Option<&str>,
+) -> Reply {
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     query.append_pair("code", code).append_pair("configurationId", configuration);
     if let Some(state) = state {
         query.append_pair("state", state);
     }
     let path = format!("/vercel/integration/callback?{}", query.finish());
-    send(app.control_addr.unwrap(), "GET", &path, &[], b"")
+    let headers: Vec<(&str, &str)> = cookie.map(|c| ("cookie", c)).into_iter().collect();
+    send(app.control_addr.unwrap(), "GET", &path, &headers, b"")
 }
 
 fn installations(app: &TestApp) -> InstallationStore {
@@ -114,9 +126,12 @@ fn a_team_not_allowed_is_refused() {
 }
 
 /// Would catch a callback's `state` going unchecked (today it is ignored): the install page
-/// redirects to Vercel with a state that the callback then accepts; a tampered state or one
-/// older than ten minutes is `403 invalid_state` before the code is exchanged (the same code
-/// still works afterwards); with `require_state`, no state is `403 missing_state`.
+/// redirects to Vercel with a state and sets its nonce in a cookie, and the callback accepts
+/// that state from that browser only; a tampered state, one older than ten minutes, one under
+/// another key, or the right state from a browser without the cookie (someone who fetched a
+/// state for themselves and hands it to a victim) is `403 invalid_state` before the code is
+/// exchanged (the same code still works afterwards); with `require_state`, no state is
+/// `403 missing_state`.
 #[test]
 fn a_forged_or_expired_state_is_refused() {
     let (_runtime, sim_addr, sim) = start_simulator();
@@ -130,25 +145,32 @@ fn a_forged_or_expired_state_is_refused() {
     let location = page.header("location").unwrap();
     let prefix = "https://vercel.com/integrations/spillway-test/new?state=";
     let state = location.strip_prefix(prefix).unwrap_or_else(|| panic!("{location}"));
+    let set_cookie = page.header("set-cookie").expect("the install page sets the state cookie");
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"), "{set_cookie}");
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    assert!(cookie.starts_with(&format!("{STATE_COOKIE}=")), "{cookie}");
 
     let code = sim.issue_code("icfg_s", None);
     let mut forged = state.to_owned();
     let last = if forged.ends_with('0') { "1" } else { "0" };
     forged.replace_range(forged.len() - 1.., last);
     let long_ago = SystemTime::now() - STATE_LIFETIME - Duration::from_secs(60);
-    let expired = issue_state(&secret, long_ago).unwrap();
-    let other = issue_state(&Secret::new("not-the-client-secret"), SystemTime::now()).unwrap();
+    let expired = issue_state(&secret, long_ago).unwrap().0;
+    let other = issue_state(&Secret::new("not-the-client-secret"), SystemTime::now()).unwrap().0;
     for bad in [forged.as_str(), &expired, &other, "garbage"] {
-        let reply = callback(&app, &code, "icfg_s", Some(bad));
+        let reply = callback_from(&app, &code, "icfg_s", Some(bad), Some(&cookie));
         assert_eq!((reply.status, reply.error_code().as_str()), (403, "invalid_state"), "{bad}");
     }
+    let reply = callback(&app, &code, "icfg_s", Some(state));
+    assert_eq!((reply.status, reply.error_code().as_str()), (403, "invalid_state"));
     let reply = callback(&app, &code, "icfg_s", None);
     assert_eq!((reply.status, reply.error_code().as_str()), (403, "missing_state"));
     assert_eq!(installations(&app).load().unwrap().len(), 0);
     assert_eq!(drains(&app), 0);
 
-    // The code was never exchanged: it still installs, with the issued state.
-    let reply = callback(&app, &code, "icfg_s", Some(state));
+    // The code was never exchanged: it still installs, with the issued state, from the browser
+    // that was given it.
+    let reply = callback_from(&app, &code, "icfg_s", Some(state), Some(&cookie));
     assert_eq!(reply.status, 302, "{reply:?}");
     assert!(installations(&app).get("icfg_s").unwrap().is_some());
 }

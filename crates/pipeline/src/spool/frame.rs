@@ -89,6 +89,14 @@ pub(crate) fn finish(out: &mut [u8], start: usize) {
     out[start + 4..start + HEADER_BYTES].copy_from_slice(&check.to_le_bytes());
 }
 
+/// Appends to `out` one frame holding `payload` as it is.
+pub(crate) fn wrap(out: &mut Vec<u8>, payload: &[u8]) {
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER_BYTES]);
+    out.extend_from_slice(payload);
+    finish(out, start);
+}
+
 /// Appends one whole frame to `out`.
 #[cfg(test)]
 pub(crate) fn encode<'a>(

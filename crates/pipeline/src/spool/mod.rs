@@ -17,14 +17,15 @@ mod metrics;
 mod segment;
 
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
-use std::io;
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::fmt;
+use std::io::{self, IoSlice};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-pub(crate) use self::cursor::Pos;
+pub use self::cursor::Pos;
 pub(crate) use self::metrics::SpoolMetrics;
 use self::segment::At;
+use crate::storage::{Disk, LockGuard, Storage, StoredFile};
 
 /// Permissions of spool files: they hold the records.
 pub(crate) const FILE_MODE: u32 = 0o640;
@@ -66,16 +67,16 @@ impl SpoolConfig {
 
 /// What start-up found in the spool.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Recovered {
+pub struct Recovered {
     /// Bytes of unacknowledged frames, to be produced.
-    pub(crate) pending_bytes: u64,
+    pub pending_bytes: u64,
     /// Bytes of a torn last frame, cut off.
-    pub(crate) cut_bytes: u64,
+    pub cut_bytes: u64,
 }
 
 /// The result of reading at a position.
 #[derive(Debug)]
-pub(crate) enum Read {
+pub enum Read {
     /// A frame's payload, and the position after it.
     Frame(bytes::Bytes, Pos),
     /// Nothing more has been appended.
@@ -84,96 +85,144 @@ pub(crate) enum Read {
     Damaged(Pos),
 }
 
-/// An open spool.
-#[derive(Debug)]
-pub(crate) struct Spool {
+/// An open spool. The Kafka sink is its one user; it is public so that crash-consistency tests
+/// can drive it on a simulated [`Storage`] the way the sink does.
+pub struct Spool {
+    storage: Arc<dyn Storage>,
     dir: PathBuf,
     max_bytes: u64,
     segment_bytes: u64,
     /// Every segment (number, valid length), oldest first; the last is being appended to.
     segments: VecDeque<(u64, u64)>,
-    head: File,
-    reader: Option<(u64, File)>,
+    head: Box<dyn StoredFile>,
+    /// A failed append left bytes past the head's valid end that could not be cut then: they
+    /// are cut before anything else is appended, so no unacknowledged frame precedes it.
+    head_dirty: bool,
+    reader: Option<(u64, Box<dyn StoredFile>)>,
     committed: Pos,
     durable: Pos,
-    _lock: File,
+    _lock: LockGuard,
 }
 
-/// Syncs a directory, so that entries created, renamed or removed in it survive a crash.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+impl fmt::Debug for Spool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Spool")
+            .field("dir", &self.dir)
+            .field("segments", &self.segments)
+            .field("committed", &self.committed)
+            .field("durable", &self.durable)
+            .finish()
+    }
 }
 
-fn create_file(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(FILE_MODE)
-        .open(path)
+/// Appends `bytes` whole to `file` (an append may take fewer bytes than asked).
+pub(crate) fn write_all(file: &dyn StoredFile, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match file.append(&[IoSlice::new(bytes)]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Opens `path` to append to, creating it if it is missing (the caller syncs the directory).
+fn create_or_open(storage: &dyn Storage, path: &Path) -> io::Result<Box<dyn StoredFile>> {
+    match storage.create(path, FILE_MODE) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => storage.open(path),
+        file => file,
+    }
+}
+
+/// Appends to `out` one frame holding `payload` as it is. The Kafka sink's payloads are batches
+/// (see `frame`); the spool itself never looks inside one.
+pub fn push_frame(out: &mut Vec<u8>, payload: &[u8]) {
+    frame::wrap(out, payload);
+}
+
+/// Opens the last segment to append to, cutting a torn last frame off it (or starts the first
+/// segment, durably); returns it and how many bytes were cut.
+fn recover_head(
+    storage: &dyn Storage,
+    dir: &Path,
+    segments: &mut VecDeque<(u64, u64)>,
+    committed: Pos,
+) -> io::Result<(Box<dyn StoredFile>, u64)> {
+    let Some((last, len)) = segments.back_mut() else {
+        let file = create_or_open(storage, &segment::path(dir, committed.segment))?;
+        storage.sync_dir(dir)?;
+        segments.push_back((committed.segment, 0));
+        return Ok((file, 0));
+    };
+    let from = if *last == committed.segment { committed.offset.min(*len) } else { 0 };
+    let file = storage.open(&segment::path(dir, *last))?;
+    let (end, _) = segment::valid_end(&*file, from)?;
+    let mut cut = 0;
+    if end < *len {
+        cut = *len - end;
+        *len = end;
+    }
+    Ok((file, cut))
 }
 
 impl Spool {
-    /// Opens (creating) the spool in `config.dir`, recovering what a crash left.
-    pub(crate) fn open(config: &SpoolConfig) -> io::Result<(Spool, Recovered)> {
+    /// Opens (creating) the spool in `config.dir` on the local disk, recovering what a crash
+    /// left.
+    pub fn open(config: &SpoolConfig) -> io::Result<(Spool, Recovered)> {
+        Spool::open_on(Arc::new(Disk), config)
+    }
+
+    /// Opens (creating) the spool in `config.dir` on `storage`, recovering what a crash left.
+    pub fn open_on(
+        storage: Arc<dyn Storage>,
+        config: &SpoolConfig,
+    ) -> io::Result<(Spool, Recovered)> {
         let dir = config.dir.clone();
-        std::fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(&dir)?;
+        storage.create_dir_all(&dir, DIR_MODE)?;
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            sync_dir(parent)?;
+            storage.sync_dir(parent)?;
         }
-        let lock = create_file(&dir.join("lock"))?;
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
-            |_| io::Error::other(format!("spool {} is in use by another process", dir.display())),
-        )?;
-        let numbers = segment::list(&dir)?;
-        let cursor = cursor::read(&dir)?.unwrap_or_default();
+        let lock = storage.lock(&dir.join("lock"), FILE_MODE).map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock => {
+                io::Error::other(format!("spool {} is in use by another process", dir.display()))
+            }
+            _ => e,
+        })?;
+        let numbers = segment::list(&*storage, &dir)?;
+        let cursor = cursor::read(&*storage, &dir)?.unwrap_or_default();
         let mut segments = VecDeque::new();
         for number in numbers {
+            let path = segment::path(&dir, number);
             if number < cursor.segment {
-                std::fs::remove_file(segment::path(&dir, number))?;
+                storage.remove(&path)?;
             } else {
-                let len = std::fs::metadata(segment::path(&dir, number))?.len();
-                segments.push_back((number, len));
+                segments.push_back((number, storage.open(&path)?.size()?));
             }
         }
-        let mut recovered = Recovered::default();
         let committed = match segments.front() {
             Some(&(first, _)) if first == cursor.segment => cursor,
             Some(&(first, _)) => Pos { segment: first, offset: 0 },
             None => Pos { segment: cursor.segment + 1, offset: 0 },
         };
-        if let Some((last, len)) = segments.back_mut() {
-            let from = if *last == committed.segment { committed.offset.min(*len) } else { 0 };
-            let file = create_file(&segment::path(&dir, *last))?;
-            let (end, _) = segment::valid_end(&file, from)?;
-            if end < *len {
-                recovered.cut_bytes = *len - end;
-                file.set_len(end)?;
-                file.sync_all()?;
-                *len = end;
-            }
-        } else {
-            create_file(&segment::path(&dir, committed.segment))?;
-            sync_dir(&dir)?;
-            segments.push_back((committed.segment, 0));
-        }
-        let (last, _) = *segments.back().unwrap_or(&(committed.segment, 0));
-        let head = create_file(&segment::path(&dir, last))?;
+        let (head, cut_bytes) = recover_head(&*storage, &dir, &mut segments, committed)?;
         let segment_bytes = (config.max_bytes / 8).clamp(64 << 10, 64 << 20);
         let mut spool = Spool {
+            storage,
             dir,
             max_bytes: config.max_bytes,
             segment_bytes,
             segments,
             head,
+            head_dirty: false,
             reader: None,
             committed,
             durable: cursor,
             _lock: lock,
         };
         spool.committed = spool.normalise(committed);
-        recovered.pending_bytes = spool.pending_bytes();
+        let recovered = Recovered { pending_bytes: spool.pending_bytes(), cut_bytes };
         Ok((spool, recovered))
     }
 
@@ -190,34 +239,40 @@ impl Spool {
     }
 
     /// How many more bytes may be appended.
-    pub(crate) fn room(&self) -> u64 {
+    pub fn room(&self) -> u64 {
         self.max_bytes.saturating_sub(self.disk_bytes())
     }
 
     /// Where the next frame will be appended.
-    pub(crate) fn end(&self) -> Pos {
+    pub fn end(&self) -> Pos {
         let (segment, offset) = *self.segments.back().unwrap_or(&(0, 0));
         Pos { segment, offset }
     }
 
     /// The position before which everything is acknowledged.
-    pub(crate) fn committed(&self) -> Pos {
+    pub fn committed(&self) -> Pos {
         self.committed
     }
 
     /// Whether everything appended has been acknowledged by the broker.
-    pub(crate) fn drained(&self) -> bool {
+    pub fn drained(&self) -> bool {
         self.committed >= self.end()
     }
 
     /// Appends `frames` (whole frames) and syncs them: once this returns `Ok`, they survive a
     /// crash. On error nothing of them is kept.
-    pub(crate) fn append(&mut self, frames: &[u8]) -> io::Result<()> {
+    pub fn append(&mut self, frames: &[u8]) -> io::Result<()> {
         let (_, len) = *self.segments.back().unwrap_or(&(0, 0));
-        let written = self.head.write_all_at(frames, len).and_then(|()| self.head.sync_data());
+        if self.head_dirty {
+            // Appends land at the file's end: what an earlier failure left there goes first.
+            self.head.set_len(len)?;
+            self.head_dirty = false;
+        }
+        let written = write_all(&*self.head, frames).and_then(|()| self.head.sync_data());
         if let Err(e) = written {
             // Cut what may have reached the file, so no unacknowledged frame is replayed.
-            let _ = self.head.set_len(len).and_then(|()| self.head.sync_data());
+            let cut = self.head.set_len(len).and_then(|()| self.head.sync_data());
+            self.head_dirty = cut.is_err();
             return Err(e);
         }
         if let Some((_, len)) = self.segments.back_mut() {
@@ -234,24 +289,26 @@ impl Spool {
     /// Starts a new, empty head segment, durably.
     fn start_segment(&mut self) -> io::Result<()> {
         let number = self.end().segment + 1;
-        let file = create_file(&segment::path(&self.dir, number))?;
-        sync_dir(&self.dir)?;
+        // It may exist, empty: an earlier start created it but could not sync the directory.
+        let file = create_or_open(&*self.storage, &segment::path(&self.dir, number))?;
+        self.storage.sync_dir(&self.dir)?;
         self.head = file;
+        self.head_dirty = false;
         self.segments.push_back((number, 0));
         Ok(())
     }
 
     /// The frame at `pos`.
-    pub(crate) fn read(&mut self, pos: Pos) -> io::Result<Read> {
+    pub fn read(&mut self, pos: Pos) -> io::Result<Read> {
         let pos = self.normalise(pos);
         let Some(&(number, len)) = self.segments.iter().find(|(n, _)| *n == pos.segment) else {
             return Ok(Read::End);
         };
         if self.reader.as_ref().is_none_or(|(n, _)| *n != number) {
-            self.reader = Some((number, File::open(segment::path(&self.dir, number))?));
+            self.reader = Some((number, self.storage.open(&segment::path(&self.dir, number))?));
         }
         let Some((_, file)) = &self.reader else { return Ok(Read::End) };
-        Ok(match segment::read_at(file, pos.offset, len)? {
+        Ok(match segment::read_at(&**file, pos.offset, len)? {
             At::Frame(payload, next) => {
                 Read::Frame(payload, self.normalise(Pos { segment: number, offset: next }))
             }
@@ -283,7 +340,7 @@ impl Spool {
     }
 
     /// Records that everything before `pos` is acknowledged (durable at the next `persist`).
-    pub(crate) fn commit(&mut self, pos: Pos) {
+    pub fn commit(&mut self, pos: Pos) {
         let pos = self.normalise(pos);
         if pos > self.committed {
             self.committed = pos;
@@ -292,7 +349,7 @@ impl Spool {
 
     /// Writes the cursor if it moved, then deletes the segments wholly before it (and, when
     /// drained, recycles a large head segment).
-    pub(crate) fn persist(&mut self) -> io::Result<()> {
+    pub fn persist(&mut self) -> io::Result<()> {
         if self.drained() && self.end().offset >= RECYCLE_BYTES.min(self.segment_bytes / 4) {
             self.start_segment()?;
             self.committed = self.end();
@@ -300,19 +357,19 @@ impl Spool {
         if self.committed == self.durable {
             return Ok(());
         }
-        cursor::write(&self.dir, self.committed)?;
+        cursor::write(&*self.storage, &self.dir, self.committed)?;
         self.durable = self.committed;
         while let Some(&(number, _)) = self.segments.front() {
             if number >= self.committed.segment {
                 break;
             }
-            std::fs::remove_file(segment::path(&self.dir, number))?;
+            self.storage.remove(&segment::path(&self.dir, number))?;
             self.segments.pop_front();
             if self.reader.as_ref().is_some_and(|(n, _)| *n == number) {
                 self.reader = None;
             }
         }
-        sync_dir(&self.dir)
+        self.storage.sync_dir(&self.dir)
     }
 }
 

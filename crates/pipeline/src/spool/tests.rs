@@ -1,6 +1,7 @@
 //! The spool's format and life cycle: frames come back in order across restarts, a torn tail is
 //! cut, segments go only after the broker's acknowledgement is committed, and a full spool says so.
 
+use std::fs::OpenOptions;
 use std::io::Write;
 
 use super::frame::{self, RecordRef};
@@ -62,7 +63,7 @@ fn frames_come_back_in_order_across_restarts_and_segments() {
     let (mut spool, recovered) = Spool::open(&config).unwrap();
     assert_eq!(recovered, Recovered::default());
     append_range(&mut spool, 0, 2000);
-    assert!(segment::list(&config.dir).unwrap().len() > 1);
+    assert!(segment::list(&Disk, &config.dir).unwrap().len() > 1);
     drop(spool);
     let (mut spool, recovered) = Spool::open(&config).unwrap();
     assert_eq!(recovered.cut_bytes, 0);
@@ -82,7 +83,7 @@ fn a_torn_last_frame_is_cut_and_later_appends_follow_the_whole_ones() {
     drop(spool);
     // A crash in the middle of appending frame 3: half of it reached the file.
     let torn = frame_of(3);
-    let path = segment::path(&config.dir, segment::list(&config.dir).unwrap()[0]);
+    let path = segment::path(&config.dir, segment::list(&Disk, &config.dir).unwrap()[0]);
     let mut file = OpenOptions::new().append(true).open(&path).unwrap();
     file.write_all(&torn[..torn.len() / 2]).unwrap();
     drop(file);
@@ -99,7 +100,7 @@ fn frames_are_removed_only_once_their_acknowledgement_is_committed() {
     let config = config(dir.path(), 512 << 10);
     let (mut spool, _) = Spool::open(&config).unwrap();
     append_range(&mut spool, 0, 2000);
-    let segments = segment::list(&config.dir).unwrap().len();
+    let segments = segment::list(&Disk, &config.dir).unwrap().len();
     // Read (produce) 1500 frames, but the broker has acknowledged none: nothing goes.
     let mut pos = spool.committed();
     for _ in 0..1500 {
@@ -107,7 +108,7 @@ fn frames_are_removed_only_once_their_acknowledgement_is_committed() {
         pos = next;
     }
     spool.persist().unwrap();
-    assert_eq!(segment::list(&config.dir).unwrap().len(), segments);
+    assert_eq!(segment::list(&Disk, &config.dir).unwrap().len(), segments);
     drop(spool);
     let (mut spool, _) = Spool::open(&config).unwrap();
     assert_eq!(drain_ids(&mut spool).len(), 2000, "unacknowledged frames are replayed");
@@ -115,7 +116,7 @@ fn frames_are_removed_only_once_their_acknowledgement_is_committed() {
     // The broker acknowledged the first 1500: committed, persisted, their segments deleted.
     spool.commit(pos);
     spool.persist().unwrap();
-    assert!(segment::list(&config.dir).unwrap().len() < segments);
+    assert!(segment::list(&Disk, &config.dir).unwrap().len() < segments);
     drop(spool);
     let (mut spool, _) = Spool::open(&config).unwrap();
     let ids = drain_ids(&mut spool);
@@ -161,7 +162,11 @@ fn a_reader_at_the_end_of_a_recycled_segment_reads_on_in_the_next() {
     assert!(matches!(spool.read(end).unwrap(), Read::End));
     spool.commit(end);
     spool.persist().unwrap();
-    assert_eq!(segment::list(&config.dir).unwrap().len(), 1, "the drained segment is deleted");
+    assert_eq!(
+        segment::list(&Disk, &config.dir).unwrap().len(),
+        1,
+        "the drained segment is deleted"
+    );
     spool.append(&frame_of(2)).unwrap();
     assert!(spool.normalise(end) < spool.end());
     let Read::Frame(payload, _) = spool.read(end).unwrap() else { panic!("the new frame is lost") };

@@ -311,6 +311,12 @@ impl SimDisk {
         d.entries.iter().map(|(n, ino)| (n.clone(), s.inodes[*ino].data.clone())).collect()
     }
 
+    /// The names in `dir`.
+    pub(crate) fn names(&self, dir: &Path) -> Vec<String> {
+        let s = self.state();
+        s.dirs.get(dir).map(|d| d.entries.keys().cloned().collect()).unwrap_or_default()
+    }
+
     /// The mode of the file or directory `path`.
     pub(crate) fn mode(&self, path: &Path) -> Option<u32> {
         let mut s = self.state();
