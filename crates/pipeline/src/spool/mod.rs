@@ -162,6 +162,8 @@ fn recover_head(
     let mut cut = 0;
     if end < *len {
         cut = *len - end;
+        file.set_len(end)?;
+        file.sync_all()?;
         *len = end;
     }
     Ok((file, cut))
