@@ -341,3 +341,26 @@ fn a_seed_replays_exactly() {
         assert_eq!(run_seed(seed, &[]), run_seed(seed, &[]), "seed {seed}");
     }
 }
+
+#[test]
+fn a_failed_append_whose_cut_failed_leaves_nothing_before_the_next() {
+    // The sync of frame "lost" fails, then so does cutting it off the file: its bytes stay at the
+    // file's end. Appends land at the end, so the next append must cut them first, or "lost"
+    // (never acknowledged) would be produced before "kept" (acknowledged), before and after a
+    // restart.
+    let disk = SimDisk::new(1);
+    let config = SpoolConfig::new(DIR);
+    let (mut spool, _) = Spool::open_on(Arc::new(disk.clone()), &config).unwrap();
+    let (mut lost, mut kept) = (Vec::new(), Vec::new());
+    push_frame(&mut lost, b"lost|never acknowledged");
+    push_frame(&mut kept, b"kept|acknowledged");
+    disk.knobs(|k| k.fail_next = [("sync_data", 1), ("set_len", 1)].into_iter().collect());
+    assert!(spool.append(&lost).is_err());
+    spool.append(&kept).unwrap();
+    let names = |found: Vec<Vec<u8>>| found.iter().map(|p| name(p)).collect::<Vec<_>>();
+    assert_eq!(names(read_all(&mut spool).unwrap().0), ["kept"]);
+    drop(spool);
+    let disk = disk.reboot();
+    let (mut spool, _) = Spool::open_on(Arc::new(disk.clone()), &config).unwrap();
+    assert_eq!(names(read_all(&mut spool).unwrap().0), ["kept"]);
+}
