@@ -41,6 +41,10 @@ pub struct IngestConfig {
     pub retry_after_secs: u32,
     /// Time in-flight requests get to finish at shutdown.
     pub shutdown_timeout: Duration,
+    /// Time between the stop signal and the listener closing, during which `/readyz` answers
+    /// `503` and deliveries are still served, so a load balancer's health check takes the
+    /// receiver out of rotation before its port closes.
+    pub drain_delay: Duration,
     /// Gzip bodies whose signature does not match their raw bytes that may be inflated at once
     /// to check it over the inflated bytes; past it, such deliveries get a fast `503`. Bounds
     /// what anyone who can reach the port can make the receiver inflate.
@@ -63,7 +67,7 @@ impl Default for IngestConfig {
     /// The one home of the edge's defaults: `0.0.0.0:8080` (with a secret; see
     /// [`IngestConfig::UNSIGNED_LISTEN`]), `/metrics` on the delivery port, the drain at
     /// `/vercel/logs`, no secret, 16 MiB bodies (64 MiB inflated), 1024 connections, no
-    /// required header, 2 unverified gzip bodies inflated at once.
+    /// required header, 2 unverified gzip bodies inflated at once, 5 s of drain delay.
     fn default() -> IngestConfig {
         IngestConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
@@ -81,6 +85,7 @@ impl Default for IngestConfig {
             ack_timeout: Duration::from_secs(20),
             retry_after_secs: 1,
             shutdown_timeout: Duration::from_secs(30),
+            drain_delay: Duration::from_secs(5),
             max_unverified_inflations: 2,
         }
     }

@@ -1,5 +1,6 @@
 //! One request: routing, the delivery protocol, and the response.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -33,6 +34,8 @@ pub(crate) struct State {
     pub(crate) drains: Option<Arc<dyn DrainDirectory>>,
     /// Places among the gzip bodies inflated before their signature is known to match.
     pub(crate) unverified: Arc<tokio::sync::Semaphore>,
+    /// Set at the stop signal: `/readyz` answers `503` from then on, deliveries are still served.
+    pub(crate) draining: AtomicBool,
 }
 
 /// Which drain a request is for: its name in batches, the secret it must be signed with and
@@ -101,7 +104,9 @@ async fn route(
     }
     match (req.method(), path) {
         (&Method::GET, "/healthz") => Ok(json(StatusCode::OK, r#"{"status":"ok"}"#.into())),
-        (&Method::GET, "/readyz") if state.dispatch.ready() => {
+        (&Method::GET, "/readyz")
+            if state.dispatch.ready() && !state.draining.load(Ordering::Relaxed) =>
+        {
             Ok(json(StatusCode::OK, r#"{"status":"ready"}"#.into()))
         }
         (&Method::GET, "/readyz") => Err(IngestError::NotReady),

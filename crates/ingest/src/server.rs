@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use listener::Limits;
@@ -50,10 +51,24 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting and gives in-flight requests up to
+    /// Serves until `shutdown` resolves; then `/readyz` answers `503` while deliveries are still
+    /// served for `drain_delay` (a load balancer's health check takes the receiver out of
+    /// rotation before its port closes); then stops accepting, answers the requests still on
+    /// keep-alive connections with `Connection: close`, and gives in-flight requests up to
     /// `shutdown_timeout` to finish. Returns whether they all did.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> bool {
         let Server { listener, state } = self;
+        let drain = {
+            let state = Arc::clone(&state);
+            async move {
+                shutdown.await;
+                state.draining.store(true, Ordering::Relaxed);
+                let delay = state.config.drain_delay;
+                tracing::info!(?delay, "draining: /readyz answers 503, deliveries still served");
+                tokio::time::sleep(delay).await;
+                tracing::info!("drain delay over: no longer accepting connections");
+            }
+        };
         let limits = Limits {
             max_connections: state.config.max_connections,
             header_read_timeout: state.config.header_read_timeout,
@@ -61,7 +76,7 @@ impl Server {
             retry_after_secs: state.config.retry_after_secs,
         };
         let handler = move |request| handle(Arc::clone(&state), request);
-        listener::serve(listener, limits, handler, shutdown).await
+        listener::serve(listener, limits, handler, drain).await
     }
 }
 
@@ -82,5 +97,15 @@ pub(crate) fn new_state(
         None => None,
     };
     let unverified = Arc::new(tokio::sync::Semaphore::new(config.max_unverified_inflations));
-    Ok(State { config, dispatch, metrics, render_metrics, verify, drains: None, unverified })
+    let draining = AtomicBool::new(false);
+    Ok(State {
+        config,
+        dispatch,
+        metrics,
+        render_metrics,
+        verify,
+        drains: None,
+        unverified,
+        draining,
+    })
 }

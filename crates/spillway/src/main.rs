@@ -94,7 +94,10 @@ fn serve(config: config::Config) -> anyhow::Result<bool> {
     })
 }
 
-/// Resolves at the first SIGTERM or Ctrl-C; the handlers are installed when this is called.
+/// Resolves at the first SIGTERM or Ctrl-C; the handlers are installed when this is called. A
+/// second one ends the process at once (exit 1): every `200` already sent was for data made
+/// durable before it, and the deliveries still in flight were answered nothing, so their
+/// senders retry; files left open are completed at the next start.
 fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
@@ -104,6 +107,14 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
             _ = term.recv() => tracing::info!("SIGTERM: stopping"),
             _ = interrupt.recv() => tracing::info!("interrupt: stopping"),
         }
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+            tracing::warn!("second stop signal: exiting now");
+            std::process::exit(1);
+        });
     })
 }
 

@@ -93,6 +93,14 @@ fn server_limits(s: &RawServer, ingest: &mut IngestConfig, problems: &mut Proble
     ingest.ack_timeout = seconds("server.ack_timeout_secs", s.ack_timeout_secs, d.ack_timeout);
     ingest.shutdown_timeout =
         seconds("server.shutdown_timeout_secs", s.shutdown_timeout_secs, d.shutdown_timeout);
+    // 0 is allowed: stop accepting at once (no load balancer in front).
+    ingest.drain_delay = Duration::from_secs(problems.range(
+        "server.drain_delay_secs",
+        s.drain_delay_secs,
+        d.drain_delay.as_secs(),
+        0,
+        3600,
+    ));
     ingest.retry_after_secs = problems.range(
         "server.retry_after_secs",
         s.retry_after_secs,

@@ -109,6 +109,7 @@ pub struct RawServer {
     pub ack_timeout_secs: Option<u64>,
     pub retry_after_secs: Option<u64>,
     pub shutdown_timeout_secs: Option<u64>,
+    pub drain_delay_secs: Option<u64>,
     pub max_unverified_inflations: Option<u64>,
 }
 

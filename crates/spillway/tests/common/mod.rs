@@ -190,6 +190,8 @@ impl TestApp {
             _ => None,
         };
         let mut config = config::load(None, env).unwrap();
+        // No load balancer in front: stop accepting at once (tests/rollout.rs tests the delay).
+        config.ingest.drain_delay = Duration::ZERO;
         adjust(&mut config);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
