@@ -121,12 +121,22 @@ impl Spooled {
         let room = self.spool.room();
         let spooled_at = now_ms();
         let mut fit = 0;
+        let mut refusal = "spool_full";
         self.full = None;
         for job in jobs.iter() {
             let before = self.buf.len();
             encode(&mut self.buf, spooled_at, job, config);
+            let size = self.buf.len() - before;
+            if !frame::fits(size) {
+                // Reading would take it for a damaged frame: refuse it (503) rather than
+                // acknowledge what replay would then skip. It and the batches after it fail;
+                // those are spooled on the client's retry.
+                refusal = "frame_too_large";
+                self.buf.truncate(before);
+                break;
+            }
             if self.buf.len() as u64 > room {
-                self.full = Some((self.buf.len() - before) as u64);
+                self.full = Some(size as u64);
                 self.buf.truncate(before);
                 break;
             }
@@ -147,7 +157,7 @@ impl Spooled {
                 let records = jobs.iter().map(|j| j.batch().records.len() as u64).sum();
                 let (bytes, secs) = (self.buf.len() as u64, started.elapsed().as_secs_f64());
                 self.metrics.written("kafka_spool", records, bytes, secs);
-                "spool_full"
+                refusal
             }
             Err(e) => {
                 tracing::error!(sink = KAFKA, error = %e, "cannot write to the spool");

@@ -19,6 +19,12 @@ pub(crate) const HEADER_BYTES: usize = 12;
 /// The largest payload a frame may hold (a bound for readers of damaged files).
 pub(crate) const MAX_PAYLOAD_BYTES: usize = 1 << 30;
 const VERSION: u8 = 1;
+
+/// Whether a whole frame of `bytes` (header included) can be written: reading refuses a
+/// payload over [`MAX_PAYLOAD_BYTES`] as damaged, so a larger one must never be acknowledged.
+pub(crate) fn fits(bytes: usize) -> bool {
+    bytes.saturating_sub(HEADER_BYTES) <= MAX_PAYLOAD_BYTES
+}
 const ABSENT: u16 = u16::MAX;
 
 /// One record as the producer needs it.
@@ -253,6 +259,16 @@ mod tests {
             (batch.records[2].topic.as_str(), &batch.records[2].key[..]),
             ("vercel-logs", &b"prj_a"[..])
         );
+    }
+
+    #[test]
+    fn only_frames_that_reading_accepts_are_written() {
+        assert!(fits(HEADER_BYTES + MAX_PAYLOAD_BYTES));
+        assert!(!fits(HEADER_BYTES + MAX_PAYLOAD_BYTES + 1));
+        let mut header_bytes = [0u8; HEADER_BYTES];
+        header_bytes[..4].copy_from_slice(&((MAX_PAYLOAD_BYTES + 1) as u32).to_le_bytes());
+        let (len, _) = header(&header_bytes);
+        assert!(len > MAX_PAYLOAD_BYTES, "reading would see this length and call it damaged");
     }
 
     #[test]
