@@ -45,6 +45,8 @@ pub struct IngestConfig {
     /// `503` and deliveries are still served, so a load balancer's health check takes the
     /// receiver out of rotation before its port closes.
     pub drain_delay: Duration,
+    /// TLS termination with these PEM files; `None`: plain HTTP.
+    pub tls: Option<listener::TlsFiles>,
     /// Gzip bodies whose signature does not match their raw bytes that may be inflated at once
     /// to check it over the inflated bytes; past it, such deliveries get a fast `503`. Bounds
     /// what anyone who can reach the port can make the receiver inflate.
@@ -87,6 +89,7 @@ impl Default for IngestConfig {
             shutdown_timeout: Duration::from_secs(30),
             drain_delay: Duration::from_secs(5),
             max_unverified_inflations: 2,
+            tls: None,
         }
     }
 }

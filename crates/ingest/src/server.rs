@@ -18,6 +18,7 @@ use crate::{DrainDirectory, IngestConfig, IngestMetrics};
 pub struct Server {
     listener: TcpListener,
     state: Arc<State>,
+    tls: Option<listener::Tls>,
 }
 
 impl std::fmt::Debug for Server {
@@ -34,9 +35,10 @@ impl Server {
         metrics: IngestMetrics,
         render_metrics: RenderMetrics,
     ) -> std::io::Result<Server> {
+        let tls = config.tls.clone().map(listener::Tls::load).transpose()?;
         let listener = TcpListener::bind(config.listen).await?;
         let state = Arc::new(new_state(config, dispatch, metrics, render_metrics)?);
-        Ok(Server { listener, state })
+        Ok(Server { listener, state, tls })
     }
 
     /// Also serves the drains of `drains` on their own paths, `<drain path>/<key>`.
@@ -57,7 +59,7 @@ impl Server {
     /// keep-alive connections with `Connection: close`, and gives in-flight requests up to
     /// `shutdown_timeout` to finish. Returns whether they all did.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> bool {
-        let Server { listener, state } = self;
+        let Server { listener, state, tls } = self;
         let drain = {
             let state = Arc::clone(&state);
             async move {
@@ -76,7 +78,10 @@ impl Server {
             retry_after_secs: state.config.retry_after_secs,
         };
         let handler = move |request| handle(Arc::clone(&state), request);
-        listener::serve(listener, limits, handler, drain).await
+        match tls {
+            Some(tls) => listener::serve_tls(listener, limits, tls, handler, drain).await,
+            None => listener::serve(listener, limits, handler, drain).await,
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::reply::{over_capacity_response, Reply};
+use crate::tls::Tls;
 
 /// A listener's bounds.
 #[derive(Debug, Clone)]
@@ -53,6 +54,22 @@ where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Reply> + Send + 'static,
 {
+    serve_with(listener, limits, None, handler, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is set (see [`crate::serve_tls`]).
+pub(crate) async fn serve_with<H, F>(
+    listener: TcpListener,
+    limits: Limits,
+    tls: Option<Tls>,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) -> bool
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Reply> + Send + 'static,
+{
+    let _watch = tls.as_ref().map(Tls::watch);
     let open = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let refusal = over_capacity_response(limits.retry_after_secs);
@@ -82,6 +99,11 @@ where
             let answer = handler(request);
             async move { Ok::<_, Infallible>(answer.await) }
         });
+        if let Some(tls) = &tls {
+            let watcher = graceful.watcher();
+            tls.spawn((stream, peer), permit, service, watcher, limits.header_read_timeout);
+            continue;
+        }
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)

@@ -6,6 +6,8 @@
 //!   timeout per connection, and graceful shutdown that gives in-flight requests a bounded time.
 //! - [`json_error`] and [`over_capacity_response`]: the one shape of an error answer,
 //!   `{"error":{"code":"…","message":"…"}}`.
+//! - [`serve_tls`] and [`Tls`]: the same loop behind rustls (HTTP/1.1 or HTTP/2 by ALPN), its
+//!   certificate re-read from its PEM files when they change, for new handshakes only.
 //! - [`SigningKey`]: the HMAC-SHA1 key of `x-vercel-signature`, compared in constant time and
 //!   never shown in `Debug`.
 //!
@@ -27,7 +29,9 @@
 mod accept;
 mod reply;
 mod signing;
+mod tls;
 
 pub use accept::{serve, Limits};
 pub use reply::{json_error, over_capacity_response, Reply};
 pub use signing::SigningKey;
+pub use tls::{serve_tls, Tls, TlsFiles};

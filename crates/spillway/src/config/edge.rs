@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ingest::{IngestConfig, RequiredHeader};
-use listener::SigningKey;
+use listener::{SigningKey, Tls, TlsFiles};
 use pipeline::PipelineConfig;
 
-use super::raw::{RawPipeline, RawServer, RawVercel};
+use super::raw::{RawPipeline, RawServer, RawTls, RawVercel};
 use super::Problems;
 
 const GIB: u64 = 1 << 30;
@@ -43,6 +43,7 @@ pub(super) fn ingest_config(
         ingest.drain_path = path.clone();
     }
     server_limits(s, &mut ingest, problems);
+    ingest.tls = s.tls.as_ref().and_then(|tls| tls_files(tls, problems));
     let allow_unsigned = vercel.allow_unsigned.unwrap_or(false);
     vercel_config(vercel, &mut ingest, problems);
     fail_closed(s.listen.is_some(), allow_unsigned, &mut ingest, problems);
@@ -108,6 +109,35 @@ fn server_limits(s: &RawServer, ingest: &mut IngestConfig, problems: &mut Proble
         1,
         3600,
     ) as u32;
+}
+
+/// `[server.tls]`: both files, readable now and holding a certificate and its key (so that
+/// `check-config` and a reload catch a bad pair before it would serve).
+fn tls_files(t: &RawTls, problems: &mut Problems) -> Option<TlsFiles> {
+    let default_poll = TlsFiles::DEFAULT_POLL_INTERVAL.as_secs();
+    let poll = problems.range(
+        "server.tls.poll_interval_secs",
+        t.poll_interval_secs,
+        default_poll,
+        1,
+        3600,
+    );
+    let (Some(cert_path), Some(key_path)) = (&t.cert_path, &t.key_path) else {
+        problems.push("server.tls: needs both cert_path and key_path");
+        return None;
+    };
+    let files = TlsFiles {
+        cert_path: cert_path.clone(),
+        key_path: key_path.clone(),
+        poll_interval: Duration::from_secs(poll),
+    };
+    match Tls::load(files.clone()) {
+        Ok(_) => Some(files),
+        Err(e) => {
+            problems.push(format!("server.tls: {e}"));
+            None
+        }
+    }
 }
 
 /// Without a drain secret the default drain accepts unsigned deliveries: it then listens on

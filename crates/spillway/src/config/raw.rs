@@ -111,6 +111,17 @@ pub struct RawServer {
     pub shutdown_timeout_secs: Option<u64>,
     pub drain_delay_secs: Option<u64>,
     pub max_unverified_inflations: Option<u64>,
+    pub tls: Option<RawTls>,
+}
+
+/// `[server.tls]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawTls {
+    pub cert_path: Option<PathBuf>,
+    pub key_path: Option<PathBuf>,
+    pub poll_interval_secs: Option<u64>,
 }
 
 /// `[vercel]`.

@@ -1,0 +1,205 @@
+//! TLS termination over real sockets on 127.0.0.1, with certificates made in the test: signed
+//! deliveries stored over HTTP/1.1 and HTTP/2 (by ALPN), a rewritten certificate served to new
+//! connections while an open one keeps working, and plain HTTP to the TLS port refused cleanly.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use ingest::{IngestConfig, IngestMetrics, Server};
+use listener::{SigningKey, TlsFiles};
+use record::{Ack, AckWaiter, Batch, Dispatch, Refusal};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+const SECRET: &str = "tls-test-drain-secret";
+
+/// Keeps every batch and confirms it at once.
+#[derive(Default)]
+struct Keep(Mutex<Vec<Batch>>);
+
+impl Dispatch for Keep {
+    fn admissible(&self, _bytes: usize) -> Result<(), Refusal> {
+        Ok(())
+    }
+
+    fn try_submit(&self, batch: Batch) -> Result<AckWaiter, Refusal> {
+        self.0.lock().unwrap().push(batch);
+        let (parts, waiter) = Ack::split(1);
+        parts.into_iter().for_each(|p| p.complete());
+        Ok(waiter)
+    }
+
+    fn ready(&self) -> bool {
+        true
+    }
+}
+
+/// A self-signed certificate for `localhost`, written to `dir` (replacing any before it).
+fn write_cert(dir: &Path) -> CertificateDer<'static> {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    // Written next to the files and renamed over them, as deploy tooling does, so that a
+    // poll never sees half a file.
+    std::fs::write(dir.join("key.tmp"), made.key_pair.serialize_pem()).unwrap();
+    std::fs::write(dir.join("cert.tmp"), made.cert.pem()).unwrap();
+    std::fs::rename(dir.join("key.tmp"), dir.join("key.pem")).unwrap();
+    std::fs::rename(dir.join("cert.tmp"), dir.join("cert.pem")).unwrap();
+    made.cert.der().clone()
+}
+
+struct Edge {
+    addr: SocketAddr,
+    kept: Arc<Keep>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start(dir: &Path) -> Edge {
+    let mut config = IngestConfig::new("127.0.0.1:0".parse().unwrap());
+    config.drain_secret = Some(SigningKey::new(SECRET));
+    config.header_read_timeout = Duration::from_secs(2);
+    config.tls = Some(TlsFiles {
+        cert_path: dir.join("cert.pem"),
+        key_path: dir.join("key.pem"),
+        poll_interval: Duration::from_millis(50),
+    });
+    let kept = Arc::new(Keep::default());
+    let metrics = IngestMetrics::register(&mut prometheus_client::registry::Registry::default());
+    let render = Arc::new(String::new);
+    let server = Server::bind(config, kept.clone(), metrics, render).await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.serve(async move {
+        let _ = stopped.await;
+    }));
+    Edge { addr, kept, _stop: stop }
+}
+
+/// A TLS connection trusting `roots`, offering `alpn`.
+async fn connect(
+    addr: SocketAddr,
+    roots: &[CertificateDer<'static>],
+    alpn: &[u8],
+) -> TlsStream<TcpStream> {
+    let mut store = rustls::RootCertStore::empty();
+    for root in roots {
+        store.add(root.clone()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap()
+}
+
+fn served_cert(stream: &TlsStream<TcpStream>) -> CertificateDer<'static> {
+    stream.get_ref().1.peer_certificates().unwrap()[0].clone().into_owned()
+}
+
+fn delivery() -> http::Request<Full<Bytes>> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/vercel/logs.ndjson");
+    let body = std::fs::read(path).unwrap();
+    http::Request::post("/vercel/logs")
+        .header("host", "localhost")
+        .header("x-vercel-signature", SigningKey::new(SECRET).sign(&body))
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
+type H1 = http1::SendRequest<Full<Bytes>>;
+
+async fn h1(stream: TlsStream<TcpStream>) -> H1 {
+    let (send, conn) = http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+async fn status(send: &mut H1) -> u16 {
+    let response = send.send_request(delivery()).await.unwrap();
+    let code = response.status().as_u16();
+    response.into_body().collect().await.unwrap();
+    code
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_deliveries_are_stored_over_http1_and_http2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = write_cert(dir.path());
+    let edge = start(dir.path()).await;
+
+    let stream = connect(edge.addr, std::slice::from_ref(&cert), b"http/1.1").await;
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    assert_eq!(status(&mut h1(stream).await).await, 200);
+
+    let stream = connect(edge.addr, &[cert], b"h2").await;
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut send, conn) =
+        http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let response = send.send_request(delivery()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), http::Version::HTTP_2);
+
+    let kept = edge.kept.0.lock().unwrap();
+    assert_eq!(kept.len(), 2, "one batch per protocol");
+    assert!(kept.iter().all(|b| !b.records.is_empty() && b.rejects.is_empty()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewritten_certificate_serves_new_connections_and_open_ones_keep_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = write_cert(dir.path());
+    let edge = start(dir.path()).await;
+    let old = connect(edge.addr, std::slice::from_ref(&first), b"http/1.1").await;
+    assert_eq!(served_cert(&old), first);
+    let mut old = h1(old).await;
+    assert_eq!(status(&mut old).await, 200);
+
+    let second = write_cert(dir.path());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let fresh = connect(edge.addr, &[first.clone(), second.clone()], b"http/1.1").await;
+        if served_cert(&fresh) == second {
+            assert_eq!(status(&mut h1(fresh).await).await, 200);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the rewritten certificate was never served");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status(&mut old).await, 200, "the connection opened before the rotation");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_to_the_tls_port_is_refused_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = write_cert(dir.path());
+    let edge = start(dir.path()).await;
+
+    let mut plain = TcpStream::connect(edge.addr).await.unwrap();
+    plain.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut answer)).await;
+    let closed = read.expect("the connection was not closed within the header timeout");
+    // Closed by the server: at most a TLS alert record (content type 21), never HTTP.
+    assert!(closed.is_ok() || answer.is_empty(), "{closed:?}");
+    assert!(answer.first().is_none_or(|&b| b == 21), "answered {answer:?}");
+
+    // A client that says nothing at all is closed by the handshake timeout.
+    let mut silent = TcpStream::connect(edge.addr).await.unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "a silent connection was held past the header timeout");
+
+    let stream = connect(edge.addr, &[cert], b"http/1.1").await;
+    assert_eq!(status(&mut h1(stream).await).await, 200, "still serving TLS");
+}

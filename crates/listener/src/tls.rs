@@ -1,0 +1,249 @@
+//! TLS termination for [`crate::serve`]: rustls with the `ring` provider and its safe defaults
+//! (TLS 1.2 and 1.3, forward-secret AEAD suites only), HTTP/1.1 or HTTP/2 by ALPN, and a
+//! certificate that is re-read when its PEM files change without touching open connections:
+//! every handshake asks [`CertStore`] for the current key, so only new connections see a new one.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use hyper::body::Incoming;
+use hyper::service::Service;
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::Watcher;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::accept::Limits;
+use crate::reply::Reply;
+
+/// [`crate::serve`] over TLS: each accepted connection's handshake is bounded by
+/// `limits.header_read_timeout`, the certificate files are polled while it serves.
+pub async fn serve_tls<H, F>(
+    listener: TcpListener,
+    limits: Limits,
+    tls: Tls,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) -> bool
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Reply> + Send + 'static,
+{
+    crate::accept::serve_with(listener, limits, Some(tls), handler, shutdown).await
+}
+
+/// Where a listener's certificate chain and private key are, as PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert_path: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_path: PathBuf,
+    /// How often the files' modification times are checked; a change is loaded for the
+    /// handshakes that follow.
+    pub poll_interval: Duration,
+}
+
+/// A TLS acceptor whose certificate can be replaced while it serves. Cloning it shares the
+/// certificate.
+#[derive(Clone)]
+pub struct Tls {
+    acceptor: tokio_rustls::TlsAcceptor,
+    store: Arc<CertStore>,
+}
+
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tls").field("files", &self.store.files).finish()
+    }
+}
+
+impl TlsFiles {
+    /// How often the files are checked unless configured otherwise.
+    pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
+}
+
+impl Tls {
+    /// Loads `files` (failing if they cannot be read, hold no certificate or key, or the key
+    /// is not the certificate's) and builds the acceptor.
+    pub fn load(files: TlsFiles) -> io::Result<Tls> {
+        let (key, stamp) = load_key(&files)?;
+        let store =
+            Arc::new(CertStore { files, current: RwLock::new(key), stamp: Mutex::new(stamp) });
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(io::Error::other)?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::clone(&store) as Arc<dyn ResolvesServerCert>);
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        Ok(Tls { acceptor, store })
+    }
+
+    /// Re-reads the files if their modification time or size changed since they were last
+    /// read. `Ok(true)`: a new certificate serves the next handshakes. On error the current one
+    /// stays, and the same files are not retried until they change again.
+    pub fn reload_if_changed(&self) -> io::Result<bool> {
+        let now = stamp_of(&self.store.files)?;
+        if *self.store.stamp.lock().expect("stamp lock") == now {
+            return Ok(false);
+        }
+        self.reload().map(|()| true)
+    }
+
+    /// Re-reads the files now (on `SIGHUP`). On error the current certificate stays.
+    pub fn reload(&self) -> io::Result<()> {
+        let loaded = load_key(&self.store.files);
+        if let Ok(stamp) = stamp_of(&self.store.files) {
+            *self.store.stamp.lock().expect("stamp lock") = stamp;
+        }
+        let (key, _) = loaded?;
+        *self.store.current.write().expect("certificate lock") = key;
+        Ok(())
+    }
+
+    /// The files served.
+    pub fn files(&self) -> &TlsFiles {
+        &self.store.files
+    }
+
+    /// Polls the files every `poll_interval` until the returned guard is dropped.
+    pub(crate) fn watch(&self) -> WatchGuard {
+        let tls = self.clone();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(tls.store.files.poll_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match tls.reload_if_changed() {
+                    Ok(true) => {
+                        tracing::info!(files = ?tls.store.files, "TLS certificate reloaded")
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(
+                        files = ?tls.store.files, error = %e,
+                        "TLS certificate not reloaded; the previous one keeps serving"
+                    ),
+                }
+            }
+        });
+        WatchGuard(task)
+    }
+
+    /// Serves one accepted connection on its own task: the handshake (bounded by
+    /// `handshake_timeout`; a client that does not speak TLS fails it and is closed), then
+    /// HTTP/1.1 or HTTP/2 as negotiated, watched by `watcher` for graceful shutdown.
+    pub(crate) fn spawn<S>(
+        &self,
+        (stream, peer): (TcpStream, SocketAddr),
+        permit: OwnedSemaphorePermit,
+        service: S,
+        watcher: Watcher,
+        handshake_timeout: Duration,
+    ) where
+        S: Service<Request<Incoming>, Response = Reply> + Send + Clone + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let acceptor = self.acceptor.clone();
+        tokio::spawn(async move {
+            let stream =
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                };
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(handshake_timeout)
+                .keep_alive(true);
+            builder.http2().timer(TokioTimer::new());
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %e, "TLS connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Stops a [`Tls::watch`] task when dropped.
+pub(crate) struct WatchGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The certificate every new handshake gets: read once per handshake, replaced by a reload.
+struct CertStore {
+    files: TlsFiles,
+    current: RwLock<Arc<CertifiedKey>>,
+    /// The files' modification times and sizes when last read.
+    stamp: Mutex<Stamp>,
+}
+
+type Stamp = [(SystemTime, u64); 2];
+
+impl fmt::Debug for CertStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertStore").field("files", &self.files).finish()
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(&self.current.read().expect("certificate lock")))
+    }
+}
+
+fn stamp_of(files: &TlsFiles) -> io::Result<Stamp> {
+    let one = |path: &Path| -> io::Result<(SystemTime, u64)> {
+        let meta = std::fs::metadata(path).map_err(|e| in_file(path, e))?;
+        Ok((meta.modified()?, meta.len()))
+    };
+    Ok([one(&files.cert_path)?, one(&files.key_path)?])
+}
+
+/// Reads both files; the stamp is taken before reading, so a write during the read is seen
+/// as a change at the next poll.
+fn load_key(files: &TlsFiles) -> io::Result<(Arc<CertifiedKey>, Stamp)> {
+    let stamp = stamp_of(files)?;
+    let cert_path = &files.cert_path;
+    let chain = CertificateDer::pem_file_iter(cert_path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| in_file(cert_path, io::Error::other(e)))?;
+    if chain.is_empty() {
+        return Err(in_file(cert_path, io::Error::other("no CERTIFICATE in the file")));
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key_path)
+        .map_err(|e| in_file(&files.key_path, io::Error::other(e)))?;
+    let signer = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| in_file(&files.key_path, io::Error::other(e)))?;
+    let certified = CertifiedKey::new(chain, signer);
+    certified.keys_match().map_err(|e| {
+        io::Error::new(io::ErrorKind::InvalidData, format!("key and certificate: {e}"))
+    })?;
+    Ok((Arc::new(certified), stamp))
+}
+
+/// Names the file in an error (never its contents: a key file's bytes are a secret).
+fn in_file(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
