@@ -21,6 +21,8 @@ pub struct IngestConfig {
     pub drain_name: Arc<str>,
     /// The drain's signature secret; without one, deliveries are accepted unsigned.
     pub drain_secret: Option<SigningKey>,
+    /// Secrets also accepted on the default drain while a new `drain_secret` rolls out.
+    pub previous_drain_secrets: Arc<[SigningKey]>,
     /// Headers every delivery to the default drain must carry, each with its exact value.
     pub drain_headers: Arc<[RequiredHeader]>,
     /// The code answered in `x-vercel-verify`.
@@ -77,6 +79,7 @@ impl Default for IngestConfig {
             drain_path: "/vercel/logs".into(),
             drain_name: Arc::from("default"),
             drain_secret: None,
+            previous_drain_secrets: Arc::from([]),
             drain_headers: Arc::from([]),
             verify_code: None,
             max_body_bytes: 16 << 20,

@@ -13,6 +13,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::decode::PaddedBody;
 use crate::inflate::gunzip;
+use crate::live::verifies_any;
 use crate::IngestError;
 
 /// How far a delivery's signature is established before its body is opened.
@@ -51,19 +52,20 @@ pub(crate) fn is_probe(body: &[u8]) -> bool {
 }
 
 /// Checks `signature` over the raw bytes, on the blocking pool when the body is large.
+/// `previous` are the secrets also accepted during a rotation (tried only when `secret` fails).
 pub(crate) async fn check_raw(
-    secret: &SigningKey,
+    (secret, previous): (&SigningKey, &Arc<[SigningKey]>),
     raw: PaddedBody,
     signature: &[u8],
 ) -> Result<(PaddedBody, Signed), IngestError> {
     let signed = |ok: bool| if ok { Signed::Raw } else { Signed::Unverified };
     if raw.len() <= INLINE_HMAC_BYTES {
-        let ok = secret.verifies(raw.as_slice(), signature);
+        let ok = verifies_any(secret, previous, raw.as_slice(), signature);
         return Ok((raw, signed(ok)));
     }
-    let (secret, signature) = (secret.clone(), signature.to_vec());
+    let (secret, previous, signature) = (secret.clone(), Arc::clone(previous), signature.to_vec());
     tokio::task::spawn_blocking(move || {
-        let ok = secret.verifies(raw.as_slice(), &signature);
+        let ok = verifies_any(&secret, &previous, raw.as_slice(), &signature);
         (raw, signed(ok))
     })
     .await

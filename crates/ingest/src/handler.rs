@@ -17,6 +17,7 @@ use crate::decode::{decode, PaddedBody};
 use crate::drains::{check_headers, DrainDirectory, RequiredHeader};
 use crate::gate::{check_raw, is_probe, is_unsigned_probe, unverified_permit, Signed};
 use crate::inflate::gunzip;
+use crate::live::{verifies_any, Live, LiveCell};
 use crate::metrics_server::metrics_response;
 use listener::SigningKey;
 
@@ -30,7 +31,10 @@ pub(crate) struct State {
     pub(crate) dispatch: Arc<dyn Dispatch>,
     pub(crate) metrics: IngestMetrics,
     pub(crate) render_metrics: RenderMetrics,
-    pub(crate) verify: Option<HeaderValue>,
+    /// What `SIGHUP` can change: read once per request.
+    pub(crate) live: Arc<LiveCell>,
+    /// The previous secrets of a drain that has none (an allocation made once, not per request).
+    pub(crate) no_secrets: Arc<[SigningKey]>,
     pub(crate) drains: Option<Arc<dyn DrainDirectory>>,
     /// Places among the gzip bodies inflated before their signature is known to match.
     pub(crate) unverified: Arc<tokio::sync::Semaphore>,
@@ -43,7 +47,11 @@ pub(crate) struct State {
 struct Target {
     name: Arc<str>,
     secret: Option<SigningKey>,
+    /// Also accepted, after `secret` (a rotation of the default drain's).
+    previous: Arc<[SigningKey]>,
     headers: Arc<[RequiredHeader]>,
+    /// The live configuration this request is served under.
+    live: Arc<Live>,
 }
 
 const SIGNATURE: &str = "x-vercel-signature";
@@ -57,12 +65,13 @@ enum Encoding {
 
 pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let started = Instant::now();
-    let mut response = match route(&state, req).await {
+    let live = state.live.load();
+    let mut response = match route(&state, Arc::clone(&live), req).await {
         Ok(response) => response,
         Err(error) => error_response(&state, &error),
     };
     if response.status().is_success() {
-        if let Some(code) = &state.verify {
+        if let Some(code) = &live.verify {
             response.headers_mut().insert(VERIFY, code.clone());
         }
     }
@@ -72,14 +81,17 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Respons
 
 async fn route(
     state: &Arc<State>,
+    live: Arc<Live>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, IngestError> {
     let path = req.uri().path();
     let target = if path == state.config.drain_path {
         Some(Target {
             name: Arc::clone(&state.config.drain_name),
-            secret: state.config.drain_secret.clone(),
-            headers: Arc::clone(&state.config.drain_headers),
+            secret: live.drain_secret.clone(),
+            previous: Arc::clone(&live.previous_secrets),
+            headers: Arc::clone(&live.drain_headers),
+            live,
         })
     } else {
         match drain_key(path, &state.config.drain_path) {
@@ -89,7 +101,9 @@ async fn route(
                 Some(Target {
                     name: credentials.name,
                     secret: Some(credentials.secret),
+                    previous: Arc::clone(&state.no_secrets),
                     headers: credentials.headers,
+                    live,
                 })
             }
             None => None,
@@ -129,7 +143,7 @@ async fn deliver(
     req: Request<Incoming>,
     target: Target,
 ) -> Result<Response<Full<Bytes>>, IngestError> {
-    let config = &state.config;
+    let config = Arc::clone(&target.live);
     let encoding = content_encoding(req.headers())?;
     let declared = declared_length(req.headers());
     if declared.is_some_and(|n| n > config.max_body_bytes) {
@@ -157,7 +171,7 @@ async fn deliver(
             headers_checked?;
             return Err(IngestError::MissingSignature);
         }
-        (Some(secret), Some(sig)) => check_raw(secret, raw, sig).await?,
+        (Some(secret), Some(sig)) => check_raw((secret, &target.previous), raw, sig).await?,
     };
     let permit = match signed {
         Signed::Unverified if gzip => Some(unverified_permit(&state.unverified)?),
@@ -242,7 +256,7 @@ fn open_delivery(
     headers_checked: Result<(), IngestError>,
 ) -> Result<Opened, IngestError> {
     let body = if gzip {
-        let inflated = gunzip(raw.as_slice(), state.config.max_inflated_bytes)?;
+        let inflated = gunzip(raw.as_slice(), target.live.max_inflated_bytes)?;
         state.metrics.inflated(inflated.len());
         inflated
     } else {
@@ -256,7 +270,7 @@ fn open_delivery(
         let sig = signature.ok_or(IngestError::MissingSignature)?;
         if signed == Signed::Raw {
             state.metrics.signature("raw");
-        } else if gzip && secret.verifies(body.as_slice(), sig) {
+        } else if gzip && verifies_any(secret, &target.previous, body.as_slice(), sig) {
             state.metrics.signature("inflated");
         } else {
             return Err(IngestError::BadSignature);

@@ -12,6 +12,7 @@ use record::Dispatch;
 use tokio::net::TcpListener;
 
 use crate::handler::{handle, RenderMetrics, State};
+use crate::live::{Live, LiveCell, Reloader};
 use crate::{DrainDirectory, IngestConfig, IngestMetrics};
 
 /// A bound, not yet running, ingest server.
@@ -46,6 +47,12 @@ impl Server {
         let state = Arc::get_mut(&mut self.state).expect("the state is shared only once serving");
         state.drains = Some(drains);
         self
+    }
+
+    /// Applies new configurations to this server while it serves (on `SIGHUP`).
+    pub fn reloader(&self) -> Reloader {
+        let started = self.state.config.clone();
+        Reloader::new(Arc::clone(&self.state.live), started, self.tls.clone())
     }
 
     /// The address the server listens on (useful with port 0).
@@ -92,15 +99,8 @@ pub(crate) fn new_state(
     metrics: IngestMetrics,
     render_metrics: RenderMetrics,
 ) -> std::io::Result<State> {
-    let verify = match &config.verify_code {
-        Some(code) => Some(http::HeaderValue::from_str(code).map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "verify code is not a valid header value",
-            )
-        })?),
-        None => None,
-    };
+    let live = Arc::new(LiveCell::new(Live::new(&config)?));
+    let no_secrets = Arc::from([]);
     let unverified = Arc::new(tokio::sync::Semaphore::new(config.max_unverified_inflations));
     let draining = AtomicBool::new(false);
     Ok(State {
@@ -108,7 +108,8 @@ pub(crate) fn new_state(
         dispatch,
         metrics,
         render_metrics,
-        verify,
+        live,
+        no_secrets,
         drains: None,
         unverified,
         draining,

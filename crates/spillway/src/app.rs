@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +13,10 @@ use pipeline::file::FileSink;
 use pipeline::kafka::KafkaSink;
 use pipeline::{Pipeline, PipelineMetrics, Sink, Workers};
 use prometheus_client::registry::Registry;
+use tokio::signal::unix::Signal;
 
 use crate::config::Config;
+use crate::reload::{ConfigReload, Extra, ReloadMetrics};
 use crate::registry::RegistryDirectory;
 
 /// A started application: listening, sinks open, not yet serving.
@@ -25,6 +28,7 @@ pub struct App {
     control: Option<ControlPlane>,
     workers: Workers,
     shutdown_timeout: Duration,
+    reloads: ReloadMetrics,
 }
 
 impl App {
@@ -36,6 +40,7 @@ impl App {
         let control_metrics =
             config.integration.is_some().then(|| ControlMetrics::register(&mut registry));
         crate::durability::report(&config, &mut registry);
+        let reloads = ReloadMetrics::register(&mut registry);
 
         let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
         if let Some(file) = config.file_sink.clone() {
@@ -75,7 +80,15 @@ impl App {
             }
             _ => None,
         };
-        Ok(App { server, metrics, control, workers, shutdown_timeout })
+        Ok(App { server, metrics, control, workers, shutdown_timeout, reloads })
+    }
+
+    /// Re-reads the configuration from `path` at every signal on `hangups` (`SIGHUP`) and
+    /// applies its live part (see [`crate::reload`]); `extra` applies what lives outside the
+    /// app (the log filter).
+    pub fn reload_on(&self, hangups: Signal, path: Option<PathBuf>, extra: Option<Extra>) {
+        let reloader = self.server.reloader();
+        ConfigReload { reloader, metrics: self.reloads.clone(), path, extra }.spawn(hangups);
     }
 
     /// Where `/metrics` is served when `server.metrics_listen` is set.

@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 mod durability;
 pub mod registry;
+pub mod reload;
 
 pub use app::App;
 pub use config::Config;

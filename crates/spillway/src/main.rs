@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use tokio::signal::unix::{signal, SignalKind};
 use spillway::commands::{DrainsArgs, EnvArgs};
 use spillway::{config, error_chain};
 
@@ -67,7 +68,7 @@ fn main() -> ExitCode {
         println!("{config:#?}");
         return ExitCode::SUCCESS;
     }
-    match serve(config) {
+    match serve(config, path) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
@@ -77,7 +78,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(config: config::Config) -> anyhow::Result<bool> {
+fn serve(config: config::Config, path: Option<PathBuf>) -> anyhow::Result<bool> {
     // Large deliveries are opened on the blocking pool; that work is CPU-bound, so more threads
     // than cores would only add memory (an allocator arena each) and contention.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -89,7 +90,10 @@ fn serve(config: config::Config) -> anyhow::Result<bool> {
         // Listen for SIGTERM before anything is bound: a stop sent as soon as the port answers
         // must be a clean stop, not the signal's default (death).
         let shutdown = shutdown_signal()?;
+        // Likewise SIGHUP, whose default would end the process.
+        let hangups = signal(SignalKind::hangup())?;
         let app = spillway::App::start(config).await?;
+        app.reload_on(hangups, path, None);
         Ok(app.run(shutdown).await)
     })
 }
@@ -99,7 +103,6 @@ fn serve(config: config::Config) -> anyhow::Result<bool> {
 /// durable before it, and the deliveries still in flight were answered nothing, so their
 /// senders retry; files left open are completed at the next start.
 fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     Ok(async move {

@@ -173,6 +173,14 @@ fn vercel_config(vercel: RawVercel, ingest: &mut IngestConfig, problems: &mut Pr
         Some(secret) => ingest.drain_secret = Some(SigningKey::new(secret)),
         None => {}
     }
+    let previous = vercel.previous_drain_secrets.unwrap_or_default();
+    if !previous.is_empty() && ingest.drain_secret.is_none() {
+        problems.push("vercel.previous_drain_secrets: set only beside vercel.drain_secret");
+    }
+    if previous.iter().any(|s| s.trim().is_empty()) {
+        problems.push("vercel.previous_drain_secrets: holds an empty secret");
+    }
+    ingest.previous_drain_secrets = previous.into_iter().map(SigningKey::new).collect();
     let mut required = Vec::new();
     for (i, text) in vercel.required_headers.iter().flatten().enumerate() {
         match RequiredHeader::parse(text) {

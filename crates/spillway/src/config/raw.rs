@@ -130,6 +130,8 @@ pub struct RawTls {
 #[allow(missing_docs)]
 pub struct RawVercel {
     pub drain_secret: Option<String>,
+    /// Also accepted while a new `drain_secret` rolls out; credentials.
+    pub previous_drain_secrets: Option<Vec<String>>,
     /// `"Name: value"` each; the values are credentials.
     pub required_headers: Option<Vec<String>>,
     pub verify_code: Option<String>,
@@ -144,6 +146,10 @@ impl std::fmt::Debug for RawVercel {
         });
         f.debug_struct("RawVercel")
             .field("drain_secret", &self.drain_secret.as_ref().map(|_| "[redacted]"))
+            .field(
+                "previous_drain_secrets",
+                &self.previous_drain_secrets.as_ref().map(|s| vec!["[redacted]"; s.len()]),
+            )
             .field("required_headers", &header_names)
             .field("verify_code", &self.verify_code)
             .field("allow_unsigned", &self.allow_unsigned)

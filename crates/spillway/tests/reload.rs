@@ -1,0 +1,88 @@
+//! `SIGHUP` on the real binary: a rewritten configuration's drain secret applies while the
+//! previous one is still accepted during the rotation; an invalid one changes nothing, is
+//! counted on `/metrics`, and the configuration before it keeps serving.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Child;
+use std::time::Duration;
+
+use common::{deliver_until, send};
+
+const OLD: &str = "reload-old-secret-0123";
+const NEW: &str = "reload-new-secret-4567";
+
+fn write_config(path: &Path, data: &Path, addr: SocketAddr, vercel: &str, extra: &str) {
+    let text = format!(
+        "data_dir = {data:?}\n[server]\nlisten = \"{addr}\"\n{extra}\n[vercel]\n{vercel}\n"
+    );
+    std::fs::write(path, text).unwrap();
+}
+
+/// The binary with only the file configuring it (no `SPILLWAY_*` variable over it).
+fn spawn(config: &Path, addr: SocketAddr) -> Child {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_spillway"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    testkit::eventually(Duration::from_secs(20), "spillway to start listening", || {
+        std::net::TcpStream::connect(addr).ok()
+    });
+    child
+}
+
+fn hangup(child: &Child) {
+    // SAFETY: signals a child this test started and still owns.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+}
+
+fn reloads(addr: SocketAddr, result: &str) -> u64 {
+    let reply = send(addr, "GET", "/metrics", &[], b"");
+    let text = String::from_utf8(reply.body).unwrap();
+    let prefix = format!("spillway_config_reloads_total{{result=\"{result}\"}} ");
+    let line = text.lines().find_map(|l| l.strip_prefix(&prefix));
+    line.unwrap_or_else(|| panic!("no {prefix:?} in /metrics")).trim().parse().unwrap()
+}
+
+#[test]
+fn sighup_rotates_the_drain_secret_and_an_invalid_config_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, data) = (dir.path().join("spillway.toml"), dir.path().join("data"));
+    let addr = testkit::free_addr();
+    write_config(&config, &data, addr, &format!("drain_secret = {OLD:?}"), "");
+    let mut child = spawn(&config, addr);
+    assert_eq!(deliver_until(addr, "/vercel/logs", OLD, 200).status, 200);
+    assert_eq!(deliver_until(addr, "/vercel/logs", NEW, 403).status, 403);
+
+    let rotating = format!("drain_secret = {NEW:?}\nprevious_drain_secrets = [{OLD:?}]");
+    write_config(&config, &data, addr, &rotating, "");
+    hangup(&child);
+    assert_eq!(deliver_until(addr, "/vercel/logs", NEW, 200).status, 200, "the new secret");
+    assert_eq!(deliver_until(addr, "/vercel/logs", OLD, 200).status, 200, "the previous one");
+    let unknown = deliver_until(addr, "/vercel/logs", "some-other-secret", 403);
+    assert_eq!(unknown.status, 403);
+    assert_eq!((reloads(addr, "ok"), reloads(addr, "error")), (1, 0));
+
+    // Two problems at once, and a secret that must not apply since the whole file is refused.
+    let invalid = "drain_secret = \"never-applied-secret\"\nverify_code = \"has spaces\"";
+    write_config(&config, &data, addr, invalid, "max_body_bytes = 1");
+    hangup(&child);
+    testkit::eventually(Duration::from_secs(10), "the failed reload to be counted", || {
+        (reloads(addr, "error") == 1).then_some(())
+    });
+    assert_eq!(reloads(addr, "ok"), 1);
+    assert_eq!(deliver_until(addr, "/vercel/logs", NEW, 200).status, 200, "still the new one");
+    assert_eq!(deliver_until(addr, "/vercel/logs", OLD, 200).status, 200, "and the previous");
+    let refused = deliver_until(addr, "/vercel/logs", "never-applied-secret", 403);
+    assert_eq!(refused.status, 403, "the invalid file's secret");
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
