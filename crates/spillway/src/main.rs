@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tokio::signal::unix::{signal, SignalKind};
 use spillway::commands::{DrainsArgs, EnvArgs};
+use spillway::reload::LogHandle;
 use spillway::{config, error_chain};
+use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(Parser)]
 #[command(name = "spillway", version, about = "A high-throughput receiver for Vercel log drains")]
@@ -49,7 +50,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let log = init_logging(cli.log_format);
     let env = |key: &str| std::env::var(key).ok();
     let (path, check_only) = match cli.command {
         Command::Drains(args) => return spillway::commands::run_drains(args, &env),
@@ -68,7 +69,11 @@ fn main() -> ExitCode {
         println!("{config:#?}");
         return ExitCode::SUCCESS;
     }
-    match serve(config, path) {
+    let log_filter = spillway::reload::log_filter(log);
+    if let Ok(apply) = log_filter(&config) {
+        apply();
+    }
+    match serve(config, path, log_filter) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
@@ -78,7 +83,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(config: config::Config, path: Option<PathBuf>) -> anyhow::Result<bool> {
+fn serve(
+    config: config::Config,
+    path: Option<PathBuf>,
+    log_filter: spillway::reload::Extra,
+) -> anyhow::Result<bool> {
     // Large deliveries are opened on the blocking pool; that work is CPU-bound, so more threads
     // than cores would only add memory (an allocator arena each) and contention.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -93,7 +102,7 @@ fn serve(config: config::Config, path: Option<PathBuf>) -> anyhow::Result<bool> 
         // Likewise SIGHUP, whose default would end the process.
         let hangups = signal(SignalKind::hangup())?;
         let app = spillway::App::start(config).await?;
-        app.reload_on(hangups, path, None);
+        app.reload_on(hangups, path, Some(log_filter));
         Ok(app.run(shutdown).await)
     })
 }
@@ -121,12 +130,19 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+/// Logs to stderr filtered by `RUST_LOG` (else `info` until the configuration's `log_level` is
+/// known); returns the handle that changes the filter (`spillway::reload::log_filter`).
+fn init_logging(format: LogFormat) -> LogHandle {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{fmt, reload, EnvFilter};
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(config::DEFAULT_LOG_LEVEL));
+    let (filter, handle) = reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => registry.with(fmt::layer().with_writer(std::io::stderr)).init(),
+        LogFormat::Json => registry.with(fmt::layer().json().with_writer(std::io::stderr)).init(),
     }
+    handle
 }

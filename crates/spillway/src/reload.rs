@@ -10,6 +10,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use tokio::signal::unix::Signal;
+use tracing_subscriber::EnvFilter;
 
 use crate::config::{self, Config};
 
@@ -18,6 +19,27 @@ type Reloads = Family<[(&'static str, &'static str); 1], Counter>;
 /// Applies a reloaded configuration's part that lives outside the edge (the log filter):
 /// `Err` (a problem) changes nothing; `Ok` is called only once every check passed.
 pub type Extra = Box<dyn Fn(&Config) -> Result<Box<dyn FnOnce() + Send>, String> + Send + Sync>;
+
+/// What changes the process's log filter.
+pub type LogHandle = tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>;
+
+/// The [`Extra`] that sets the log filter to a configuration's `log_level`, unless `RUST_LOG`
+/// is set (it then wins, at start and at every reload).
+pub fn log_filter(handle: LogHandle) -> Extra {
+    Box::new(move |config: &Config| {
+        if std::env::var_os("RUST_LOG").is_some() {
+            return Ok(Box::new(|| {}));
+        }
+        let filter =
+            EnvFilter::try_new(&config.log_level).map_err(|e| format!("log_level: {e}"))?;
+        let handle = handle.clone();
+        Ok(Box::new(move || {
+            if let Err(e) = handle.reload(filter) {
+                tracing::error!(error = %e, "log filter not changed");
+            }
+        }))
+    })
+}
 
 /// Counts reloads; registered before the registry is shared.
 #[derive(Debug, Clone)]

@@ -14,9 +14,10 @@ use common::{deliver_until, send};
 const OLD: &str = "reload-old-secret-0123";
 const NEW: &str = "reload-new-secret-4567";
 
-fn write_config(path: &Path, data: &Path, addr: SocketAddr, vercel: &str, extra: &str) {
+/// `top` goes before the tables, `server` under `[server]`, `vercel` under `[vercel]`.
+fn write_config(path: &Path, data: &Path, addr: SocketAddr, [top, server, vercel]: [&str; 3]) {
     let text = format!(
-        "data_dir = {data:?}\n[server]\nlisten = \"{addr}\"\n{extra}\n[vercel]\n{vercel}\n"
+        "{top}\ndata_dir = {data:?}\n[server]\nlisten = \"{addr}\"\n{server}\n[vercel]\n{vercel}\n"
     );
     std::fs::write(path, text).unwrap();
 }
@@ -56,13 +57,13 @@ fn sighup_rotates_the_drain_secret_and_an_invalid_config_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (config, data) = (dir.path().join("spillway.toml"), dir.path().join("data"));
     let addr = testkit::free_addr();
-    write_config(&config, &data, addr, &format!("drain_secret = {OLD:?}"), "");
+    write_config(&config, &data, addr, ["", "", &format!("drain_secret = {OLD:?}")]);
     let mut child = spawn(&config, addr);
     assert_eq!(deliver_until(addr, "/vercel/logs", OLD, 200).status, 200);
     assert_eq!(deliver_until(addr, "/vercel/logs", NEW, 403).status, 403);
 
     let rotating = format!("drain_secret = {NEW:?}\nprevious_drain_secrets = [{OLD:?}]");
-    write_config(&config, &data, addr, &rotating, "");
+    write_config(&config, &data, addr, ["log_level = \"debug\"", "", &rotating]);
     hangup(&child);
     assert_eq!(deliver_until(addr, "/vercel/logs", NEW, 200).status, 200, "the new secret");
     assert_eq!(deliver_until(addr, "/vercel/logs", OLD, 200).status, 200, "the previous one");
@@ -70,9 +71,9 @@ fn sighup_rotates_the_drain_secret_and_an_invalid_config_changes_nothing() {
     assert_eq!(unknown.status, 403);
     assert_eq!((reloads(addr, "ok"), reloads(addr, "error")), (1, 0));
 
-    // Two problems at once, and a secret that must not apply since the whole file is refused.
+    // Three problems at once, and a secret that must not apply since the whole file is refused.
     let invalid = "drain_secret = \"never-applied-secret\"\nverify_code = \"has spaces\"";
-    write_config(&config, &data, addr, invalid, "max_body_bytes = 1");
+    write_config(&config, &data, addr, ["log_level = \"[=\"", "max_body_bytes = 1", invalid]);
     hangup(&child);
     testkit::eventually(Duration::from_secs(10), "the failed reload to be counted", || {
         (reloads(addr, "error") == 1).then_some(())

@@ -22,6 +22,9 @@ pub use raw::{
     RawSinks, RawVercel, API_URL_VAR, DATA_DIR_VAR, ENV_OVERRIDES,
 };
 
+/// The log filter when none is configured.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+
 /// The data directory when none is configured.
 pub const DEFAULT_DATA_DIR: &str = "./spillway-data";
 
@@ -30,6 +33,8 @@ pub const DEFAULT_DATA_DIR: &str = "./spillway-data";
 pub struct Config {
     /// Root of local state.
     pub data_dir: PathBuf,
+    /// The log filter (`tracing_subscriber::EnvFilter` directives); `RUST_LOG` wins when set.
+    pub log_level: String,
     /// The HTTP edge.
     pub ingest: IngestConfig,
     /// The pipeline's limits.
@@ -93,6 +98,10 @@ impl RawConfig {
     pub fn validate(self, problems: Vec<String>) -> Result<Config, ConfigError> {
         let mut problems = Problems(problems);
         let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let log_level = self.log_level.unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned());
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_level) {
+            problems.push(format!("log_level: {log_level:?} is not a log filter: {e}"));
+        }
         let ingest = edge::ingest_config(&self.server, self.vercel, &mut problems);
         let pipeline = edge::pipeline_config(&self.pipeline, &ingest, &mut problems);
         let sinks = sinks::sinks_config(&self.sinks, &data_dir, &mut problems);
@@ -105,6 +114,7 @@ impl RawConfig {
         }
         Ok(Config {
             data_dir,
+            log_level,
             ingest,
             pipeline,
             file_sink: sinks.file,

@@ -40,6 +40,8 @@ pub const ENV_OVERRIDES: [(&str, Overlay); 12] = [
 pub struct RawConfig {
     /// Root of local state (`./spillway-data`).
     pub data_dir: Option<PathBuf>,
+    /// The log filter (`info`); `RUST_LOG`, when set, wins.
+    pub log_level: Option<String>,
     /// `[server]`.
     #[serde(default)]
     pub server: RawServer,
