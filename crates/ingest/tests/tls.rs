@@ -1,6 +1,7 @@
 //! TLS termination over real sockets on 127.0.0.1, with certificates made in the test: signed
 //! deliveries stored over HTTP/1.1 and HTTP/2 (by ALPN), a rewritten certificate served to new
-//! connections while an open one keeps working, and plain HTTP to the TLS port refused cleanly.
+//! connections while an open one keeps working, and plain HTTP to the TLS port refused cleanly;
+//! a reload (`SIGHUP`) re-reads the files at once, and one with a bad pair changes nothing.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -57,28 +58,35 @@ fn write_cert(dir: &Path) -> CertificateDer<'static> {
 struct Edge {
     addr: SocketAddr,
     kept: Arc<Keep>,
+    config: IngestConfig,
+    reloader: ingest::Reloader,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 async fn start(dir: &Path) -> Edge {
+    start_polling(dir, Duration::from_millis(50)).await
+}
+
+async fn start_polling(dir: &Path, poll_interval: Duration) -> Edge {
     let mut config = IngestConfig::new("127.0.0.1:0".parse().unwrap());
     config.drain_secret = Some(SigningKey::new(SECRET));
     config.header_read_timeout = Duration::from_secs(2);
     config.tls = Some(TlsFiles {
         cert_path: dir.join("cert.pem"),
         key_path: dir.join("key.pem"),
-        poll_interval: Duration::from_millis(50),
+        poll_interval,
     });
     let kept = Arc::new(Keep::default());
     let metrics = IngestMetrics::register(&mut prometheus_client::registry::Registry::default());
     let render = Arc::new(String::new);
-    let server = Server::bind(config, kept.clone(), metrics, render).await.unwrap();
+    let server = Server::bind(config.clone(), kept.clone(), metrics, render).await.unwrap();
+    let reloader = server.reloader();
     let addr = server.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server.serve(async move {
         let _ = stopped.await;
     }));
-    Edge { addr, kept, _stop: stop }
+    Edge { addr, kept, config, reloader, _stop: stop }
 }
 
 /// A TLS connection trusting `roots`, offering `alpn`.
@@ -202,4 +210,34 @@ async fn plain_http_to_the_tls_port_is_refused_cleanly() {
 
     let stream = connect(edge.addr, &[cert], b"http/1.1").await;
     assert_eq!(status(&mut h1(stream).await).await, 200, "still serving TLS");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_reads_the_files_at_once_and_one_with_a_bad_pair_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = write_cert(dir.path());
+    // Never polled within the test: only the reload can bring the second certificate.
+    let edge = start_polling(dir.path(), Duration::from_secs(3600)).await;
+    let second = write_cert(dir.path());
+    let roots = [first.clone(), second.clone()];
+    assert_eq!(served_cert(&connect(edge.addr, &roots, b"h2").await), first);
+
+    // A rotation: `delivery()` is signed with SECRET, now only a previous secret.
+    let mut rotated = edge.config.clone();
+    rotated.drain_secret = Some(SigningKey::new("the-next-secret"));
+    rotated.previous_drain_secrets = Arc::from([SigningKey::new(SECRET)]);
+    assert_eq!(edge.reloader.apply(&rotated), Ok(vec![]));
+    let fresh = connect(edge.addr, &roots, b"http/1.1").await;
+    assert_eq!(served_cert(&fresh), second, "served right after the reload");
+    assert_eq!(status(&mut h1(fresh).await).await, 200, "signed with a previous secret");
+
+    // A key file that does not load: the new secret (without SECRET) must not apply either.
+    std::fs::write(dir.path().join("key.pem"), "not a key").unwrap();
+    let mut refused = edge.config.clone();
+    refused.drain_secret = Some(SigningKey::new("never-applied"));
+    let problems = edge.reloader.apply(&refused).unwrap_err();
+    assert!(problems.contains("server.tls"), "{problems}");
+    let fresh = connect(edge.addr, &roots, b"http/1.1").await;
+    assert_eq!(served_cert(&fresh), second, "the previous certificate keeps serving");
+    assert_eq!(status(&mut h1(fresh).await).await, 200, "the previous secrets still apply");
 }

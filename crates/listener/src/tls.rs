@@ -124,7 +124,9 @@ impl Tls {
     pub(crate) fn watch(&self) -> WatchGuard {
         let tls = self.clone();
         let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(tls.store.files.poll_interval);
+            let every = tls.store.files.poll_interval;
+            // The files were just read: the first check is one interval away.
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
