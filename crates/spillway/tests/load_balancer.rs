@@ -31,7 +31,8 @@ fn a_rolling_restart_loses_nothing_and_clients_see_only_200() {
     let mut b = Replica::start(root.path(), "b", "");
     let proxy = Proxy::start(&a, &b);
     let load = Load::start(proxy.listen, "roll");
-    load.run_for(200);
+    // Steady state before and after the rollout, about as long as the rollout itself.
+    load.run_for(300);
     let rollout = Instant::now();
     for (name, replica) in [("spillway-a", &mut a), ("spillway-b", &mut b)] {
         let status = replica.restart();
@@ -39,7 +40,7 @@ fn a_rolling_restart_loses_nothing_and_clients_see_only_200() {
         proxy.wait_for(name, "UP", Duration::from_secs(10));
     }
     let rolled = Instant::now();
-    load.run_for(200);
+    load.run_for(300);
     let outcomes = load.finish();
     drop(proxy);
     a.sigterm();
@@ -50,12 +51,12 @@ fn a_rolling_restart_loses_nothing_and_clients_see_only_200() {
     let non_200: Vec<&Outcome> =
         outcomes.iter().filter(|o| matches!(o.result, Ok(s) if s != 200)).collect();
     let found = assert_acked_stored_once(&outcomes, &[&a, &b]);
-    let steady = p99(&outcomes, outcomes[0].sent, rollout);
+    let steady = p99_outside(&outcomes, rollout, rolled);
     let during = p99(&outcomes, rollout, rolled);
     eprintln!(
         "rolling restart behind HAProxy: {} requests sent, {} non-200, {} connection errors, \
-         {} records acked, {found} found exactly once; p99 steady {steady:?}, during the \
-         rollout ({:.1} s) {during:?}",
+         {} records acked, {found} found exactly once; p99 steady (before and after) \
+         {steady:?}, during the rollout ({:.1} s) {during:?}",
         outcomes.len(),
         non_200.len(),
         errors.len(),
@@ -64,9 +65,12 @@ fn a_rolling_restart_loses_nothing_and_clients_see_only_200() {
     );
     assert!(errors.is_empty(), "connection errors: {:?}", &errors[..errors.len().min(5)]);
     assert!(non_200.is_empty(), "non-200 answers: {:?}", &non_200[..non_200.len().min(5)]);
-    // The issue's bar, with a floor: on a loopback the steady p99 is a few milliseconds, where
-    // one scheduler hiccup on a shared 2-core machine would be a factor of 3.
-    let bar = (steady * 3).max(Duration::from_millis(150));
+    // The issue's bar, with a floor: on a loopback the steady p99 is a few milliseconds, and
+    // with 4 clients one stall of the machine (another process's fsync or build) delays every
+    // request in flight at once and so is the p99 of its window; such stalls of up to ~200 ms
+    // land anywhere in the run. What the bar is for, a rollout that makes clients wait (a
+    // connect timeout, requests queued to a draining replica), costs seconds.
+    let bar = (steady * 3).max(Duration::from_millis(250));
     assert!(during <= bar, "p99 during the rollout {during:?} > {bar:?} (steady {steady:?})");
 }
 

@@ -308,6 +308,14 @@ pub fn p99(outcomes: &[Outcome], from: Instant, to: Instant) -> Duration {
     latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)]
 }
 
+/// The 99th percentile of the latencies of `outcomes` sent before `from` or from `to` on.
+pub fn p99_outside(outcomes: &[Outcome], from: Instant, to: Instant) -> Duration {
+    let outside: Vec<Outcome> =
+        outcomes.iter().filter(|o| o.sent < from || o.sent >= to).cloned().collect();
+    let (first, last) = (outside[0].sent, Instant::now());
+    p99(&outside, first, last)
+}
+
 /// The ids of every request answered `200`.
 pub fn acked(outcomes: &[Outcome]) -> Vec<String> {
     outcomes.iter().filter(|o| o.result == Ok(200)).flat_map(|o| o.ids.clone()).collect()
