@@ -294,3 +294,29 @@ fn check_config_shows_kafka_property_names_but_never_their_secrets() {
         assert!(shown.contains(key), "{key} missing from {shown}");
     }
 }
+
+#[test]
+fn tls_files_and_previous_secrets_are_checked_and_secrets_never_shown() {
+    let problems = |toml: &str| match RawConfig::from_toml(toml).unwrap().validate(Vec::new()) {
+        Err(ConfigError::Invalid(problems)) => problems.join("\n"),
+        other => panic!("expected problems, got {other:?}"),
+    };
+    let half = problems("[server.tls]\ncert_path = \"/nonexistent/cert.pem\"\n");
+    assert!(half.contains("server.tls: needs both cert_path and key_path"), "{half}");
+    let missing = problems(
+        "[server.tls]\ncert_path = \"/nonexistent/cert.pem\"\nkey_path = \"/nonexistent/k.pem\"\n",
+    );
+    assert!(missing.contains("server.tls: /nonexistent/cert.pem"), "{missing}");
+    let alone = problems("[vercel]\nprevious_drain_secrets = [\"hunter5\"]\n");
+    assert!(alone.contains("vercel.previous_drain_secrets: set only beside"), "{alone}");
+    assert!(!alone.contains("hunter"), "{alone}");
+
+    let raw = RawConfig::from_toml(
+        "[vercel]\ndrain_secret = \"new-hunter6\"\nprevious_drain_secrets = [\"old-hunter7\"]\n",
+    )
+    .unwrap();
+    assert!(!format!("{raw:?}").contains("hunter"), "{raw:?}");
+    let config = raw.validate(Vec::new()).unwrap();
+    assert_eq!(config.ingest.previous_drain_secrets.len(), 1);
+    assert!(!format!("{config:?}").contains("hunter"));
+}
