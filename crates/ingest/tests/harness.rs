@@ -84,3 +84,33 @@ fn the_exposed_inflater_keeps_its_cap() {
     assert_eq!(gunzip(&gz, 1 << 20).unwrap(), fixture("logs.ndjson"));
     assert_eq!(gunzip(&gz, 10).unwrap_err().code(), "inflated_body_too_large");
 }
+
+#[test]
+fn previous_secrets_verify_raw_and_inflated_bodies_during_a_rotation() {
+    let (old, new) = (SigningKey::new("old-drain-secret"), SigningKey::new("new-drain-secret"));
+    let config = IngestConfig {
+        drain_secret: Some(new.clone()),
+        previous_drain_secrets: Arc::from([old.clone()]),
+        ..IngestConfig::default()
+    };
+    let harness = Harness::new(config, Arc::new(Keep::default()), None).unwrap();
+    let body = fixture("logs.ndjson");
+    for key in [&new, &old] {
+        let answer = exchange(&harness, post(Some(&key.sign(&body)), &body));
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    }
+    let other = SigningKey::new("another-secret");
+    let answer = exchange(&harness, post(Some(&other.sign(&body)), &body));
+    assert!(answer.starts_with("HTTP/1.1 403 "), "{answer}");
+
+    // Gzip signed over the inflated bytes with the previous secret: checked after inflating.
+    let gz = fixture("logs.ndjson.gz");
+    let head = format!(
+        "POST /vercel/logs HTTP/1.1\r\nhost: t\r\nconnection: close\r\ncontent-encoding: gzip\r\n\
+         x-vercel-signature: {}\r\ncontent-length: {}\r\n\r\n",
+        old.sign(&body),
+        gz.len()
+    );
+    let answer = exchange(&harness, [head.as_bytes(), &gz].concat());
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+}
