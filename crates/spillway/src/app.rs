@@ -16,8 +16,8 @@ use prometheus_client::registry::Registry;
 use tokio::signal::unix::Signal;
 
 use crate::config::Config;
-use crate::reload::{ConfigReload, Extra, ReloadMetrics};
 use crate::registry::RegistryDirectory;
+use crate::reload::{ConfigReload, Extra, ReloadMetrics};
 
 /// A started application: listening, sinks open, not yet serving.
 #[derive(Debug)]
