@@ -49,6 +49,9 @@ pub struct IngestConfig {
     pub drain_delay: Duration,
     /// TLS termination with these PEM files; `None`: plain HTTP.
     pub tls: Option<listener::TlsFiles>,
+    /// Proxies (a load balancer) whose `X-Forwarded-For` names the client in logs; from anyone
+    /// else the header is ignored. Empty: the connection's peer is the client.
+    pub trusted_proxies: Vec<listener::IpNet>,
     /// Gzip bodies whose signature does not match their raw bytes that may be inflated at once
     /// to check it over the inflated bytes; past it, such deliveries get a fast `503`. Bounds
     /// what anyone who can reach the port can make the receiver inflate.
@@ -93,6 +96,7 @@ impl Default for IngestConfig {
             drain_delay: Duration::from_secs(5),
             max_unverified_inflations: 2,
             tls: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }

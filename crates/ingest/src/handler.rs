@@ -66,9 +66,12 @@ enum Encoding {
 pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let live = state.live.load();
+    let client = req.extensions().get::<listener::Peer>().map(|peer| {
+        listener::client_addr(peer.0.ip(), req.headers(), &state.config.trusted_proxies)
+    });
     let mut response = match route(&state, Arc::clone(&live), req).await {
         Ok(response) => response,
-        Err(error) => error_response(&state, &error),
+        Err(error) => error_response(&state, &error, client),
     };
     if response.status().is_success() {
         if let Some(code) = &live.verify {
@@ -363,7 +366,11 @@ fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     response
 }
 
-fn error_response(state: &State, error: &IngestError) -> Response<Full<Bytes>> {
+fn error_response(
+    state: &State,
+    error: &IngestError,
+    client: Option<std::net::IpAddr>,
+) -> Response<Full<Bytes>> {
     let mut response = listener::json_error(error.status(), error.code(), &error.to_string());
     if error.is_retryable() {
         response
@@ -373,8 +380,11 @@ fn error_response(state: &State, error: &IngestError) -> Response<Full<Bytes>> {
     if matches!(error, IngestError::MethodNotAllowed) {
         response.headers_mut().insert(ALLOW, HeaderValue::from_static("POST, GET, HEAD"));
     }
+    let client = client.map(tracing::field::display);
     if matches!(error, IngestError::SinkUnavailable(_) | IngestError::AckTimeout) {
-        tracing::warn!(code = error.code(), error = %error, "batch not stored; answered 503");
+        tracing::warn!(code = error.code(), error = %error, client, "batch not stored; answered 503");
+    } else {
+        tracing::debug!(code = error.code(), status = error.status().as_u16(), client, "refused");
     }
     response
 }

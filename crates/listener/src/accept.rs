@@ -15,6 +15,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::client::Peer;
 use crate::reply::{over_capacity_response, Reply};
 use crate::tls::Tls;
 
@@ -95,7 +96,8 @@ where
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
-        let service = service_fn(move |request| {
+        let service = service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(Peer(peer));
             let answer = handler(request);
             async move { Ok::<_, Infallible>(answer.await) }
         });

@@ -8,6 +8,8 @@
 //!   `{"error":{"code":"…","message":"…"}}`.
 //! - [`serve_tls`] and [`Tls`]: the same loop behind rustls (HTTP/1.1 or HTTP/2 by ALPN), its
 //!   certificate re-read from its PEM files when they change, for new handshakes only.
+//! - [`client_addr`]: who a request came from ([`Peer`], or the `X-Forwarded-For` of a
+//!   trusted proxy).
 //! - [`SigningKey`]: the HMAC-SHA1 key of `x-vercel-signature`, compared in constant time and
 //!   never shown in `Debug`.
 //!
@@ -27,11 +29,13 @@
 //! Invariant: depends on no other crate of the workspace; knows nothing of drains or records.
 
 mod accept;
+mod client;
 mod reply;
 mod signing;
 mod tls;
 
 pub use accept::{serve, Limits};
+pub use client::{client_addr, parse_trusted, IpNet, Peer};
 pub use reply::{json_error, over_capacity_response, Reply};
 pub use signing::SigningKey;
 pub use tls::{serve_tls, Tls, TlsFiles};

@@ -320,3 +320,22 @@ fn tls_files_and_previous_secrets_are_checked_and_secrets_never_shown() {
     assert_eq!(config.ingest.previous_drain_secrets.len(), 1);
     assert!(!format!("{config:?}").contains("hunter"));
 }
+
+#[test]
+fn trusted_proxies_are_addresses_or_networks_and_each_bad_one_is_named() {
+    let raw = RawConfig::from_toml("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\"]\n")
+        .unwrap();
+    let proxies = raw.validate(Vec::new()).unwrap().ingest.trusted_proxies;
+    let shown: Vec<String> = proxies.iter().map(ToString::to_string).collect();
+    assert_eq!(shown, ["10.0.0.0/8", "127.0.0.1/32"]);
+    assert!(load(None, |_| None).unwrap().ingest.trusted_proxies.is_empty());
+
+    let raw =
+        RawConfig::from_toml("[server]\ntrusted_proxies = [\"::1\", \"lb\", \"10.0.0.0/40\"]\n")
+            .unwrap();
+    let Err(ConfigError::Invalid(problems)) = raw.validate(Vec::new()) else { panic!("accepted") };
+    let text = problems.join("\n");
+    assert!(text.contains("server.trusted_proxies[1]"), "{text}");
+    assert!(text.contains("server.trusted_proxies[2]"), "{text}");
+    assert!(!text.contains("trusted_proxies[0]"), "{text}");
+}

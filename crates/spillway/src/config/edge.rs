@@ -36,6 +36,12 @@ pub(super) fn ingest_config(
             )),
         }
     }
+    for (i, text) in s.trusted_proxies.iter().flatten().enumerate() {
+        match listener::parse_trusted(text) {
+            Ok(net) => ingest.trusted_proxies.push(net),
+            Err(e) => problems.push(format!("server.trusted_proxies[{i}]: {e}")),
+        }
+    }
     if let Some(path) = &s.drain_path {
         if !path.starts_with('/') || path.len() < 2 {
             problems.push(format!("server.drain_path: {path:?} must start with / and name a path"));

@@ -113,6 +113,7 @@ pub struct RawServer {
     pub shutdown_timeout_secs: Option<u64>,
     pub drain_delay_secs: Option<u64>,
     pub max_unverified_inflations: Option<u64>,
+    pub trusted_proxies: Option<Vec<String>>,
     pub tls: Option<RawTls>,
 }
 
