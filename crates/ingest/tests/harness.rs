@@ -1,34 +1,15 @@
 //! The socket-less harness (`ingest::harness`) that `fuzz/` drives: a delivery written as bytes
 //! into an in-memory pipe gets the answer a socket would, and its batch reaches the dispatcher.
 
-use std::sync::{Arc, Mutex};
+mod common;
 
+use std::sync::Arc;
+
+use common::Keep;
 use ingest::harness::{gunzip, Harness};
 use ingest::IngestConfig;
 use listener::SigningKey;
-use record::{Ack, AckWaiter, Batch, Dispatch, Refusal};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Keeps every batch and confirms it at once.
-#[derive(Default)]
-struct Keep(Mutex<Vec<Batch>>);
-
-impl Dispatch for Keep {
-    fn admissible(&self, _bytes: usize) -> Result<(), Refusal> {
-        Ok(())
-    }
-
-    fn try_submit(&self, batch: Batch) -> Result<AckWaiter, Refusal> {
-        self.0.lock().unwrap().push(batch);
-        let (parts, waiter) = Ack::split(1);
-        parts.into_iter().for_each(|p| p.complete());
-        Ok(waiter)
-    }
-
-    fn ready(&self) -> bool {
-        true
-    }
-}
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/../../fixtures/vercel/{name}", env!("CARGO_MANIFEST_DIR"));

@@ -3,45 +3,26 @@
 //! connections while an open one keeps working, and plain HTTP to the TLS port refused cleanly;
 //! a reload (`SIGHUP`) re-reads the files at once, and one with a bad pair changes nothing.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::Keep;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use ingest::{IngestConfig, IngestMetrics, Server};
 use listener::{SigningKey, TlsFiles};
-use record::{Ack, AckWaiter, Batch, Dispatch, Refusal};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 const SECRET: &str = "tls-test-drain-secret";
-
-/// Keeps every batch and confirms it at once.
-#[derive(Default)]
-struct Keep(Mutex<Vec<Batch>>);
-
-impl Dispatch for Keep {
-    fn admissible(&self, _bytes: usize) -> Result<(), Refusal> {
-        Ok(())
-    }
-
-    fn try_submit(&self, batch: Batch) -> Result<AckWaiter, Refusal> {
-        self.0.lock().unwrap().push(batch);
-        let (parts, waiter) = Ack::split(1);
-        parts.into_iter().for_each(|p| p.complete());
-        Ok(waiter)
-    }
-
-    fn ready(&self) -> bool {
-        true
-    }
-}
 
 /// A self-signed certificate for `localhost`, written to `dir` (replacing any before it).
 fn write_cert(dir: &Path) -> CertificateDer<'static> {

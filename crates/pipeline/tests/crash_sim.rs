@@ -156,32 +156,13 @@ fn run_seed(seed: u64, skip: &[Op]) -> Result<Outcome, String> {
 
 /// Runs `seeds` (within the time bound); returns the failures and what the others did.
 fn run(seeds: impl Iterator<Item = u64>, skip: &[Op]) -> (Vec<(u64, String)>, Vec<Outcome>) {
-    let started = Instant::now();
-    let (mut failures, mut outcomes) = (Vec::new(), Vec::new());
-    for seed in seeds {
-        if started.elapsed() > TIME_BOUND {
-            break;
-        }
-        match std::panic::catch_unwind(|| run_seed(seed, skip)) {
-            Ok(Ok(outcome)) => outcomes.push(outcome),
-            Ok(Err(e)) => failures.push((seed, e)),
-            Err(_) => failures.push((seed, "panicked (see above)".to_owned())),
-        }
-    }
-    (failures, outcomes)
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().map(|v| v.trim().parse().unwrap_or_else(|_| panic!("{name}: {v:?}")))
+    sim::run_seeds(seeds, TIME_BOUND, |seed| run_seed(seed, skip))
 }
 
 #[test]
 fn acknowledged_records_survive_power_loss_at_any_point() {
     let started = Instant::now();
-    let seeds: Vec<u64> = match env_u64("SPILLWAY_CRASH_SEED") {
-        Some(seed) => vec![seed],
-        None => (0..env_u64("SPILLWAY_CRASH_SEEDS").unwrap_or(SEEDS)).collect(),
-    };
+    let seeds = sim::seeds(SEEDS);
     let (failures, outcomes) = run(seeds.iter().copied(), &[]);
     for (seed, e) in &failures {
         eprintln!("seed {seed} failed: {e}\n  replay: SPILLWAY_CRASH_SEED={seed} cargo test -p pipeline --test crash_sim");

@@ -561,3 +561,39 @@ pub(crate) fn batch(ids: &[String], pads: &[usize], digest: u128) -> Batch {
         digest,
     }
 }
+
+/// The seeds a run covers: `SPILLWAY_CRASH_SEED` alone when set (to replay one), else
+/// `SPILLWAY_CRASH_SEEDS` of them (or `default`) from 0.
+pub(crate) fn seeds(default: u64) -> Vec<u64> {
+    let env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .map(|v| v.trim().parse::<u64>().unwrap_or_else(|_| panic!("{name}: {v:?}")))
+    };
+    match env("SPILLWAY_CRASH_SEED") {
+        Some(seed) => vec![seed],
+        None => (0..env("SPILLWAY_CRASH_SEEDS").unwrap_or(default)).collect(),
+    }
+}
+
+/// Runs `one` for each of `seeds` until `bound` has passed; returns the failing seeds with what
+/// failed (a panic counts), and what the others returned.
+pub(crate) fn run_seeds<O>(
+    seeds: impl Iterator<Item = u64>,
+    bound: Duration,
+    one: impl Fn(u64) -> Result<O, String>,
+) -> (Vec<(u64, String)>, Vec<O>) {
+    let started = Instant::now();
+    let (mut failures, mut outcomes) = (Vec::new(), Vec::new());
+    for seed in seeds {
+        if started.elapsed() > bound {
+            break;
+        }
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| one(seed))) {
+            Ok(Ok(outcome)) => outcomes.push(outcome),
+            Ok(Err(e)) => failures.push((seed, e)),
+            Err(_) => failures.push((seed, "panicked (see above)".to_owned())),
+        }
+    }
+    (failures, outcomes)
+}
