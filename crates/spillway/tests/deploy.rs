@@ -12,9 +12,6 @@ use std::process::{Command, Output};
 /// The Kubernetes release whose API schemas (strict: unknown fields are errors) the manifests
 /// must satisfy: one that every major managed offering supports at the time of writing.
 const KUBERNETES_VERSION: &str = "1.35.0";
-/// `server.drain_delay_secs` when spillway.toml does not set it: the graceful-rollout work is to
-/// add the key with this value in mind.
-const ASSUMED_DRAIN_DELAY_SECS: i64 = 10;
 /// What the pods are given on top of the drain delay and the shutdown timeout to exit cleanly.
 const EXIT_MARGIN_SECS: i64 = 5;
 
@@ -181,7 +178,8 @@ fn the_configmaps_spillway_toml_passes_check_config_with_the_secret_from_the_env
 #[test]
 fn the_grace_period_outlasts_the_drain_delay_and_the_shutdown_timeout() {
     let config = config_table();
-    let drain_delay = server_secs(&config, "drain_delay_secs").unwrap_or(ASSUMED_DRAIN_DELAY_SECS);
+    let drain_delay =
+        server_secs(&config, "drain_delay_secs").expect("server.drain_delay_secs is set");
     let ack = server_secs(&config, "ack_timeout_secs").expect("server.ack_timeout_secs is set");
     let shutdown =
         server_secs(&config, "shutdown_timeout_secs").expect("server.shutdown_timeout_secs is set");
