@@ -59,12 +59,17 @@ fn check_id(body: &[u8], id: Option<&str>, expected: Option<&str>, known: bool) 
 
 fn check_parsed(body: &[u8], event: &WebhookEvent) {
     // serde skips ignored strings without checking their UTF-8 or escapes, so a parsed event
-    // may hold bytes a `Value` refuses; replaced, they leave every field in place.
+    // may hold bytes a `Value` refuses; replaced, they leave every field in place. It also skips
+    // ignored numbers beyond an f64, which a `Value` refuses ("number out of range").
     let lossy = String::from_utf8_lossy(body);
     let value: Value = match serde_json::from_str(&lossy) {
         Ok(value) => value,
         Err(e) => {
-            assert!(lossy.contains('\\'), "a parsed event without escapes is JSON: {e}");
+            let out_of_range = e.to_string().starts_with("number out of range");
+            assert!(
+                lossy.contains('\\') || out_of_range,
+                "a parsed event without escapes or huge numbers is JSON: {e}"
+            );
             Value::Null
         }
     };
