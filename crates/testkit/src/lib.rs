@@ -1,16 +1,19 @@
 //! Test support shared by Spillway's test suites, and nothing else: free loopback ports, a
-//! bounded poll of an observable condition, `block_on` on a throwaway runtime, and one loopback
-//! HTTP [`Receiver`] that records what it is sent.
+//! bounded poll of an observable condition, `block_on` on a throwaway runtime, one loopback
+//! HTTP [`Receiver`] that records what it is sent, and a throwaway PostgreSQL cluster
+//! ([`Postgres`]) for the store tests.
 //!
 //! This crate is test support only. No product crate may depend on it except as a
 //! dev-dependency, and it depends on no workspace crate, so any crate's tests can use it.
 
 mod poll;
 mod ports;
+mod postgres;
 mod receiver;
 
 pub use poll::{eventually, poll_until, wait_until};
 pub use ports::{free_addr, free_port};
+pub use postgres::Postgres;
 pub use receiver::{Receiver, Request};
 
 /// Runs `future` to completion on a fresh current-thread tokio runtime with its I/O and time
