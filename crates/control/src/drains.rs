@@ -9,7 +9,7 @@
 //! - [`delete`]: idempotent; a drain already gone on Vercel is forgotten here too.
 //! - [`test`]: Vercel sends a signed sample batch to the drain's endpoint.
 //!
-//! Store calls run on tokio's blocking pool: they lock, write and fsync small files.
+//! The registry is any of [`Stores`]: the data directory's files or the shared database.
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,8 +19,7 @@ use crate::model::{
     Encoding, EnvTarget, ProjectScope, TestDrain, UpdateDrain,
 };
 use crate::registry::{generate_path_key, generate_secret, DeliveryHeader};
-use crate::store::blocking;
-use crate::{ControlError, DrainEntry, DrainKind, DrainRegistry, Secret, StoreError, VercelClient};
+use crate::{ControlError, DrainEntry, DrainKind, Secret, StoreError, Stores, VercelClient};
 
 /// The receiver's default drain path; an endpoint ending in it gets the drain's path key.
 pub const RECEIVER_PATH: &str = "/vercel/logs";
@@ -133,7 +132,7 @@ pub enum DrainOpError {
 /// Creates `new` on Vercel with a fresh path key and secret and registers it.
 pub async fn create_and_register(
     client: &VercelClient,
-    registry: &DrainRegistry,
+    registry: &Stores,
     new: NewDrain,
 ) -> Result<Created, DrainOpError> {
     let path_key = generate_path_key()?;
@@ -174,8 +173,7 @@ pub async fn create_and_register(
         integration_secret,
         headers: new.headers,
     };
-    let (registry, registered) = (registry.clone(), entry.clone());
-    if let Err(source) = blocking(move || registry.insert(registered)).await {
+    if let Err(source) = registry.register_drain(entry.clone()).await {
         let deleted_again = client.delete_drain(&drain.id).await.is_ok();
         return Err(DrainOpError::Unregistered { id: drain.id, deleted_again, source });
     }
@@ -214,12 +212,8 @@ fn secret_of(drain: &Drain, entry: Option<&DrainEntry>) -> Option<Secret> {
 }
 
 /// The registry entry of drain `id`, if registered.
-pub async fn registered(
-    registry: &DrainRegistry,
-    id: &str,
-) -> Result<Option<DrainEntry>, StoreError> {
-    let (registry, id) = (registry.clone(), id.to_owned());
-    blocking(move || registry.get(&id)).await
+pub async fn registered(registry: &Stores, id: &str) -> Result<Option<DrainEntry>, StoreError> {
+    registry.drain(id).await
 }
 
 /// What to change on a drain.
@@ -236,7 +230,7 @@ pub struct DrainChange {
 /// Changes drain `id`; returns it as Vercel reports it afterwards, with its registry entry.
 pub async fn update(
     client: &VercelClient,
-    registry: &DrainRegistry,
+    registry: &Stores,
     id: &str,
     change: DrainChange,
 ) -> Result<(Drain, Option<DrainEntry>), DrainOpError> {
@@ -273,7 +267,7 @@ pub enum Deleted {
 /// Deletes drain `id` on Vercel and forgets it here.
 pub async fn delete(
     client: &VercelClient,
-    registry: &DrainRegistry,
+    registry: &Stores,
     id: &str,
 ) -> Result<Deleted, DrainOpError> {
     if id.starts_with(LEGACY_PREFIX) {
@@ -287,15 +281,14 @@ pub async fn delete(
         Err(e) if e.status() == Some(404) && registered(registry, id).await?.is_some() => true,
         Err(e) => return Err(e.into()),
     };
-    let (store, key) = (registry.clone(), id.to_owned());
-    let removed = blocking(move || store.remove(&key)).await?.is_some();
+    let removed = registry.forget_drain(id).await?.is_some();
     Ok(if gone_already { Deleted::AlreadyGone } else { Deleted::Deleted { unregistered: removed } })
 }
 
 /// Has Vercel send a signed sample batch to drain `id`'s endpoint; returns the endpoint.
 pub async fn test(
     client: &VercelClient,
-    registry: &DrainRegistry,
+    registry: &Stores,
     id: &str,
 ) -> Result<String, DrainOpError> {
     let drain = client.get_drain(id).await?;

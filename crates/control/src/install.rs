@@ -20,7 +20,6 @@ use crate::model::{
     AccessToken, Compression, Encoding, EnvType, EnvVar, ExchangeCode, IntegrationConfiguration,
     ProjectSelection,
 };
-use crate::store::blocking;
 use crate::{
     ControlError, Installation, InstallationStatus, Integration, Secret, StoreError, VercelClient,
 };
@@ -114,8 +113,7 @@ impl Integration {
             return Err(InstallError::InvalidRequest);
         };
         self.check_state(callback.state.as_deref(), callback.state_cookie.as_deref())?;
-        let (store, id) = (self.installations.clone(), configuration_id.clone());
-        if let Some(known) = blocking(move || store.get(&id)).await? {
+        if let Some(known) = self.stores.installation(&configuration_id).await? {
             if known.status == InstallationStatus::Disabled {
                 return Err(InstallError::Disabled);
             }
@@ -227,8 +225,7 @@ impl Integration {
             created_at_ms: crate::drains::now_ms(),
             status: InstallationStatus::Enabled,
         };
-        let store = self.installations.clone();
-        blocking(move || store.upsert(installation)).await?;
+        self.stores.upsert_installation(installation).await?;
         tracing::info!(configuration_id, team_id = token.team_id.as_deref(), "installation stored");
 
         let client = self.client.with_token(token.access_token, token.team_id.clone());
@@ -269,12 +266,8 @@ impl Integration {
     ) -> Result<Option<IntegrationConfiguration>, InstallError> {
         match client.get_configuration(configuration_id).await {
             Ok(configuration) => {
-                let (store, id, scopes) = (
-                    self.installations.clone(),
-                    configuration_id.to_owned(),
-                    configuration.scopes.clone(),
-                );
-                blocking(move || store.modify(&id, |i| i.scopes = scopes)).await?;
+                let scopes = configuration.scopes.clone();
+                self.stores.modify_installation(configuration_id, |i| i.scopes = scopes).await?;
                 Ok(Some(configuration))
             }
             Err(ControlError::InstallationDisabled { .. }) => {
@@ -314,7 +307,7 @@ impl Integration {
             filter: None,
             configuration_id: Some(configuration_id.to_owned()),
         };
-        match create_and_register(client, &self.drains, new).await {
+        match create_and_register(client, &self.stores, new).await {
             Ok(created) => {
                 tracing::info!(
                     configuration_id,

@@ -2,14 +2,11 @@
 //! and the webhooks ([`crate::webhook`]) work with, whatever transport brings them the request.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use listener::SigningKey;
 
-use crate::{
-    ClientConfig, ControlError, DrainRegistry, InstallationStore, Secret, StoreError, VercelClient,
-};
+use crate::{ClientConfig, ControlError, Secret, StoreError, Stores, VercelClient};
 
 /// The validated `[integration]` section. `Default` is the one home of its defaults.
 #[derive(Debug, Clone)]
@@ -84,26 +81,19 @@ impl Default for IntegrationConfig {
 pub struct Integration {
     pub(crate) config: IntegrationConfig,
     pub(crate) client: VercelClient,
-    pub(crate) installations: InstallationStore,
-    pub(crate) drains: DrainRegistry,
+    pub(crate) stores: Stores,
     pub(crate) webhook_key: SigningKey,
 }
 
 impl Integration {
-    /// The integration of `config`, with its stores in `data_dir`.
-    pub fn new(config: IntegrationConfig, data_dir: &Path) -> Result<Integration, ControlError> {
+    /// The integration of `config`, keeping its installations and drains in `stores`.
+    pub fn new(config: IntegrationConfig, stores: Stores) -> Result<Integration, ControlError> {
         let client = VercelClient::new(ClientConfig {
             base_url: config.api_url.clone(),
             request_timeout: config.request_timeout,
             ..ClientConfig::default()
         })?;
-        Ok(Integration {
-            client,
-            installations: InstallationStore::in_dir(data_dir),
-            drains: DrainRegistry::in_dir(data_dir),
-            webhook_key: config.client_secret.signing_key(),
-            config,
-        })
+        Ok(Integration { client, stores, webhook_key: config.client_secret.signing_key(), config })
     }
 
     /// The settings.
@@ -117,13 +107,7 @@ impl Integration {
         configuration_id: &str,
         drain_url: &str,
     ) -> Result<Option<String>, StoreError> {
-        let (registry, id) = (self.drains.clone(), configuration_id.to_owned());
-        let existing = crate::store::blocking(move || {
-            registry
-                .load()
-                .map(|all| all.into_iter().find(|e| e.configuration_id.as_deref() == Some(&id)))
-        })
-        .await?;
+        let existing = self.stores.drain_of_configuration(configuration_id).await?;
         let endpoint = crate::drains::Endpoint::Under(drain_url.to_owned());
         Ok(existing.map(|e| endpoint.with_key(&e.path_key)))
     }
@@ -134,7 +118,6 @@ impl Integration {
             configuration_id,
             "integration installation is disabled; marked, not retried"
         );
-        let (store, id) = (self.installations.clone(), configuration_id.to_owned());
-        crate::store::blocking(move || store.mark_disabled(&id)).await.map(|_| ())
+        self.stores.mark_disabled(configuration_id).await.map(|_| ())
     }
 }

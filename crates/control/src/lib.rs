@@ -36,10 +36,13 @@ pub mod install_state;
 pub mod installations;
 mod integration;
 pub mod model;
+pub mod postgres;
 pub mod registry;
+pub mod seal;
 mod secret;
 pub mod server;
 pub mod store;
+mod stores;
 pub mod webhook;
 
 pub use client::{ClientConfig, ListDrains, VercelClient, DEFAULT_BASE_URL};
@@ -49,3 +52,4 @@ pub use integration::{Integration, IntegrationConfig};
 pub use registry::{DrainEntry, DrainKind, DrainRegistry, REGISTRY_FILE};
 pub use secret::Secret;
 pub use store::StoreError;
+pub use stores::Stores;

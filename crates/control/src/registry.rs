@@ -117,12 +117,17 @@ impl DrainRegistry {
         self.file.update(change)
     }
 
-    /// Adds `entry`, replacing any entry with the same id.
+    /// Adds `entry`, replacing any entry with the same id; refuses (changing nothing) when
+    /// another drain has its path key.
     pub fn insert(&self, entry: DrainEntry) -> Result<(), StoreError> {
         self.update(|entries| {
+            if entries.iter().any(|e| e.path_key == entry.path_key && e.id != entry.id) {
+                return Err(StoreError::Conflict { path_key: entry.path_key });
+            }
             entries.retain(|e| e.id != entry.id);
             entries.push(entry);
-        })
+            Ok(())
+        })?
     }
 
     /// Removes the entry of drain `id`, returning it if there was one.

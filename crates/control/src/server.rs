@@ -12,7 +12,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -29,7 +28,7 @@ use tokio::net::TcpListener;
 use crate::install::{Callback, InstallError};
 use crate::install_state::{state_cookie, STATE_COOKIE, STATE_LIFETIME};
 use crate::webhook::WebhookError;
-use crate::{ControlError, Integration, IntegrationConfig};
+use crate::{ControlError, Integration, IntegrationConfig, Stores};
 
 /// Where an install starts on our side (a redirect to Vercel with a state).
 pub const INSTALL_PATH: &str = "/vercel/integration/install";
@@ -102,14 +101,14 @@ impl std::fmt::Debug for ControlPlane {
 }
 
 impl ControlPlane {
-    /// Binds `config.listen`, with the installation store and drain registry in `data_dir`.
+    /// Binds `config.listen`, keeping installations and drains in `stores`.
     pub async fn bind(
         config: IntegrationConfig,
-        data_dir: &Path,
+        stores: Stores,
         metrics: ControlMetrics,
     ) -> Result<ControlPlane, ServerError> {
         let listen = config.listen;
-        let integration = Integration::new(config, data_dir).map_err(ServerError::Client)?;
+        let integration = Integration::new(config, stores).map_err(ServerError::Client)?;
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|source| ServerError::Bind { addr: listen, source })?;
@@ -241,9 +240,19 @@ fn webhook_reply(error: &WebhookError) -> Reply {
     json_error(status, code, &error.to_string())
 }
 
+/// A store failure: `503 store_unavailable` while the shared store cannot be reached (the
+/// caller may retry: Vercel redelivers webhooks), else `500 local_store`.
 fn local_failure(e: &crate::StoreError) -> Reply {
-    tracing::error!(error = %e, "integration: local store failed");
-    json_error(StatusCode::INTERNAL_SERVER_ERROR, "local_store", "the local store is unavailable")
+    if e.is_unavailable() {
+        tracing::warn!(error = %e, "integration: store unavailable");
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the store is unavailable; try again shortly",
+        );
+    }
+    tracing::error!(error = %e, "integration: store failed");
+    json_error(StatusCode::INTERNAL_SERVER_ERROR, "local_store", "the store failed")
 }
 
 fn not_allowed(allow: &'static str) -> Reply {

@@ -48,6 +48,44 @@ pub enum StoreError {
     /// The OS random number generator failed.
     #[error("no randomness available: {0}")]
     Random(String),
+    /// The shared store cannot be reached (down, restarting, pool exhausted). Control
+    /// operations answer `503 store_unavailable`; the receiver keeps serving its snapshot.
+    #[error("the store at {at} is unavailable: {reason}")]
+    Unavailable {
+        /// Host, port and database; never the password.
+        at: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The shared store refused an operation (anything but a lost connection).
+    #[error("the store at {at} refused the operation: {reason}")]
+    Database {
+        /// Host, port and database; never the password.
+        at: String,
+        /// The server's message.
+        reason: String,
+    },
+    /// The change would give two drains one path key.
+    #[error("another drain already has path key {path_key}")]
+    Conflict {
+        /// The path key.
+        path_key: String,
+    },
+    /// A sealed value could not be sealed or opened.
+    #[error("sealed value {place}: {reason}")]
+    Sealed {
+        /// Table, column and row.
+        place: String,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+impl StoreError {
+    /// Whether the store could not be reached at all (retry later), as opposed to a refusal.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
 }
 
 /// Runs a store operation (small, locking, fsyncing) on tokio's blocking pool, so no async

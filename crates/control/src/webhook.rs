@@ -5,7 +5,6 @@
 
 use serde::Deserialize;
 
-use crate::store::blocking;
 use crate::{InstallationStatus, Integration, StoreError};
 
 /// The events handled, as Vercel sends them (`{"type": …, "payload": {…}}`).
@@ -167,8 +166,10 @@ impl Integration {
                 self.remove(configuration_id).await
             }
             WebhookEvent::ScopeChangeConfirmed { configuration_id, scopes } => {
-                let (store, id) = (self.installations.clone(), configuration_id.clone());
-                let known = blocking(move || store.modify(&id, |i| i.scopes = scopes)).await?;
+                let known = self
+                    .stores
+                    .modify_installation(&configuration_id, |i| i.scopes = scopes)
+                    .await?;
                 tracing::info!(configuration_id, known, "installation scopes updated");
                 Ok(WebhookOutcome::ScopesUpdated { known })
             }
@@ -186,14 +187,7 @@ impl Integration {
     }
 
     async fn remove(&self, configuration_id: String) -> Result<WebhookOutcome, WebhookError> {
-        let (store, registry) = (self.installations.clone(), self.drains.clone());
-        let id = configuration_id.clone();
-        let (known, drains) = blocking(move || {
-            let installation = store.remove(&id)?;
-            let drains = registry.remove_configuration(&id)?;
-            Ok::<_, StoreError>((installation.is_some(), drains.len()))
-        })
-        .await?;
+        let (known, drains) = self.stores.remove_configuration(&configuration_id).await?;
         tracing::info!(configuration_id, known, drains, "installation removed");
         Ok(WebhookOutcome::Removed { known, drains })
     }
@@ -207,8 +201,7 @@ impl Integration {
         project: &str,
         scope: &Scope,
     ) -> Result<WebhookOutcome, WebhookError> {
-        let store = self.installations.clone();
-        let installations = blocking(move || store.load()).await?;
+        let installations = self.stores.installations().await?;
         let concerned: Vec<_> = installations
             .into_iter()
             .filter(|i| i.status == InstallationStatus::Enabled && scope.concerns(i))

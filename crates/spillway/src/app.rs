@@ -75,9 +75,10 @@ impl App {
         let directory = RegistryDirectory::new(registry).with_client_secret(client_secret);
         let server = server.with_drains(Arc::new(directory));
         let control = match (config.integration, control_metrics) {
-            (Some(integration), Some(metrics)) => {
-                Some(ControlPlane::bind(integration, &config.data_dir, metrics).await?)
-            }
+            (Some(integration), Some(metrics)) => Some(
+                ControlPlane::bind(integration, control::Stores::in_dir(&config.data_dir), metrics)
+                    .await?,
+            ),
             _ => None,
         };
         Ok(App { server, metrics, control, workers, shutdown_timeout, reloads })

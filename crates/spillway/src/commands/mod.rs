@@ -17,7 +17,7 @@ use control::drains::{self, Deleted, DrainChange, Endpoint, NewDrain, ALL_ENV_TA
 use control::model::{Compression, DrainStatus, EnvTarget, EnvType, EnvVar};
 use control::registry::DeliveryHeader;
 use control::{
-    ClientConfig, ControlError, DrainEntry, DrainRegistry, InstallationStore, Secret, VercelClient,
+    ClientConfig, ControlError, DrainEntry, InstallationStore, Secret, Stores, VercelClient,
     DEFAULT_BASE_URL,
 };
 use serde_json::json;
@@ -41,7 +41,7 @@ const LIST_MAX_PAGES: u32 = 100;
 /// Runs `spillway drains …`; `env` looks up environment variables.
 pub fn run_drains(args: DrainsArgs, env: &dyn Fn(&str) -> Option<String>) -> ExitCode {
     let common = args.common.clone();
-    let registry = DrainRegistry::in_dir(&args.common.data_dir);
+    let registry = Stores::in_dir(&args.common.data_dir);
     finish(&common, run_async(&common, env, |client| drains(client, registry, args, common.json)))
 }
 
@@ -113,7 +113,7 @@ fn credentials(
 
 async fn drains(
     client: VercelClient,
-    registry: DrainRegistry,
+    registry: Stores,
     args: DrainsArgs,
     json_output: bool,
 ) -> Result<(), Failure> {
@@ -131,14 +131,14 @@ async fn drains(
         DrainsCommand::List { legacy: false } => {
             let drains = client.list_all_drains(None, LIST_PAGE_SIZE, LIST_MAX_PAGES).await?;
             let entries: HashMap<String, DrainEntry> =
-                registry.load()?.into_iter().map(|e| (e.id.clone(), e)).collect();
+                registry.drains().await?.into_iter().map(|e| (e.id.clone(), e)).collect();
             let views: Vec<DrainView> =
                 drains.iter().map(|d| DrainView::new(d, entries.get(&d.id))).collect();
             print_list(&views, json_output);
         }
         DrainsCommand::Get { id } => {
             let drain = client.get_drain(&id).await?;
-            let entry = registry.get(&id)?;
+            let entry = registry.drain(&id).await?;
             print_drain(&DrainView::new(&drain, entry.as_ref()), json_output);
         }
         DrainsCommand::Update(update) => {

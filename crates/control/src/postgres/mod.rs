@@ -1,0 +1,210 @@
+//! `PgStore`: the drain registry and the installations in PostgreSQL, for a fleet of replicas
+//! that share them.
+//!
+//! - A pool of connections (deadpool-postgres) with bounded size, connect and wait timeouts:
+//!   a control operation never waits longer than the wait timeout for a connection, and answers
+//!   [`StoreError::Unavailable`] (`503 store_unavailable`) while the database is down.
+//! - Versioned migrations embedded in the binary ([`migrations`]), applied at connect under a
+//!   session advisory lock, so N replicas starting at once apply each one exactly once.
+//! - Drain secrets, header values and OAuth tokens are sealed with the [`KeyRing`] before they
+//!   are written, with the key id beside them ([`rows`]).
+//! - A trigger notifies `spillway_drains` with the drain id on every change; [`feed`] keeps the
+//!   receiver's in-memory snapshot in step with it, and resyncs in full periodically and after
+//!   every reconnect.
+//!
+//! Messages name the database by host, port and name ([`PgStore::at`]), never its password.
+
+pub mod feed;
+mod migrations;
+mod rows;
+
+use std::fmt;
+use std::time::Duration;
+
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
+use tokio_postgres::config::Host;
+use tokio_postgres::NoTls;
+
+use crate::seal::KeyRing;
+use crate::store::StoreError;
+use crate::Secret;
+
+/// The PostgreSQL store's settings; `Default` is the one home of their defaults.
+#[derive(Clone)]
+pub struct PgConfig {
+    /// `postgres://user:password@host:port/database` (a secret: it may hold a password).
+    pub url: Secret,
+    /// Connections in the pool, at most.
+    pub pool_size: usize,
+    /// Connecting, and waiting for a pooled connection, give up after this.
+    pub connect_timeout: Duration,
+    /// The receiver re-reads every drain this often, whatever it was notified of.
+    pub resync_interval: Duration,
+    /// Reconnect attempts back off from 100 ms up to this.
+    pub max_backoff: Duration,
+    /// Seals and opens the secrets.
+    pub keys: KeyRing,
+}
+
+impl fmt::Debug for PgConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgConfig")
+            .field("at", &describe_url(self.url.expose()))
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("resync_interval", &self.resync_interval)
+            .field("max_backoff", &self.max_backoff)
+            .field("keys", &self.keys)
+            .finish()
+    }
+}
+
+impl PgConfig {
+    /// The settings for `url` sealing with `keys`, every other one at its default.
+    pub fn new(url: Secret, keys: KeyRing) -> PgConfig {
+        PgConfig {
+            url,
+            pool_size: 8,
+            connect_timeout: Duration::from_secs(3),
+            resync_interval: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(5),
+            keys,
+        }
+    }
+}
+
+/// The store: a connection pool, the parsed connection settings and the key ring. Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    pg: std::sync::Arc<tokio_postgres::Config>,
+    at: String,
+    keys: KeyRing,
+    resync_interval: Duration,
+    max_backoff: Duration,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStore").field("at", &self.at).finish()
+    }
+}
+
+/// `host:port/database` of a connection URL, for messages; never the user's password.
+pub fn describe_url(url: &str) -> String {
+    match url.parse::<tokio_postgres::Config>() {
+        Ok(config) => describe(&config),
+        Err(_) => "an unparsable database URL".to_owned(),
+    }
+}
+
+fn describe(config: &tokio_postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(host)) => host.clone(),
+        Some(Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".to_owned(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}/{}", config.get_dbname().unwrap_or("postgres"))
+}
+
+impl PgStore {
+    /// Connects (checking the URL and that the database answers) and applies the migrations.
+    pub async fn connect(config: PgConfig) -> Result<PgStore, StoreError> {
+        let store = PgStore::lazy(config)?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The store without touching the database (the first operation connects).
+    pub fn lazy(config: PgConfig) -> Result<PgStore, StoreError> {
+        let mut pg: tokio_postgres::Config = config.url.expose().parse().map_err(|_| {
+            // The parser's message may quote the URL, password included.
+            StoreError::Database {
+                at: "the configured database".to_owned(),
+                reason: "the database URL is not a valid postgres:// URL".to_owned(),
+            }
+        })?;
+        pg.connect_timeout(config.connect_timeout);
+        pg.application_name("spillway");
+        let at = describe(&pg);
+        let manager = Manager::from_config(
+            pg.clone(),
+            NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let timeout = Some(config.connect_timeout);
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size.max(1))
+            .wait_timeout(timeout)
+            .create_timeout(timeout)
+            .recycle_timeout(timeout)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Database { at: at.clone(), reason: e.to_string() })?;
+        Ok(PgStore {
+            pool,
+            pg: pg.into(),
+            at,
+            keys: config.keys,
+            resync_interval: config.resync_interval,
+            max_backoff: config.max_backoff,
+        })
+    }
+
+    /// `host:port/database`, for messages.
+    pub fn at(&self) -> &str {
+        &self.at
+    }
+
+    /// The key ring.
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    /// A pooled connection.
+    async fn client(&self) -> Result<Object, StoreError> {
+        self.pool.get().await.map_err(|e| {
+            let reason = match e {
+                PoolError::Timeout(_) => "no connection within the connect timeout".to_owned(),
+                PoolError::Backend(e) => pg_reason(&e),
+                other => other.to_string(),
+            };
+            StoreError::Unavailable { at: self.at.clone(), reason }
+        })
+    }
+
+    /// What a failed statement means: a lost connection is `Unavailable`, a unique violation of
+    /// the path key a `Conflict`, anything else a refusal.
+    fn error(&self, e: tokio_postgres::Error) -> StoreError {
+        match e.as_db_error() {
+            Some(db) if db.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION => {
+                StoreError::Conflict {
+                    path_key: db.detail().map_or_else(String::new, str::to_owned),
+                }
+            }
+            Some(_) => StoreError::Database { at: self.at.clone(), reason: pg_reason(&e) },
+            None => StoreError::Unavailable { at: self.at.clone(), reason: pg_reason(&e) },
+        }
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        migrations::apply(&mut client).await.map_err(|e| self.error(e))
+    }
+}
+
+/// A driver error as one line: the server's message for a database error, else the error and
+/// its cause (connection refused, reset, …). The driver never puts the password in either.
+fn pg_reason(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
+}
