@@ -43,6 +43,13 @@ impl fmt::Debug for DrainCredentials {
 pub trait DrainDirectory: Send + Sync + 'static {
     /// The drain whose path key is `key`, if there is one now.
     fn lookup(&self, key: &str) -> Option<DrainCredentials>;
+
+    /// Whether the directory serves from a copy it cannot currently refresh (its shared store
+    /// is unreachable). `/readyz` reports it in its body and stays ready: the copy still
+    /// serves every drain it holds.
+    fn degraded(&self) -> bool {
+        false
+    }
 }
 
 /// A request header a drain's deliveries must carry with an exact value. The value is a

@@ -124,7 +124,12 @@ async fn route(
         (&Method::GET, "/readyz")
             if state.dispatch.ready() && !state.draining.load(Ordering::Relaxed) =>
         {
-            Ok(json(StatusCode::OK, r#"{"status":"ready"}"#.into()))
+            let body = match &state.drains {
+                Some(drains) if drains.degraded() => r#"{"status":"ready","store":"degraded"}"#,
+                Some(_) => r#"{"status":"ready","store":"ok"}"#,
+                None => r#"{"status":"ready"}"#,
+            };
+            Ok(json(StatusCode::OK, body.into()))
         }
         (&Method::GET, "/readyz") => Err(IngestError::NotReady),
         // Served by a listener of its own when `metrics_listen` is set.

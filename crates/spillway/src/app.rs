@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use control::postgres::{PgConfig, PgStore};
 use control::server::{ControlMetrics, ControlPlane};
-use ingest::{IngestMetrics, MetricsServer, Server};
+use control::Stores;
+use ingest::{DrainDirectory, IngestMetrics, MetricsServer, Server};
 use pipeline::file::FileSink;
 use pipeline::kafka::KafkaSink;
 use pipeline::{Pipeline, PipelineMetrics, Sink, Workers};
@@ -16,7 +18,7 @@ use prometheus_client::registry::Registry;
 use tokio::signal::unix::Signal;
 
 use crate::config::Config;
-use crate::registry::RegistryDirectory;
+use crate::registry::{FeedDirectory, RegistryDirectory};
 use crate::reload::{ConfigReload, Extra, ReloadMetrics};
 
 /// A started application: listening, sinks open, not yet serving.
@@ -53,6 +55,23 @@ impl App {
         let (pipeline, workers) =
             Pipeline::start(config.pipeline.clone(), sinks, pipeline_metrics)?;
 
+        // Drains created with `spillway drains create` or by the integration are served on
+        // their own paths; Vercel signs the integration's with its client secret.
+        let client_secret = config.integration.as_ref().map(|i| i.client_secret.signing_key());
+        let (stores, directory): (Stores, Arc<dyn DrainDirectory>) = match config.store.clone() {
+            Some(pg) => {
+                let store = open_shared(pg).await?;
+                let directory = FeedDirectory::spawn(store.clone(), client_secret);
+                directory.health().register(&mut registry);
+                (Stores::Postgres(store), Arc::new(directory))
+            }
+            None => {
+                let file = config.data_dir.join(control::REGISTRY_FILE);
+                let directory = RegistryDirectory::new(file).with_client_secret(client_secret);
+                (Stores::in_dir(&config.data_dir), Arc::new(directory))
+            }
+        };
+
         let registry = Arc::new(registry);
         let render = Arc::new(move || {
             let mut text = String::new();
@@ -68,17 +87,11 @@ impl App {
         let shutdown_timeout = config.ingest.shutdown_timeout;
         let server =
             Server::bind(config.ingest, Arc::new(pipeline), ingest_metrics, render).await?;
-        // Drains created with `spillway drains create` or by the integration are served on
-        // their own paths; Vercel signs the integration's with its client secret.
-        let registry = config.data_dir.join(control::REGISTRY_FILE);
-        let client_secret = config.integration.as_ref().map(|i| i.client_secret.signing_key());
-        let directory = RegistryDirectory::new(registry).with_client_secret(client_secret);
-        let server = server.with_drains(Arc::new(directory));
+        let server = server.with_drains(directory);
         let control = match (config.integration, control_metrics) {
-            (Some(integration), Some(metrics)) => Some(
-                ControlPlane::bind(integration, control::Stores::in_dir(&config.data_dir), metrics)
-                    .await?,
-            ),
+            (Some(integration), Some(metrics)) => {
+                Some(ControlPlane::bind(integration, stores, metrics).await?)
+            }
             _ => None,
         };
         Ok(App { server, metrics, control, workers, shutdown_timeout, reloads })
@@ -144,6 +157,21 @@ impl App {
         }
         tracing::info!("stopped");
         requests_done && late.is_empty()
+    }
+}
+
+/// The shared store, its migrations applied. A database that cannot be reached does not stop
+/// the start: the receiver serves the default drain, reports the store as degraded, and its
+/// feed connects (and migrates) when the database is back. A database that refuses
+/// (credentials, permissions) does stop it.
+async fn open_shared(config: PgConfig) -> anyhow::Result<PgStore> {
+    match PgStore::connect(config.clone()).await {
+        Ok(store) => Ok(store),
+        Err(e) if e.is_unavailable() => {
+            tracing::warn!(error = %e, "drain store unavailable at start; retrying in the background");
+            Ok(PgStore::lazy(config)?)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -1,13 +1,13 @@
 //! `spillway`: the command line. Parses arguments, loads the configuration, runs the app, and
 //! exits with 0 (clean stop), 1 (runtime failure) or 2 (usage or configuration error). The
 //! drain-management commands (`drains …`, `env set`) live in `spillway::commands`, with their own
-//! exit codes (3 API, 4 auth, 5 local).
+//! exit codes (3 API, 4 auth, 5 local, 6 store unavailable).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use spillway::commands::{DrainsArgs, EnvArgs};
+use spillway::commands::{DrainsArgs, EnvArgs, StoreArgs};
 use spillway::reload::LogHandle;
 use spillway::{config, error_chain};
 use tokio::signal::unix::{signal, SignalKind};
@@ -46,6 +46,9 @@ enum Command {
     Drains(DrainsArgs),
     /// Manage Vercel project environment variables (token in SPILLWAY_VERCEL_TOKEN).
     Env(EnvArgs),
+    /// Manage the shared PostgreSQL store (SPILLWAY_DATABASE_URL): import a file store, rotate
+    /// the key that seals its secrets.
+    Store(StoreArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
     let (path, check_only) = match cli.command {
         Command::Drains(args) => return spillway::commands::run_drains(args, &env),
         Command::Env(args) => return spillway::commands::run_env(args, &env),
+        Command::Store(args) => return spillway::commands::run_store(args, &env),
         Command::Serve { config } => (config, false),
         Command::CheckConfig { config } => (config, true),
     };

@@ -1,6 +1,11 @@
-//! The receiver's view of the drain registry (`<data dir>/drains.json`, written by
-//! `spillway drains create`): a [`DrainDirectory`] that re-reads the file when it changes, so
-//! drains created or deleted while the server runs take effect without a restart.
+//! The receiver's view of the drain registry, as a [`DrainDirectory`]: drains created or deleted
+//! while the server runs take effect without a restart.
+//!
+//! - [`RegistryDirectory`]: the file (`<data dir>/drains.json`, written by `spillway drains
+//!   create`), re-read when it changes.
+//! - [`FeedDirectory`]: the shared PostgreSQL store, as the copy `control`'s feed keeps current
+//!   (notified changes, periodic resyncs); never read per request, and kept serving while the
+//!   database is down.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -8,6 +13,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use control::postgres::feed::{self, FeedHealth, Snapshot};
+use control::postgres::PgStore;
 use control::{DrainEntry, DrainRegistry};
 use ingest::{DrainCredentials, DrainDirectory, RequiredHeader};
 use listener::SigningKey;
@@ -82,7 +89,8 @@ impl RegistryDirectory {
         }
         match self.registry.load() {
             Ok(entries) => {
-                cache.by_key = entries.into_iter().filter_map(|e| self.credentials(e)).collect();
+                let secret = self.client_secret.as_ref();
+                cache.by_key = entries.into_iter().filter_map(|e| credentials(secret, e)).collect();
                 cache.stamp = stamp;
                 tracing::info!(drains = cache.by_key.len(), "drain registry loaded");
             }
@@ -90,41 +98,89 @@ impl RegistryDirectory {
             Err(e) => tracing::warn!(error = %e, "cannot read the drain registry"),
         }
     }
-
-    /// What the edge needs to serve registered drain `e` at its path key; `None` (logged) when
-    /// it cannot be served safely.
-    fn credentials(&self, e: DrainEntry) -> Option<(String, DrainCredentials)> {
-        let secret = if e.integration_secret {
-            let Some(secret) = self.client_secret.clone() else {
-                tracing::warn!(
-                    drain = e.id,
-                    "drain signed with the integration secret, which is not configured: not served"
-                );
-                return None;
-            };
-            secret
-        } else {
-            e.secret.signing_key()
-        };
-        let headers: Result<Vec<RequiredHeader>, _> =
-            e.headers.iter().map(|h| RequiredHeader::new(&h.name, h.value.expose())).collect();
-        let headers = match headers {
-            Ok(headers) => headers,
-            // Serving the drain without the check would accept what its owner meant to refuse.
-            Err(error) => {
-                tracing::warn!(drain = e.id, %error, "drain's required header is invalid: not served");
-                return None;
-            }
-        };
-        let credentials =
-            DrainCredentials { name: Arc::from(e.id.as_str()), secret, headers: headers.into() };
-        Some((e.path_key, credentials))
-    }
 }
 
 impl DrainDirectory for RegistryDirectory {
     fn lookup(&self, key: &str) -> Option<DrainCredentials> {
         self.refresh();
         self.cache.read().unwrap_or_else(|e| e.into_inner()).by_key.get(key).cloned()
+    }
+}
+
+/// What the edge needs to serve registered drain `e` at its path key; `None` (logged) when
+/// it cannot be served safely.
+fn credentials(
+    client_secret: Option<&SigningKey>,
+    e: DrainEntry,
+) -> Option<(String, DrainCredentials)> {
+    let secret = if e.integration_secret {
+        let Some(secret) = client_secret.cloned() else {
+            tracing::warn!(
+                drain = e.id,
+                "drain signed with the integration secret, which is not configured: not served"
+            );
+            return None;
+        };
+        secret
+    } else {
+        e.secret.signing_key()
+    };
+    let headers: Result<Vec<RequiredHeader>, _> =
+        e.headers.iter().map(|h| RequiredHeader::new(&h.name, h.value.expose())).collect();
+    let headers = match headers {
+        Ok(headers) => headers,
+        // Serving the drain without the check would accept what its owner meant to refuse.
+        Err(error) => {
+            tracing::warn!(drain = e.id, %error, "drain's required header is invalid: not served");
+            return None;
+        }
+    };
+    let credentials =
+        DrainCredentials { name: Arc::from(e.id.as_str()), secret, headers: headers.into() };
+    Some((e.path_key, credentials))
+}
+
+/// The shared store's drains, as the copy its feed keeps current.
+pub struct FeedDirectory {
+    by_key: Arc<RwLock<HashMap<String, DrainCredentials>>>,
+    health: FeedHealth,
+}
+
+impl std::fmt::Debug for FeedDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeedDirectory").field("up", &self.health.is_up()).finish()
+    }
+}
+
+impl FeedDirectory {
+    /// Starts the feed of `store` on the current runtime; drains signed with the integration's
+    /// secret are verified with `client_secret` (not served without it).
+    pub fn spawn(store: PgStore, client_secret: Option<SigningKey>) -> FeedDirectory {
+        let by_key = Arc::new(RwLock::new(HashMap::new()));
+        let copy = Arc::clone(&by_key);
+        let apply: feed::Apply = Arc::new(move |snapshot: &Snapshot| {
+            let fresh: HashMap<String, DrainCredentials> = snapshot
+                .values()
+                .filter_map(|e| credentials(client_secret.as_ref(), e.clone()))
+                .collect();
+            *copy.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        });
+        let (health, _task) = feed::spawn(store, apply);
+        FeedDirectory { by_key, health }
+    }
+
+    /// How the feed is doing.
+    pub fn health(&self) -> &FeedHealth {
+        &self.health
+    }
+}
+
+impl DrainDirectory for FeedDirectory {
+    fn lookup(&self, key: &str) -> Option<DrainCredentials> {
+        self.by_key.read().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+    }
+
+    fn degraded(&self) -> bool {
+        !self.health.is_up()
     }
 }

@@ -339,3 +339,56 @@ fn trusted_proxies_are_addresses_or_networks_and_each_bad_one_is_named() {
     assert!(text.contains("server.trusted_proxies[2]"), "{text}");
     assert!(!text.contains("trusted_proxies[0]"), "{text}");
 }
+
+/// 32 bytes of 7, in base64.
+const STORE_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+
+#[test]
+fn a_database_url_needs_a_key_and_neither_is_ever_shown() {
+    let url = "postgres://spillway:pg-password-123@db.internal:5433/fleet";
+    let without_key = load(None, |k| (k == "SPILLWAY_DATABASE_URL").then(|| url.to_owned()));
+    let message = without_key.unwrap_err().to_string();
+    assert!(message.contains("store.key: required with store.database_url"), "{message}");
+    assert!(message.contains("SPILLWAY_STORE_KEY"), "{message}");
+    assert!(!message.contains("pg-password-123"), "{message}");
+
+    let env = |k: &str| match k {
+        "SPILLWAY_DATABASE_URL" => Some(url.to_owned()),
+        "SPILLWAY_STORE_KEY" => Some(STORE_KEY.to_owned()),
+        _ => None,
+    };
+    let config = load(None, env).unwrap();
+    let store = config.store.as_ref().expect("a database URL configures the shared store");
+    assert_eq!(store.url.expose(), url);
+    assert_eq!(store.pool_size, 8);
+    let printed = format!("{config:#?}");
+    assert!(printed.contains("db.internal:5433/fleet"), "{printed}");
+    for secret in ["pg-password-123", STORE_KEY] {
+        assert!(!printed.contains(secret), "{secret} printed in {printed}");
+    }
+    assert!(load(None, no_env).unwrap().store.is_none(), "no URL: the files");
+}
+
+#[test]
+fn bad_store_settings_are_named_without_their_values() {
+    let raw = RawConfig::from_toml(
+        "[store]\ndatabase_url = \"postgres://u:hunter2@h/d\"\nkey = \"c2hvcnQ=\"\n\
+         pool_size = 0\nresync_secs = 0\n",
+    )
+    .unwrap();
+    let message = raw.validate(Vec::new()).unwrap_err().to_string();
+    assert!(message.contains("store.key: SPILLWAY_STORE_KEY must be 32 bytes"), "{message}");
+    assert!(!message.contains("hunter2") && !message.contains("c2hvcnQ"), "{message}");
+    let raw = RawConfig::from_toml(&format!(
+        "[store]\ndatabase_url = \"postgres://u:hunter2@h/d\"\nkey = \"{STORE_KEY}\"\n\
+         pool_size = 0\nresync_secs = 0\n"
+    ))
+    .unwrap();
+    let message = raw.validate(Vec::new()).unwrap_err().to_string();
+    assert!(message.contains("store.pool_size: 0 is out of range"), "{message}");
+    assert!(message.contains("store.resync_secs: 0 is out of range"), "{message}");
+    let raw = RawConfig::from_toml("[store]\ndatabase_url = \"mysql://u:hunter2@h/d\"\n").unwrap();
+    let message = raw.validate(Vec::new()).unwrap_err().to_string();
+    assert!(message.contains("store.database_url: not a postgres:// URL"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+}

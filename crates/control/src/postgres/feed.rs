@@ -10,10 +10,13 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, NoTls};
@@ -35,10 +38,10 @@ pub type Snapshot = HashMap<String, DrainEntry>;
 
 #[derive(Debug, Default)]
 struct Counters {
-    up: AtomicBool,
-    reconnects: AtomicU64,
-    resyncs: AtomicU64,
-    notifications: AtomicU64,
+    up: Gauge,
+    reconnects: Counter,
+    resyncs: Counter,
+    notifications: Counter,
 }
 
 /// How the feed is doing, for `/readyz` and the metrics. Cheap to clone.
@@ -48,22 +51,40 @@ pub struct FeedHealth(Arc<Counters>);
 impl FeedHealth {
     /// Whether the feed is connected and its copy current.
     pub fn is_up(&self) -> bool {
-        self.0.up.load(Ordering::Relaxed)
+        self.0.up.get() == 1
     }
 
     /// Connections lost (or never made) so far.
     pub fn reconnects(&self) -> u64 {
-        self.0.reconnects.load(Ordering::Relaxed)
+        self.0.reconnects.get()
     }
 
     /// Full re-reads so far.
     pub fn resyncs(&self) -> u64 {
-        self.0.resyncs.load(Ordering::Relaxed)
+        self.0.resyncs.get()
     }
 
     /// Change notifications received so far.
     pub fn notifications(&self) -> u64 {
-        self.0.notifications.load(Ordering::Relaxed)
+        self.0.notifications.get()
+    }
+
+    /// Registers the feed's metrics (`spillway_store_*`) in `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("spillway_store");
+        r.register("up", "1 while the drain store feed is connected, else 0", self.0.up.clone());
+        let counters = [
+            ("reconnects", "Drain store connections lost or refused", &self.0.reconnects),
+            ("resyncs", "Full re-reads of the drain store", &self.0.resyncs),
+            ("notifications", "Drain change notifications received", &self.0.notifications),
+        ];
+        for (name, help, counter) in counters {
+            r.register(name, help, counter.clone());
+        }
+    }
+
+    fn set_up(&self, up: bool) -> bool {
+        self.0.up.set(i64::from(up)) == 1
     }
 }
 
@@ -98,8 +119,8 @@ impl Feed {
         let mut backoff = MIN_BACKOFF;
         loop {
             let Err(error) = self.session(&mut backoff).await;
-            let was_up = self.health.0.up.swap(false, Ordering::Relaxed);
-            self.health.0.reconnects.fetch_add(1, Ordering::Relaxed);
+            let was_up = self.health.set_up(false);
+            self.health.0.reconnects.inc();
             if was_up {
                 tracing::warn!(%error, "drain store feed lost; serving the last copy");
             } else {
@@ -126,7 +147,7 @@ impl Feed {
             // Ends (dropping `notify`, which ends the session) when the connection does.
             while let Some(Ok(message)) = poll_fn(|cx| connection.poll_message(cx)).await {
                 if let AsyncMessage::Notification(n) = message {
-                    counters.notifications.fetch_add(1, Ordering::Relaxed);
+                    counters.notifications.inc();
                     if notify.try_send(n.payload().to_owned()).is_err() {
                         overflowed.store(true, Ordering::Relaxed);
                     }
@@ -139,7 +160,7 @@ impl Feed {
         }
         client.batch_execute(&format!("LISTEN {DRAINS_CHANNEL}")).await.map_err(lost)?;
         let mut snapshot = self.full(&client).await?;
-        self.health.0.up.store(true, Ordering::Relaxed);
+        self.health.set_up(true);
         *backoff = MIN_BACKOFF;
         tracing::info!(drains = snapshot.len(), at = self.store.at, "drain store feed connected");
         let mut resync = tokio::time::interval(self.store.resync_interval.max(MIN_BACKOFF));
@@ -175,7 +196,7 @@ impl Feed {
     async fn full(&self, client: &tokio_postgres::Client) -> Result<Snapshot, StoreError> {
         let snapshot: Snapshot =
             self.read(client, "", &[]).await?.into_iter().map(|e| (e.id.clone(), e)).collect();
-        self.health.0.resyncs.fetch_add(1, Ordering::Relaxed);
+        self.health.0.resyncs.inc();
         (self.apply)(&snapshot);
         Ok(snapshot)
     }

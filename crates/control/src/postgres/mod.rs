@@ -101,6 +101,13 @@ pub fn describe_url(url: &str) -> String {
     }
 }
 
+/// Whether `url` is a connection URL the driver takes; the reason never quotes the URL.
+pub fn check_url(url: &str) -> Result<(), String> {
+    url.parse::<tokio_postgres::Config>()
+        .map(|_| ())
+        .map_err(|_| "not a valid postgres:// URL (user, host, port, database)".to_owned())
+}
+
 fn describe(config: &tokio_postgres::Config) -> String {
     let host = match config.get_hosts().first() {
         Some(Host::Tcp(host)) => host.clone(),

@@ -202,3 +202,29 @@ pub enum TargetArg {
     /// `vercel dev`.
     Development,
 }
+
+/// `spillway store …`: the shared PostgreSQL store that `SPILLWAY_DATABASE_URL` names.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Print JSON for scripts instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: StoreCommand,
+}
+
+/// The store subcommands.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy a one-node file store (`drains.json`, `installations.json`) into the database,
+    /// keeping whatever the database already has under the same ids. Safe to run again.
+    Import {
+        /// The data directory to copy from.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+    },
+    /// Re-seal every secret under `SPILLWAY_STORE_KEY`, with the old key given in
+    /// `SPILLWAY_STORE_PREVIOUS_KEYS` so the values still open.
+    RotateKey,
+}

@@ -25,6 +25,8 @@ pub enum Exit {
     Auth = 4,
     /// Local failure: the drain registry could not be read or written.
     Local = 5,
+    /// The shared store (PostgreSQL) cannot be reached: nothing was changed; retry later.
+    Unavailable = 6,
 }
 
 impl From<Exit> for ExitCode {
@@ -82,6 +84,12 @@ impl Failure {
             Failure::Api(_)
             | Failure::Drain(DrainOpError::TestFailed { .. })
             | Failure::EnvRefused { .. } => Exit::Api,
+            Failure::Store(e) if e.is_unavailable() => Exit::Unavailable,
+            Failure::Drain(DrainOpError::Unregistered { source, .. })
+                if source.is_unavailable() =>
+            {
+                Exit::Unavailable
+            }
             Failure::Store(_) | Failure::Drain(_) | Failure::Runtime(_) => Exit::Local,
         }
     }
@@ -137,9 +145,13 @@ impl Failure {
             Failure::Drain(DrainOpError::TestFailed { .. }) => {
                 Some("is the receiver running and configured with this drain's secret?")
             }
-            Failure::Store(_) | Failure::Drain(_) => {
-                Some("check the data directory (--data-dir or SPILLWAY_DATA_DIR)")
+            Failure::Store(e) if e.is_unavailable() => {
+                Some("is the database up? deliveries are still served meanwhile; try again")
             }
+            Failure::Store(_) | Failure::Drain(_) => Some(
+                "check the data directory (--data-dir or SPILLWAY_DATA_DIR), or the database \
+                 (SPILLWAY_DATABASE_URL)",
+            ),
             Failure::Usage(_) | Failure::EnvRefused { .. } | Failure::Runtime(_) => None,
         }
     }
@@ -153,6 +165,9 @@ impl Failure {
                     (*status, Some("test_failed".to_owned()))
                 }
                 Failure::EnvRefused { code, .. } => (None, Some(code.clone())),
+                Failure::Store(e) if e.is_unavailable() => {
+                    (None, Some("store_unavailable".to_owned()))
+                }
                 _ => (None, None),
             };
             let error = json!({"error": {

@@ -1,5 +1,7 @@
-//! `spillway drains …` and `spillway env set`: the command line over `control::drains`, which
-//! keeps Vercel and the local drain registry (`<data dir>/drains.json`) in step.
+//! `spillway drains …`, `spillway env set` and `spillway store …`: the command line over
+//! `control::drains`, which keeps Vercel and the drain registry in step. The registry is the
+//! shared PostgreSQL store when `SPILLWAY_DATABASE_URL` is set (with `SPILLWAY_STORE_KEY`), else
+//! the data directory's files (`<data dir>/drains.json`).
 //!
 //! The token comes from `SPILLWAY_VERCEL_TOKEN` (never printed), the API from
 //! `SPILLWAY_VERCEL_API_URL` (default `https://api.vercel.com`). Output is a table by default and
@@ -9,28 +11,30 @@
 mod args;
 mod failure;
 mod render;
+mod store;
 
 use std::collections::HashMap;
 use std::process::ExitCode;
 
 use control::drains::{self, Deleted, DrainChange, Endpoint, NewDrain, ALL_ENV_TARGETS};
 use control::model::{Compression, DrainStatus, EnvTarget, EnvType, EnvVar};
+use control::postgres::{PgConfig, PgStore};
 use control::registry::DeliveryHeader;
 use control::{
-    ClientConfig, ControlError, DrainEntry, InstallationStore, Secret, Stores, VercelClient,
-    DEFAULT_BASE_URL,
+    ClientConfig, ControlError, DrainEntry, Secret, Stores, VercelClient, DEFAULT_BASE_URL,
 };
 use serde_json::json;
 
 use crate::config::API_URL_VAR;
 pub use args::{
     CommonArgs, CreateArgs, DrainsArgs, DrainsCommand, EncodingArg, EnvArgs, EnvCommand,
-    EnvironmentArg, SourceArg, TargetArg, UpdateArgs,
+    EnvironmentArg, SourceArg, StoreArgs, StoreCommand, TargetArg, UpdateArgs,
 };
 pub use failure::Exit;
 use failure::Failure;
 pub use render::redact;
 use render::{print_drain, print_legacy_list, print_list, to_name, DrainView, LegacyView};
+pub use store::run_store;
 
 /// The variable holding the Vercel API token.
 pub const TOKEN_VAR: &str = "SPILLWAY_VERCEL_TOKEN";
@@ -41,8 +45,10 @@ const LIST_MAX_PAGES: u32 = 100;
 /// Runs `spillway drains …`; `env` looks up environment variables.
 pub fn run_drains(args: DrainsArgs, env: &dyn Fn(&str) -> Option<String>) -> ExitCode {
     let common = args.common.clone();
-    let registry = Stores::in_dir(&args.common.data_dir);
-    finish(&common, run_async(&common, env, |client| drains(client, registry, args, common.json)))
+    finish(
+        &common,
+        run_async(&common, env, |client, stores| drains(client, stores, args, common.json)),
+    )
 }
 
 /// Runs `spillway env …`; `env` looks up environment variables.
@@ -50,7 +56,7 @@ pub fn run_env(args: EnvArgs, env: &dyn Fn(&str) -> Option<String>) -> ExitCode 
     let common = args.common.clone();
     finish(
         &common,
-        run_async(&common, env, |client| env_command(client, args.command, common.json)),
+        run_async(&common, env, |client, _| env_command(client, args.command, common.json)),
     )
 }
 
@@ -70,43 +76,62 @@ fn run_async<F, Fut>(
     command: F,
 ) -> Result<(), Failure>
 where
-    F: FnOnce(VercelClient) -> Fut,
+    F: FnOnce(VercelClient, Stores) -> Fut,
     Fut: std::future::Future<Output = Result<(), Failure>>,
 {
-    let (token, team_id, installation) = credentials(common, env)?;
-    let client = VercelClient::new(ClientConfig {
-        base_url: env(API_URL_VAR).unwrap_or_else(|| DEFAULT_BASE_URL.to_owned()),
-        token: Some(token),
-        team_id,
-        ..ClientConfig::default()
-    })?;
+    let shared = shared_store(env)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(Failure::Runtime)?;
-    let result = runtime.block_on(command(client));
-    if let (Err(Failure::Api(ControlError::InstallationDisabled { .. })), Some(id)) =
-        (&result, &installation)
-    {
-        // A state of the installation, not a passing error: remember it, so it is not used again.
-        let _ = InstallationStore::in_dir(&common.data_dir).mark_disabled(id);
-    }
-    result
+    runtime.block_on(async {
+        let stores = open_stores(common, shared).await?;
+        let (token, team_id, installation) = credentials(common, env, &stores).await?;
+        let client = VercelClient::new(ClientConfig {
+            base_url: env(API_URL_VAR).unwrap_or_else(|| DEFAULT_BASE_URL.to_owned()),
+            token: Some(token),
+            team_id,
+            ..ClientConfig::default()
+        })?;
+        let result = command(client, stores.clone()).await;
+        if let (Err(Failure::Api(ControlError::InstallationDisabled { .. })), Some(id)) =
+            (&result, &installation)
+        {
+            // A state of the installation, not a passing error: remember it, so it is not used
+            // again.
+            let _ = stores.mark_disabled(id).await;
+        }
+        result
+    })
+}
+
+/// The shared store the environment configures (`SPILLWAY_DATABASE_URL` and its key), if any.
+fn shared_store(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<PgConfig>, Failure> {
+    crate::config::store_from_env(env).map_err(|e| Failure::Usage(crate::error_chain(&e)))
+}
+
+/// The shared store when one is configured (connected, its migrations applied), else the
+/// data directory's files.
+async fn open_stores(common: &CommonArgs, shared: Option<PgConfig>) -> Result<Stores, Failure> {
+    Ok(match shared {
+        Some(pg) => Stores::Postgres(PgStore::connect(pg).await?),
+        None => Stores::in_dir(&common.data_dir),
+    })
 }
 
 /// The token to act with: `SPILLWAY_VERCEL_TOKEN`, else the stored installation (the one given
 /// with `--installation`, or the only enabled one), whose team applies unless `--team` is given.
 /// Also returns the installation used, if any.
-fn credentials(
+async fn credentials(
     common: &CommonArgs,
     env: &dyn Fn(&str) -> Option<String>,
+    stores: &Stores,
 ) -> Result<(Secret, Option<String>, Option<String>), Failure> {
     if let Some(token) = env(TOKEN_VAR).filter(|t| !t.is_empty()) {
         return Ok((Secret::new(token), common.team.clone(), None));
     }
-    let store = InstallationStore::in_dir(&common.data_dir);
     let installation =
-        store.the_enabled(common.installation.as_deref())?.ok_or(Failure::MissingToken)?;
+        stores.the_enabled(common.installation.as_deref()).await?.ok_or(Failure::MissingToken)?;
     let team = common.team.clone().or(installation.team_id);
     Ok((installation.access_token, team, Some(installation.configuration_id)))
 }

@@ -1,16 +1,18 @@
 //! Configuration in two stages: [`RawConfig`] as read from TOML and the environment
 //! (`raw.rs`), then [`Config`], validated, with every problem reported at once and named by its
 //! key path. Each section is translated into its crate's own config (`edge.rs`: `[server]`,
-//! `[vercel]`, `[pipeline]`; `sinks.rs`: `[sinks.*]`; `integration.rs`: `[integration]`),
+//! `[vercel]`, `[pipeline]`; `sinks.rs`: `[sinks.*]`; `integration.rs`: `[integration]`; `store.rs`: `[store]`),
 //! starting from that crate's `Default`, the one home of its defaults.
 
 mod edge;
 mod integration;
 mod raw;
 mod sinks;
+mod store;
 
 use std::path::{Path, PathBuf};
 
+use control::postgres::PgConfig;
 use control::IntegrationConfig;
 use ingest::IngestConfig;
 use pipeline::file::FileSinkConfig;
@@ -19,8 +21,9 @@ use pipeline::PipelineConfig;
 
 pub use raw::{
     RawConfig, RawFileSink, RawIntegration, RawKafkaSink, RawPipeline, RawRoute, RawServer,
-    RawSinks, RawVercel, API_URL_VAR, DATA_DIR_VAR, ENV_OVERRIDES,
+    RawSinks, RawStore, RawVercel, API_URL_VAR, DATA_DIR_VAR, ENV_OVERRIDES,
 };
+pub use store::{DATABASE_URL_VAR, PREVIOUS_KEYS_VAR, STORE_KEY_VAR};
 
 /// The log filter when none is configured.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
@@ -47,6 +50,9 @@ pub struct Config {
     pub kafka: Option<KafkaSinkConfig>,
     /// The integration's control-plane listener, when the integration is configured.
     pub integration: Option<IntegrationConfig>,
+    /// The shared PostgreSQL store, when `store.database_url` is set (else the data
+    /// directory's files).
+    pub store: Option<PgConfig>,
 }
 
 /// The configuration could not be read or is invalid.
@@ -109,6 +115,7 @@ impl RawConfig {
             .integration
             .as_ref()
             .and_then(|raw| integration::integration_config(raw, &mut problems));
+        let store = store::store_config(&self.store, &mut problems);
         if !problems.0.is_empty() {
             return Err(ConfigError::Invalid(problems.0));
         }
@@ -121,8 +128,29 @@ impl RawConfig {
             dead_letter: sinks.dead_letter,
             kafka: sinks.kafka,
             integration,
+            store,
         })
     }
+}
+
+/// The shared store the environment configures (`SPILLWAY_DATABASE_URL`, `SPILLWAY_STORE_KEY`,
+/// `SPILLWAY_STORE_PREVIOUS_KEYS`), for the commands that act on the store outside `serve`;
+/// `None` when no database URL is set.
+pub fn store_from_env(
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Option<PgConfig>, ConfigError> {
+    let raw = RawStore {
+        database_url: env(DATABASE_URL_VAR),
+        key: env(STORE_KEY_VAR),
+        previous_keys: env(PREVIOUS_KEYS_VAR),
+        ..RawStore::default()
+    };
+    let mut problems = Problems(Vec::new());
+    let store = store::store_config(&raw, &mut problems);
+    if !problems.0.is_empty() {
+        return Err(ConfigError::Invalid(problems.0));
+    }
+    Ok(store)
 }
 
 /// Reads the optional file, applies the environment and validates.

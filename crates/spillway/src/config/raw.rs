@@ -19,7 +19,7 @@ type Overlay = fn(&mut RawConfig, String);
 
 /// Environment variables that override the file, with the key each one sets (deploy tooling and
 /// tests rely on them). `SPILLWAY_MAX_BODY_BYTES`, a number, is read apart.
-pub const ENV_OVERRIDES: [(&str, Overlay); 12] = [
+pub const ENV_OVERRIDES: [(&str, Overlay); 15] = [
     ("SPILLWAY_LISTEN", |raw, v| raw.server.listen = Some(v)),
     ("SPILLWAY_DRAIN_SECRET", |raw, v| raw.vercel.drain_secret = Some(v)),
     ("SPILLWAY_DRAIN_HEADER", |raw, v| raw.vercel.required_headers = Some(vec![v])),
@@ -32,6 +32,9 @@ pub const ENV_OVERRIDES: [(&str, Overlay); 12] = [
     ("SPILLWAY_VERCEL_REDIRECT_URL", |raw, v| raw.integration().redirect_url = Some(v)),
     (API_URL_VAR, |raw, v| raw.integration().api_url = Some(v)),
     ("SPILLWAY_CONTROL_LISTEN", |raw, v| raw.integration().listen = Some(v)),
+    (super::store::DATABASE_URL_VAR, |raw, v| raw.store.database_url = Some(v)),
+    (super::store::STORE_KEY_VAR, |raw, v| raw.store.key = Some(v)),
+    (super::store::PREVIOUS_KEYS_VAR, |raw, v| raw.store.previous_keys = Some(v)),
 ];
 
 /// The configuration file as written; every field optional.
@@ -56,6 +59,41 @@ pub struct RawConfig {
     pub sinks: RawSinks,
     /// `[integration]`: the Vercel integration's install flow and webhooks.
     pub integration: Option<RawIntegration>,
+    /// `[store]`: where drains and installations live.
+    #[serde(default)]
+    pub store: RawStore,
+}
+
+/// `[store]`: `database_url` set moves the drain registry and the installations into
+/// PostgreSQL. `Debug` shows neither the URL (it may hold a password) nor the keys.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawStore {
+    pub database_url: Option<String>,
+    /// 32 bytes, base64; better given as `SPILLWAY_STORE_KEY` than written in a file.
+    pub key: Option<String>,
+    /// Comma-separated, base64: still opened, never used to seal (during a rotation).
+    pub previous_keys: Option<String>,
+    pub pool_size: Option<u64>,
+    pub connect_timeout_secs: Option<u64>,
+    pub resync_secs: Option<u64>,
+    pub max_backoff_secs: Option<u64>,
+}
+
+impl std::fmt::Debug for RawStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = self.database_url.as_deref().map(control::postgres::describe_url);
+        f.debug_struct("RawStore")
+            .field("database_url", &at)
+            .field("key", &self.key.as_ref().map(|_| "[redacted]"))
+            .field("previous_keys", &self.previous_keys.as_ref().map(|_| "[redacted]"))
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout_secs", &self.connect_timeout_secs)
+            .field("resync_secs", &self.resync_secs)
+            .field("max_backoff_secs", &self.max_backoff_secs)
+            .finish()
+    }
 }
 
 /// `[integration]`: with client id, client secret and redirect URL all set, `serve` also runs
