@@ -30,6 +30,16 @@ fn status_name(status: InstallationStatus) -> &'static str {
     }
 }
 
+/// `SELECT columns FROM table filter ORDER BY order`, a locking clause ending `filter`
+/// (`… FOR UPDATE`) moved after the `ORDER BY`, the one place SQL accepts it.
+fn select(columns: &str, table: &str, filter: &str, order: &str) -> String {
+    let (filter, lock) = match filter.strip_suffix(" FOR UPDATE") {
+        Some(filter) => (filter, " FOR UPDATE"),
+        None => (filter, ""),
+    };
+    format!("SELECT {columns} FROM {table} {filter} ORDER BY {order}{lock}")
+}
+
 fn place(table: &str, column: &str, id: &str) -> String {
     format!("{table}.{column}:{id}")
 }
@@ -111,7 +121,7 @@ impl PgStore {
         filter: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
-        let sql = format!("SELECT {DRAIN_COLUMNS} FROM spillway_drains {filter} ORDER BY id");
+        let sql = select(DRAIN_COLUMNS, "spillway_drains", filter, "id");
         client.query(&sql, params).await.map_err(|e| self.error(e))
     }
 
@@ -210,10 +220,8 @@ impl PgStore {
         filter: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<Installation>, StoreError> {
-        let sql = format!(
-            "SELECT {INSTALLATION_COLUMNS} FROM spillway_installations {filter} \
-             ORDER BY configuration_id"
-        );
+        let sql =
+            select(INSTALLATION_COLUMNS, "spillway_installations", filter, "configuration_id");
         let rows = client.query(&sql, params).await.map_err(|e| self.error(e))?;
         rows.iter().map(|row| self.installation_of(row)).collect()
     }
