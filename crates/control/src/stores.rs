@@ -2,7 +2,7 @@
 //! operations: the files of one machine's data directory ([`DrainRegistry`] and
 //! [`InstallationStore`], the default) or a PostgreSQL database shared by a fleet
 //! ([`PgStore`]). The control plane and the CLI use nothing else, so both backends pass one
-//! test suite (crates/control/tests/stores.rs).
+//! test suite (crates/control/tests/stores/).
 //!
 //! File operations run on tokio's blocking pool (they lock, write and fsync small files).
 
