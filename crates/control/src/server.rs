@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 
 use crate::install::{Callback, InstallError};
 use crate::install_state::{state_cookie, STATE_COOKIE, STATE_LIFETIME};
-use crate::webhook::WebhookError;
+use crate::webhook::{WebhookError, WebhookOutcome};
 use crate::{ControlError, Integration, IntegrationConfig, Stores};
 
 /// Where an install starts on our side (a redirect to Vercel with a state).
@@ -207,7 +207,7 @@ async fn webhook(integration: &Integration, request: Request<Incoming>) -> Reply
         Err(reply) => return reply,
     };
     match integration.webhook(&signature, &body).await {
-        Ok(_) => ok(),
+        Ok(outcome) => ok(&outcome),
         Err(e) => webhook_reply(&e),
     }
 }
@@ -262,8 +262,11 @@ fn not_allowed(allow: &'static str) -> Reply {
     reply
 }
 
-fn ok() -> Reply {
-    let mut reply = Response::new(Full::new(Bytes::from_static(b"{}")));
+/// `200` with what the event did (see [`WebhookOutcome`]).
+fn ok(outcome: &WebhookOutcome) -> Reply {
+    // Serialising a plain enum of counts and flags cannot fail.
+    let body = serde_json::to_vec(outcome).unwrap_or_else(|_| b"{}".to_vec());
+    let mut reply = Response::new(Full::new(Bytes::from(body)));
     reply.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     reply
 }

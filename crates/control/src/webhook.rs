@@ -37,8 +37,11 @@ pub enum WebhookEvent {
     Other,
 }
 
-/// What a handled event did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a handled event did; the webhook's `200` answer says it as JSON
+/// (`{"outcome":"removed","known":false,"drains":0}`), so a redelivered or concurrent event
+/// shows that it changed nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum WebhookOutcome {
     /// An installation was forgotten (`known`: it was stored) with `drains` drains.
     Removed {
@@ -247,6 +250,16 @@ impl Scope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_outcome_is_answered_as_tagged_json() {
+        let said = |o: WebhookOutcome| serde_json::to_string(&o).unwrap();
+        assert_eq!(
+            said(WebhookOutcome::Removed { known: false, drains: 0 }),
+            r#"{"outcome":"removed","known":false,"drains":0}"#
+        );
+        assert_eq!(said(WebhookOutcome::Ignored), r#"{"outcome":"ignored"}"#);
+    }
 
     #[test]
     fn events_are_read_from_either_payload_shape() {
