@@ -172,12 +172,13 @@ impl PgStore {
         &self.keys
     }
 
-    /// A pooled connection.
+    /// A pooled connection. A server that refuses us (wrong password, no such database) is a
+    /// refusal, not an outage: it does not heal by waiting.
     async fn client(&self) -> Result<Object, StoreError> {
         self.pool.get().await.map_err(|e| {
             let reason = match e {
                 PoolError::Timeout(_) => "no connection within the connect timeout".to_owned(),
-                PoolError::Backend(e) => pg_reason(&e),
+                PoolError::Backend(e) => return self.error(e),
                 other => other.to_string(),
             };
             StoreError::Unavailable { at: self.at.clone(), reason }
@@ -192,6 +193,12 @@ impl PgStore {
                 StoreError::Conflict {
                     path_key: db.detail().map_or_else(String::new, str::to_owned),
                 }
+            }
+            // The server going down or not yet up, or the connection failing: try later.
+            Some(db)
+                if db.code().code().starts_with("57P") || db.code().code().starts_with("08") =>
+            {
+                StoreError::Unavailable { at: self.at.clone(), reason: pg_reason(&e) }
             }
             Some(_) => StoreError::Database { at: self.at.clone(), reason: pg_reason(&e) },
             None => StoreError::Unavailable { at: self.at.clone(), reason: pg_reason(&e) },

@@ -181,3 +181,19 @@ async fn replicas_connecting_at_once_apply_each_migration_once() {
     let again = db.psql("SELECT count(*) FROM spillway_schema_migrations");
     assert_eq!(again, versions.len().to_string(), "a later connect applies nothing");
 }
+
+/// A wrong password is a refusal (it does not heal by waiting, so a receiver must not start
+/// as if the database were merely down), and no message shows either password.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_password_is_refused_without_showing_it() {
+    let Some(db) = Db::create("wrong_password") else { return };
+    let right = db.cluster.password().to_owned();
+    let url = db.url.replacen(&right, "not-the-password-Qw3", 1);
+    let mut config = db.config(ring());
+    config.url = Secret::new(url);
+    let err = PgStore::connect(config).await.unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, StoreError::Database { .. }), "{message}");
+    assert!(message.contains(&format!("127.0.0.1:{}", db.cluster.port())), "{message}");
+    assert!(!message.contains("not-the-password-Qw3") && !message.contains(&right), "{message}");
+}
