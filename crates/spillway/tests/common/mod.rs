@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use spillway::config::{self, Config};
 use tokio::sync::oneshot;
 
+pub mod fleet;
 pub mod tansu;
 
 pub const SECRET: &str = "drain-secret-0123456789";
