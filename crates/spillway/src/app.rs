@@ -30,6 +30,8 @@ pub struct App {
     control: Option<ControlPlane>,
     workers: Workers,
     shutdown_timeout: Duration,
+    /// How long the edge keeps serving after the stop signal; the other listeners stop with it.
+    drain_delay: Duration,
     reloads: ReloadMetrics,
 }
 
@@ -84,7 +86,8 @@ impl App {
             Some(addr) => Some(MetricsServer::bind(addr, render.clone()).await?),
             None => None,
         };
-        let shutdown_timeout = config.ingest.shutdown_timeout;
+        let (shutdown_timeout, drain_delay) =
+            (config.ingest.shutdown_timeout, config.ingest.drain_delay);
         let server =
             Server::bind(config.ingest, Arc::new(pipeline), ingest_metrics, render).await?;
         let server = server.with_drains(directory);
@@ -94,7 +97,7 @@ impl App {
             }
             _ => None,
         };
-        Ok(App { server, metrics, control, workers, shutdown_timeout, reloads })
+        Ok(App { server, metrics, control, workers, shutdown_timeout, drain_delay, reloads })
     }
 
     /// Re-reads the configuration from `path` at every signal on `hangups` (`SIGHUP`) and
@@ -126,10 +129,17 @@ impl App {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> bool {
         let addr = self.local_addr();
         tracing::info!(%addr, "serving");
-        // One shutdown signal for both listeners.
+        // One shutdown signal for every listener. The edge keeps serving for the drain delay
+        // after it (and says so on /readyz); the control plane and /metrics stop when it does,
+        // so webhooks and scrapes keep working while the load balancer takes the replica out.
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let wait = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
             let _ = stopped.wait_for(|s| *s).await;
+        };
+        let drain_delay = self.drain_delay;
+        let delayed = |stopped: tokio::sync::watch::Receiver<bool>| async move {
+            wait(stopped).await;
+            tokio::time::sleep(drain_delay).await;
         };
         let trigger = async move {
             shutdown.await;
@@ -137,12 +147,12 @@ impl App {
         };
         let control = async {
             if let Some(control) = self.control {
-                control.serve(wait(stopped.clone())).await;
+                control.serve(delayed(stopped.clone())).await;
             }
         };
         let metrics = async {
             if let Some(metrics) = self.metrics {
-                metrics.serve(wait(stopped.clone())).await;
+                metrics.serve(delayed(stopped.clone())).await;
             }
         };
         let (_, requests_done, (), ()) =

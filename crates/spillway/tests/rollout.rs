@@ -1,7 +1,8 @@
 //! Graceful rollout of the real binary over real sockets: after `SIGTERM`, `/readyz` answers
 //! `503` at once while deliveries still get `200` for `server.drain_delay_secs`; then new
 //! connections are refused, a request still on a keep-alive connection is answered with
-//! `Connection: close`, and the process exits 0 with every acknowledged record on disk.
+//! `Connection: close`, and the process exits 0 with every acknowledged record on disk. The
+//! `/metrics` listener keeps answering through the delay and closes with the edge.
 
 mod common;
 
@@ -44,7 +45,12 @@ fn sigterm_drains_then_closes_and_exits_zero_with_every_acknowledged_record() {
     const DELAY: Duration = Duration::from_secs(2);
     let data = tempfile::tempdir().unwrap();
     let config = data.path().join("spillway.toml");
-    std::fs::write(&config, format!("[server]\ndrain_delay_secs = {}\n", DELAY.as_secs())).unwrap();
+    let metrics = free_addr();
+    let settings = format!(
+        "[server]\ndrain_delay_secs = {}\nmetrics_listen = \"{metrics}\"\n",
+        DELAY.as_secs()
+    );
+    std::fs::write(&config, settings).unwrap();
     let addr = free_addr();
     let mut child = spawn_receiver(data.path(), addr, Some(&config));
     assert_eq!(readyz(addr), 200);
@@ -61,8 +67,9 @@ fn sigterm_drains_then_closes_and_exits_zero_with_every_acknowledged_record() {
     let ready = poll_until(Duration::from_secs(1), || readyz(addr), |s| *s == 503);
     assert_eq!(ready, 503, "/readyz still ready after SIGTERM");
     assert!(stopped.elapsed() < DELAY / 2, "/readyz took {:?} to turn 503", stopped.elapsed());
-    // During the delay: new connections and the kept one are served.
+    // During the delay: new connections and the kept one are served, and so is /metrics.
     assert_eq!(deliver(addr, &record("during")).status, 200);
+    assert_eq!(send(metrics, "GET", "/metrics", &[], b"").status, 200);
     assert!(stopped.elapsed() < DELAY, "the delivery during the delay came too late to count");
     // A request on the kept connection whose body is not complete when the delay ends.
     let second = record("kept-2");
@@ -73,6 +80,8 @@ fn sigterm_drains_then_closes_and_exits_zero_with_every_acknowledged_record() {
     let refused = wait_until(Duration::from_secs(10), || TcpStream::connect(addr).is_err());
     assert!(refused, "still accepting connections long after the drain delay");
     assert!(stopped.elapsed() >= DELAY, "stopped accepting before the drain delay was over");
+    let closed = wait_until(Duration::from_secs(10), || TcpStream::connect(metrics).is_err());
+    assert!(closed, "/metrics still accepting after the edge closed");
     kept.write_all(&bytes[split..]).unwrap();
     let reply = read_reply(&mut kept);
     assert_eq!(reply.status, 200);
