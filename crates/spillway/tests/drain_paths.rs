@@ -5,20 +5,10 @@
 mod common;
 
 use common::*;
-use control::registry::{DrainEntry, DrainKind, DrainRegistry};
+use control::registry::{DrainEntry, DrainRegistry};
 
 fn entry(id: &str, key: &str, secret: &str) -> DrainEntry {
-    DrainEntry {
-        id: id.into(),
-        path_key: key.into(),
-        secret: control::Secret::new(secret),
-        team_id: None,
-        kind: DrainKind::SelfServed,
-        created_at_ms: 1,
-        configuration_id: None,
-        integration_secret: false,
-        headers: Vec::new(),
-    }
+    drain_entry(id, key, secret)
 }
 
 fn signed(addr: std::net::SocketAddr, path: &str, secret: &str, body: &[u8]) -> Reply {

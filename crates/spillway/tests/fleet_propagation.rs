@@ -11,7 +11,7 @@ use common::*;
 use control::postgres::{PgConfig, PgStore};
 use control::registry::{generate_path_key, generate_secret};
 use control::seal::KeyRing;
-use control::{DrainEntry, DrainKind, Secret};
+use control::{DrainEntry, Secret};
 
 const REPLICAS: usize = 3;
 const DRAINS: usize = 50;
@@ -19,17 +19,8 @@ const DRAINS: usize = 50;
 const GIVE_UP: Duration = Duration::from_secs(5);
 
 fn entry(i: usize) -> DrainEntry {
-    DrainEntry {
-        id: format!("drn_propagation_{i}"),
-        path_key: generate_path_key().unwrap(),
-        secret: generate_secret().unwrap(),
-        team_id: None,
-        kind: DrainKind::SelfServed,
-        created_at_ms: 1,
-        configuration_id: None,
-        integration_secret: false,
-        headers: Vec::new(),
-    }
+    let secret = generate_secret().unwrap();
+    drain_entry(&format!("drn_propagation_{i}"), &generate_path_key().unwrap(), secret.expose())
 }
 
 /// Milliseconds until `addr` answers `status` for the drain with `key`, from `since`.
@@ -40,7 +31,10 @@ fn seen(addr: std::net::SocketAddr, key: &str, status: u16, since: Instant) -> f
         || send(addr, "GET", &path, &[], b""),
         |reply| reply.status == status,
     );
-    assert_eq!(reply.status, status, "{addr} did not answer {status} for {path} within {GIVE_UP:?}");
+    assert_eq!(
+        reply.status, status,
+        "{addr} did not answer {status} for {path} within {GIVE_UP:?}"
+    );
     since.elapsed().as_secs_f64() * 1e3
 }
 
@@ -49,9 +43,8 @@ fn every_replica_serves_a_change_within_a_second_at_p99() {
     let Some(postgres) = testkit::Postgres::start() else { return };
     let keys = KeyRing::new([9; 32], &[]);
     let config = PgConfig::new(Secret::new(postgres.url()), keys);
-    let replicas: Vec<TestApp> = (0..REPLICAS)
-        .map(|_| TestApp::start(|c| c.store = Some(config.clone())))
-        .collect();
+    let replicas: Vec<TestApp> =
+        (0..REPLICAS).map(|_| TestApp::start(|c| c.store = Some(config.clone()))).collect();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let store = runtime.block_on(PgStore::connect(config.clone())).unwrap();
     for replica in &replicas {

@@ -12,9 +12,6 @@ use control::install_state::{issue_state, STATE_COOKIE, STATE_LIFETIME};
 use control::{DrainRegistry, InstallationStore, IntegrationConfig, Secret};
 use vercel_sim::Simulator;
 
-const DRAIN_URL: &str = "https://logs.example.com/vercel/logs";
-const REDIRECT_URL: &str = "https://spillway.example.com/vercel/integration/callback";
-
 /// An app with the integration pointed at the simulator at `sim_addr`, then `adjust`ed.
 fn start_with(
     sim_addr: SocketAddr,
@@ -23,15 +20,7 @@ fn start_with(
 ) -> TestApp {
     let config = sim.config();
     TestApp::start(move |c| {
-        let mut integration = IntegrationConfig {
-            client_id: config.client_id,
-            client_secret: Secret::new(config.client_secret),
-            redirect_url: REDIRECT_URL.to_owned(),
-            api_url: format!("http://{sim_addr}"),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            drain_url: Some(DRAIN_URL.to_owned()),
-            ..IntegrationConfig::default()
-        };
+        let mut integration = sim_integration(config, format!("http://{sim_addr}"));
         adjust(&mut integration);
         c.integration = Some(integration);
     })

@@ -19,10 +19,6 @@ use control::{
 use serde_json::json;
 use vercel_sim::Simulator;
 
-/// The public URL of the receiver's drain path, as a proxy in front of it would expose it.
-const DRAIN_URL: &str = "https://logs.example.com/vercel/logs";
-const REDIRECT_URL: &str = "https://spillway.example.com/vercel/integration/callback";
-
 /// A simulator on its own runtime (the app under test has another).
 struct Sim {
     runtime: tokio::runtime::Runtime,
@@ -67,16 +63,7 @@ fn start_with(sim: &Sim, adjust: impl FnOnce(&mut IntegrationConfig)) -> TestApp
     let config = sim.sim.config();
     let api_url = sim.url();
     TestApp::start(move |c| {
-        let mut integration = IntegrationConfig {
-            client_id: config.client_id,
-            client_secret: Secret::new(config.client_secret),
-            redirect_url: REDIRECT_URL.to_owned(),
-            api_url,
-            listen: "127.0.0.1:0".parse().unwrap(),
-            drain_url: Some(DRAIN_URL.to_owned()),
-            create_drain: true,
-            ..IntegrationConfig::default()
-        };
+        let mut integration = sim_integration(config, api_url);
         adjust(&mut integration);
         c.integration = Some(integration);
     })

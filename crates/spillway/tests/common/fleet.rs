@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use control::postgres::{PgConfig, PgStore};
 use control::seal::KeyRing;
-use control::{IntegrationConfig, Secret};
+use control::Secret;
 use serde_json::{json, Value};
 use testkit::Postgres;
 use vercel_sim::Simulator;
@@ -19,8 +19,6 @@ use super::{fixture, send, start_simulator, Reply, TestApp};
 /// The store key (32 bytes, base64) every replica and the CLI seal with.
 pub const STORE_KEY: &str = "c3BpbGx3YXktZmxlZXQtdGVzdC1rZXktMzItYnl0ZXM=";
 /// The public URL of the drain path, as the load balancer in front of the fleet exposes it.
-pub const DRAIN_URL: &str = "https://logs.example.com/vercel/logs";
-const REDIRECT_URL: &str = "https://spillway.example.com/vercel/integration/callback";
 const WEBHOOK_PATH: &str = "/vercel/integration/webhook";
 
 /// One database, one simulator, and what the tests need to reach them.
@@ -86,16 +84,7 @@ impl Fleet {
         let api_url = self.api_url();
         TestApp::start(move |c| {
             c.store = Some(store);
-            c.integration = Some(IntegrationConfig {
-                client_id: sim.client_id,
-                client_secret: Secret::new(sim.client_secret),
-                redirect_url: REDIRECT_URL.to_owned(),
-                api_url,
-                listen: "127.0.0.1:0".parse().unwrap(),
-                drain_url: Some(DRAIN_URL.to_owned()),
-                create_drain: true,
-                ..IntegrationConfig::default()
-            });
+            c.integration = Some(super::sim_integration(sim, api_url));
         })
     }
 

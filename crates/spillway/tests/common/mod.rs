@@ -299,3 +299,38 @@ pub fn spawn_receiver(data: &Path, addr: SocketAddr, config: Option<&Path>) -> s
     });
     child
 }
+
+/// The public URL of the receiver's drain path, as a proxy in front of it would expose it.
+pub const DRAIN_URL: &str = "https://logs.example.com/vercel/logs";
+/// The integration's Redirect URL.
+pub const REDIRECT_URL: &str = "https://spillway.example.com/vercel/integration/callback";
+
+/// The integration of the simulator whose settings are `sim` and whose API is at `api_url`:
+/// its control plane on a free loopback port, a drain created per install under [`DRAIN_URL`].
+pub fn sim_integration(sim: vercel_sim::SimConfig, api_url: String) -> control::IntegrationConfig {
+    control::IntegrationConfig {
+        client_id: sim.client_id,
+        client_secret: control::Secret::new(sim.client_secret),
+        redirect_url: REDIRECT_URL.to_owned(),
+        api_url,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        drain_url: Some(DRAIN_URL.to_owned()),
+        create_drain: true,
+        ..control::IntegrationConfig::default()
+    }
+}
+
+/// A self-served registry entry: drain `id` at path key `key`, signed with `secret`.
+pub fn drain_entry(id: &str, key: &str, secret: &str) -> control::DrainEntry {
+    control::DrainEntry {
+        id: id.into(),
+        path_key: key.into(),
+        secret: control::Secret::new(secret),
+        team_id: None,
+        kind: control::DrainKind::SelfServed,
+        created_at_ms: 1,
+        configuration_id: None,
+        integration_secret: false,
+        headers: Vec::new(),
+    }
+}
