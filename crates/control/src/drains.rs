@@ -19,6 +19,8 @@ use crate::model::{
     Encoding, EnvTarget, ProjectScope, TestDrain, UpdateDrain,
 };
 use crate::registry::{generate_path_key, generate_secret, DeliveryHeader};
+use record::DataType;
+
 use crate::{ControlError, DrainEntry, DrainKind, Secret, StoreError, Stores, VercelClient};
 
 /// The receiver's default drain path; an endpoint ending in it gets the drain's path key.
@@ -84,6 +86,8 @@ pub struct NewDrain {
     pub filter: Option<serde_json::Value>,
     /// The installation creating it, for an integration's drain.
     pub configuration_id: Option<String>,
+    /// What it carries.
+    pub data_type: DataType,
 }
 
 /// A drain created and registered.
@@ -172,6 +176,7 @@ pub async fn create_and_register(
         configuration_id: new.configuration_id,
         integration_secret,
         headers: new.headers,
+        data_type: new.data_type,
     };
     if let Err(source) = registry.register_drain(entry.clone()).await {
         let deleted_again = client.delete_drain(&drain.id).await.is_ok();

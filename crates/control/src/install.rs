@@ -306,6 +306,7 @@ impl Integration {
             headers: Vec::new(),
             filter: None,
             configuration_id: Some(configuration_id.to_owned()),
+            data_type: record::DataType::Logs,
         };
         match create_and_register(client, &self.stores, new).await {
             Ok(created) => {

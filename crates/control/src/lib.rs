@@ -49,6 +49,7 @@ pub use client::{ClientConfig, ListDrains, VercelClient, DEFAULT_BASE_URL};
 pub use error::ControlError;
 pub use installations::{Installation, InstallationStatus, InstallationStore, INSTALLATIONS_FILE};
 pub use integration::{Integration, IntegrationConfig};
+pub use record::DataType;
 pub use registry::{DrainEntry, DrainKind, DrainRegistry, REGISTRY_FILE};
 pub use secret::Secret;
 pub use store::StoreError;

@@ -11,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
+use record::DataType;
 use serde::{Deserialize, Serialize};
 
 use crate::store::{random_hex, JsonStore, StoreError};
@@ -65,6 +66,28 @@ pub struct DrainEntry {
     /// like the secret.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<DeliveryHeader>,
+    /// What the drain carries (`logs` for entries written before drains had types).
+    #[serde(default, skip_serializing_if = "is_logs", with = "data_type_name")]
+    pub data_type: DataType,
+}
+
+fn is_logs(data_type: &DataType) -> bool {
+    *data_type == DataType::Logs
+}
+
+/// A [`DataType`] as its name (`speed_insights`) in the registry file.
+mod data_type_name {
+    use record::DataType;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(t: &DataType, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(t.as_str())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DataType, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// One header of a drain's deliveries.
@@ -180,6 +203,7 @@ mod tests {
             created_at_ms: 1_700_000_000_000,
             configuration_id: None,
             integration_secret: false,
+            data_type: Default::default(),
             headers: vec![DeliveryHeader {
                 name: "Authorization".to_owned(),
                 value: Secret::new("Bearer tok-in-the-registry"),

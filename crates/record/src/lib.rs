@@ -1,4 +1,4 @@
-//! Spillway's shared vocabulary: [`Record`], [`Batch`], [`Reject`], the end-to-end [`ack`]
+//! Spillway's shared vocabulary: [`Record`], [`Batch`], [`Reject`], [`DataType`], the end-to-end [`ack`]
 //! machinery and the [`Dispatch`] hand-off between the ingest edge and the pipeline.
 //!
 //! This crate sits at the bottom of the crate graph. It knows nothing about HTTP, JSON parsing,
@@ -18,8 +18,10 @@
 
 pub mod ack;
 mod batch;
+mod data_type;
 mod record;
 
 pub use ack::{Ack, AckPart, AckWaiter, SinkFailure};
 pub use batch::{Batch, Dispatch, Refusal, Reject, RejectReason};
+pub use data_type::{DataType, UnknownDataType};
 pub use record::{FieldSpan, Record, RecordMeta};

@@ -11,7 +11,7 @@ use deadpool_postgres::Object;
 const LOCK_KEY: i64 = 0x5370_696c_6c77_6179; // "Spillway"
 
 /// `(version, SQL)`, in order.
-const MIGRATIONS: &[(i32, &str)] = &[(1, INITIAL)];
+const MIGRATIONS: &[(i32, &str)] = &[(1, INITIAL), (2, DATA_TYPES)];
 
 const INITIAL: &str = r#"
 CREATE TABLE spillway_drains (
@@ -53,6 +53,10 @@ $$;
 CREATE TRIGGER spillway_drains_notify AFTER INSERT OR UPDATE OR DELETE ON spillway_drains
     FOR EACH ROW EXECUTE FUNCTION spillway_notify_drain();
 "#;
+
+/// Drains carry one data type each; the ones stored before carry logs.
+const DATA_TYPES: &str =
+    "ALTER TABLE spillway_drains ADD COLUMN data_type text NOT NULL DEFAULT 'logs'";
 
 /// The channel the drain trigger notifies, with the drain id as payload.
 pub(crate) const DRAINS_CHANNEL: &str = "spillway_drains";

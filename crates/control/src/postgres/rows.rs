@@ -12,7 +12,7 @@ use crate::store::StoreError;
 use crate::{DrainEntry, DrainKind, Installation, InstallationStatus, Secret};
 
 const DRAIN_COLUMNS: &str = "id, path_key, team_id, kind, created_at_ms, configuration_id, \
-                             integration_secret, key_id, secret, headers";
+                             integration_secret, key_id, secret, headers, data_type";
 const INSTALLATION_COLUMNS: &str = "configuration_id, team_id, user_id, installation_id, \
                                     scopes, created_at_ms, status, key_id, access_token";
 
@@ -69,6 +69,10 @@ impl PgStore {
             configuration_id: row.get("configuration_id"),
             integration_secret: row.get("integration_secret"),
             headers,
+            data_type: row
+                .get::<_, &str>("data_type")
+                .parse()
+                .map_err(|_| corrupt("unknown data type"))?,
             id,
         })
     }
@@ -168,11 +172,12 @@ impl PgStore {
              kind = EXCLUDED.kind, created_at_ms = EXCLUDED.created_at_ms, \
              configuration_id = EXCLUDED.configuration_id, \
              integration_secret = EXCLUDED.integration_secret, key_id = EXCLUDED.key_id, \
-             secret = EXCLUDED.secret, headers = EXCLUDED.headers"
+             secret = EXCLUDED.secret, headers = EXCLUDED.headers, \
+             data_type = EXCLUDED.data_type"
         };
         let sql = format!(
             "INSERT INTO spillway_drains ({DRAIN_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) {on_conflict}"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) {on_conflict}"
         );
         let written = client
             .execute(
@@ -188,6 +193,7 @@ impl PgStore {
                     &key_id,
                     &secret,
                     &headers,
+                    &entry.data_type.as_str(),
                 ],
             )
             .await

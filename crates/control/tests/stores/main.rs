@@ -111,6 +111,7 @@ pub(crate) fn drain(id: &str, path_key: &str) -> DrainEntry {
         created_at_ms: 1_700_000_000_123,
         configuration_id: None,
         integration_secret: false,
+        data_type: Default::default(),
         headers: vec![DeliveryHeader {
             name: "Authorization".to_owned(),
             value: Secret::new(format!("Bearer token-of-{id}")),

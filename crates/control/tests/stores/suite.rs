@@ -19,6 +19,7 @@ pub(crate) async fn entries_round_trip(stores: Stores) {
     let plain = DrainEntry { team_id: None, headers: Vec::new(), ..drain("drn_plain", "pk_plain") };
     let owned = DrainEntry {
         integration_secret: true,
+        data_type: control::DataType::SpeedInsights,
         created_at_ms: -1,
         headers: vec![
             DeliveryHeader {

@@ -206,6 +206,7 @@ fn new_drain(args: CreateArgs) -> Result<NewDrain, Failure> {
         headers: delivery_headers(&args.headers)?,
         filter: filter(&args.sources, &args.environments),
         configuration_id: None,
+        data_type: control::DataType::Logs,
     })
 }
 

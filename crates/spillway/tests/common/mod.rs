@@ -331,6 +331,7 @@ pub fn drain_entry(id: &str, key: &str, secret: &str) -> control::DrainEntry {
         created_at_ms: 1,
         configuration_id: None,
         integration_secret: false,
+        data_type: Default::default(),
         headers: Vec::new(),
     }
 }
