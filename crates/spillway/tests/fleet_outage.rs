@@ -6,6 +6,7 @@
 //! database (never its password), `/readyz` stays `200` with the store `degraded` and
 //! `spillway_store_up` is 0. After the restart a drain registered through the CLI is served
 //! within the resync interval and the store is `ok` again. No row holds a secret in plaintext.
+//! A replica started during an outage starts degraded and serves the store once it is back.
 
 mod common;
 
@@ -191,4 +192,27 @@ fn after_the_restart(fleet: &Fleet, app: &TestApp, url: &str, up: Instant) {
     assert!(text.contains("\nspillway_store_up 1\n"), "{text}");
     let reconnects = text.lines().find(|l| l.starts_with("spillway_store_reconnects_total"));
     eprintln!("{}", reconnects.unwrap_or("no reconnect counter"));
+}
+
+/// A replica started while the database is down starts all the same (the default drain needs
+/// no database), says the store is degraded, and serves what the store holds once it is back:
+/// its feed keeps trying, and applies the migrations itself if nobody has.
+#[test]
+fn a_replica_started_during_an_outage_serves_the_store_once_it_is_back() {
+    let Some(mut fleet) = Fleet::start() else { return };
+    fleet.pg.stop();
+    let mut config = fleet.store_config();
+    config.connect_timeout = Duration::from_secs(1);
+    let app = TestApp::start(move |c| c.store = Some(config));
+    assert_eq!(store_state(&app), "degraded");
+    assert_eq!(common::deliver(app.addr, &common::fixture("logs.ndjson")).status, 200);
+
+    fleet.pg.start_again();
+    let up = Instant::now();
+    let store = fleet.store();
+    let entry = common::drain_entry("drn_after", "afterkey", "after-secret-1f4e");
+    fleet.runtime.block_on(store.insert_drain(&entry)).unwrap();
+    let took = Served::new("afterkey", "after-secret-1f4e").changes_to(app.addr, 200, up);
+    assert!(took < RECOVERY * 2, "served {took:?} after the database came back");
+    assert_eq!(poll_until(RECOVERY, || store_state(&app), |s| s == "ok"), "ok");
 }
