@@ -463,3 +463,18 @@ async fn tokens_never_show_in_debug_or_errors() {
         assert!(!text.contains("tok_unreachable"), "{text}");
     }
 }
+
+#[tokio::test]
+async fn a_drain_without_headers_sends_an_empty_headers_object() {
+    // Vercel requires `delivery.headers`; the simulator refuses a body without it, as Vercel
+    // does, so this failed while the client left the field out when there were no headers.
+    let s = setup().await;
+    let created = s.user().create_drain(&drain("bare", "https://logs.example.com/in")).await;
+    let created = created.expect("created without --header");
+    assert_eq!(s.sim.drain_delivery_headers(&created.id), Some(serde_json::json!({})));
+    let update = UpdateDrain {
+        delivery: Some(DeliveryRequest::http("https://other.example.com/in", Encoding::Json)),
+        ..UpdateDrain::default()
+    };
+    s.user().update_drain(&created.id, &update).await.expect("updated without headers");
+}

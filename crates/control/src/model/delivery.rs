@@ -47,8 +47,8 @@ pub struct DeliveryRequest {
     /// Compression.
     pub compression: Compression,
     /// Extra request headers Vercel sends with each delivery (values may be credentials, such
-    /// as a bearer token, so they are secrets).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    /// as a bearer token, so they are secrets). Always sent, `{}` when there are none: Vercel
+    /// requires the field.
     pub headers: BTreeMap<String, Secret>,
     /// The signature verification secret; Vercel generates one when absent.
     #[serde(skip_serializing_if = "Option::is_none")]

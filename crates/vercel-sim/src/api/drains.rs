@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{json, Map, Value};
 
-use super::{bad_request, Outcome, Reply};
+use super::{bad_request, schema, Outcome, Reply};
 use crate::deliver;
 use crate::state::{Drain, Principal, State};
 use crate::wire::{self, empty, error, get, Refusal};
@@ -13,8 +13,6 @@ use crate::wire::{self, empty, error, get, Refusal};
 /// Default and largest page size of list endpoints.
 const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 100;
-/// At most this many sampling rules per drain.
-const MAX_SAMPLING_RULES: usize = 10;
 
 pub(super) fn verify_endpoint(state: &State) -> Reply {
     wire::json(StatusCode::OK, &json!({"verificationCode": state.config.verification_code}))
@@ -91,90 +89,65 @@ fn owned_drain<'a>(
         .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "not_found", "Drain not found"))
 }
 
-/// Checks a `delivery` object and returns it as stored: the secret generated when missing, or
-/// reported as `{"kind":"INTEGRATION_SECRET"}` for an integration's drain.
-fn checked_delivery(
+/// A checked `delivery` as stored: the secret generated when missing, or reported as
+/// `{"kind":"INTEGRATION_SECRET"}` for an integration's drain.
+fn stored_delivery(
     state: &mut State,
     principal: &Principal,
-    delivery: &Value,
-) -> Result<Value, Refusal> {
-    let Some(object) = delivery.as_object() else {
-        return Err(bad_request("delivery is required"));
-    };
-    if object.get("type").and_then(Value::as_str) != Some("http") {
-        return Err(bad_request("delivery.type must be \"http\""));
-    }
-    let endpoint = object.get("endpoint").and_then(Value::as_str).unwrap_or("");
-    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-        return Err(bad_request("delivery.endpoint must be an http(s) URL"));
-    }
-    let encoding = object.get("encoding").and_then(Value::as_str).unwrap_or("json");
-    if !matches!(encoding, "json" | "ndjson") {
-        return Err(bad_request("delivery.encoding must be json or ndjson"));
-    }
-    let compression = object.get("compression").and_then(Value::as_str).unwrap_or("none");
-    if !matches!(compression, "gzip" | "none") {
-        return Err(bad_request("delivery.compression must be gzip or none"));
-    }
-    let headers = object.get("headers").cloned().unwrap_or_else(|| json!({}));
-    if !headers.is_object() {
-        return Err(bad_request("delivery.headers must be an object"));
-    }
+    mut delivery: Map<String, Value>,
+) -> Value {
     let secret = if principal.configuration_id.is_some() {
         json!({"kind": "INTEGRATION_SECRET"})
     } else {
-        match object.get("secret") {
-            Some(Value::String(secret)) if !secret.is_empty() => json!(secret),
-            None | Some(Value::Null) => json!(state.id("sec")),
-            Some(_) => return Err(bad_request("delivery.secret must be a string")),
+        match delivery.get("secret") {
+            Some(Value::String(secret)) => json!(secret),
+            _ => json!(state.id("sec")),
         }
     };
-    Ok(json!({
-        "type": "http",
-        "endpoint": endpoint,
-        "encoding": encoding,
-        "compression": compression,
-        "headers": headers,
-        "secret": secret,
-    }))
+    delivery.insert("secret".to_owned(), secret);
+    Value::Object(delivery)
 }
 
-fn checked_sampling(body: &Map<String, Value>) -> Result<Value, Refusal> {
-    match body.get("sampling") {
-        None | Some(Value::Null) => Ok(Value::Null),
-        Some(Value::Array(rules)) if rules.len() <= MAX_SAMPLING_RULES => {
-            for rule in rules {
-                let rate = rule["rate"].as_f64().unwrap_or(-1.0);
-                if rule["type"] != "head_sampling" || !(0.0..=1.0).contains(&rate) {
-                    return Err(bad_request("sampling rules are head_sampling with rate 0..1"));
-                }
-            }
-            Ok(Value::Array(rules.clone()))
-        }
-        Some(_) => Err(bad_request("sampling takes at most 10 rules")),
-    }
+/// A create body's fields, checked: name, schema key, delivery, projects, sampling, filter.
+struct NewDrain {
+    name: String,
+    schema: String,
+    delivery: Map<String, Value>,
+    projects: (Option<String>, Option<Value>),
+    sampling: Value,
+    filter: Value,
+}
+
+fn checked_create(body: &Value) -> Result<NewDrain, Refusal> {
+    let body = schema::object(body)?;
+    schema::only_fields(body, schema::create_fields(), "")?;
+    let name = schema::name(body.get("name"))?;
+    let schema_key = schema::schemas(body.get("schemas"))?;
+    let delivery = schema::delivery(body.get("delivery"), &schema_key)?;
+    let projects = schema::projects(body)?;
+    let sampling = match body.get("sampling") {
+        None | Some(Value::Null) => Value::Null,
+        Some(rules) => schema::sampling(rules)?,
+    };
+    let filter = match body.get("filter") {
+        None | Some(Value::Null) => Value::Null,
+        Some(filter) => schema::filter(filter)?,
+    };
+    Ok(NewDrain { name, schema: schema_key, delivery, projects, sampling, filter })
 }
 
 pub(super) fn create_drain(state: &mut State, principal: &Principal, body: &Value) -> Reply {
-    let Some(body) = body.as_object() else {
-        return bad_request("body must be an object").into();
-    };
-    let name = match body.get("name").and_then(Value::as_str) {
-        Some(name) if !name.is_empty() => name.to_owned(),
-        _ => return bad_request("name is required").into(),
-    };
-    let delivery = match checked_delivery(state, principal, &body["delivery"]) {
-        Ok(delivery) => delivery,
+    let new = match checked_create(body) {
+        Ok(new) => new,
         Err(refusal) => return refusal.into(),
     };
-    let sampling = match checked_sampling(body) {
-        Ok(sampling) => sampling,
-        Err(refusal) => return refusal.into(),
-    };
-    let project_ids = body.get("projectIds").cloned().unwrap_or_else(|| json!([]));
-    let projects = body.get("projects").and_then(Value::as_str).unwrap_or(
-        if project_ids.as_array().is_some_and(|ids| !ids.is_empty()) { "some" } else { "all" },
-    );
+    let delivery = stored_delivery(state, principal, new.delivery);
+    let (scope, project_ids) = new.projects;
+    let project_ids = project_ids.unwrap_or_else(|| json!([]));
+    let projects = scope.unwrap_or_else(|| {
+        let some = project_ids.as_array().is_some_and(|ids| !ids.is_empty());
+        if some { "some" } else { "all" }.to_owned()
+    });
     let source = match &principal.configuration_id {
         Some(configuration) => json!({
             "kind": "integration",
@@ -189,20 +162,21 @@ pub(super) fn create_drain(state: &mut State, principal: &Principal, body: &Valu
         "id": id,
         "ownerId": principal.owner(),
         "teamId": principal.team_id,
-        "name": name,
+        "name": new.name,
         "createdAt": created_at,
         "updatedAt": created_at,
         "projects": projects,
         "projectIds": project_ids,
-        "schemas": body.get("schemas").cloned().unwrap_or_else(|| json!({"log": {"version": "v1"}})),
+        "schemas": body["schemas"].clone(),
         "delivery": delivery,
-        "sampling": sampling,
-        "filter": body.get("filter").cloned().unwrap_or(Value::Null),
+        "sampling": new.sampling,
+        "filter": new.filter,
         "source": source,
         "status": "enabled",
         "disabledReason": null,
         "firstErrorTimestamp": null,
     });
+    debug_assert!(drain["schemas"].get(&new.schema).is_some());
     state.drains.insert(
         id,
         Drain {
@@ -214,38 +188,53 @@ pub(super) fn create_drain(state: &mut State, principal: &Principal, body: &Valu
     wire::json(StatusCode::OK, &drain)
 }
 
+/// A PATCH body's changes, checked against the drain's current JSON: a new `delivery` must
+/// suit the schema the drain will have.
+fn checked_update(current: &Value, body: &Value) -> Result<Map<String, Value>, Refusal> {
+    let body = schema::object(body)?;
+    let mut allowed = schema::create_fields().to_vec();
+    allowed.push("status");
+    schema::only_fields(body, &allowed, "")?;
+    let schema_key = match body.get("schemas") {
+        Some(_) => schema::schemas(body.get("schemas"))?,
+        None => current["schemas"]
+            .as_object()
+            .and_then(|s| s.keys().next().cloned())
+            .unwrap_or_else(|| "log".to_owned()),
+    };
+    schema::projects(body)?;
+    let mut changes = Map::new();
+    for (key, value) in body {
+        let checked = match key.as_str() {
+            "name" => Value::String(schema::name(Some(value))?),
+            "delivery" => Value::Object(schema::delivery(Some(value), &schema_key)?),
+            "sampling" => schema::sampling(value)?,
+            "filter" => schema::filter(value)?,
+            "status" if value == "enabled" || value == "disabled" => value.clone(),
+            "status" => return Err(bad_request("status must be \"enabled\" or \"disabled\"")),
+            _ => value.clone(),
+        };
+        changes.insert(key.clone(), checked);
+    }
+    Ok(changes)
+}
+
 pub(super) fn update_drain(
     state: &mut State,
     principal: &Principal,
     id: &str,
     body: &Value,
 ) -> Reply {
-    if let Err(refusal) = owned_drain(state, principal, id) {
-        return refusal.into();
-    }
-    let Some(body) = body.as_object() else {
-        return bad_request("body must be an object").into();
+    let current = match owned_drain(state, principal, id) {
+        Ok(drain) => drain.json.clone(),
+        Err(refusal) => return refusal.into(),
     };
-    let mut changes = Map::new();
-    for (key, value) in body {
-        let checked = match key.as_str() {
-            "name" if value.as_str().is_some_and(|n| !n.is_empty()) => Ok(value.clone()),
-            "name" => Err(bad_request("name must be a non-empty string")),
-            "projectIds" | "schemas" | "filter" => Ok(value.clone()),
-            "projects" if value == "all" || value == "some" => Ok(value.clone()),
-            "projects" => Err(bad_request("projects must be all or some")),
-            "delivery" => checked_delivery(state, principal, value),
-            "sampling" => checked_sampling(body),
-            "status" if value == "enabled" || value == "disabled" => Ok(value.clone()),
-            "status" => Err(bad_request("status must be enabled or disabled")),
-            _ => continue,
-        };
-        match checked {
-            Ok(value) => {
-                changes.insert(key.clone(), value);
-            }
-            Err(refusal) => return refusal.into(),
-        }
+    let mut changes = match checked_update(&current, body) {
+        Ok(changes) => changes,
+        Err(refusal) => return refusal.into(),
+    };
+    if let Some(Value::Object(delivery)) = changes.remove("delivery") {
+        changes.insert("delivery".to_owned(), stored_delivery(state, principal, delivery));
     }
     let now = state.now_ms();
     let Some(drain) = state.drains.get_mut(id) else {
@@ -291,14 +280,24 @@ fn sample_batch(encoding: &str, now_ms: i64) -> Vec<u8> {
 }
 
 pub(super) fn test_drain(state: &mut State, principal: &Principal, body: &Value) -> Outcome {
-    let delivery = &body["delivery"];
-    let Some(endpoint) = delivery["endpoint"].as_str() else {
-        return bad_request("delivery.endpoint is required").into();
+    let checked = schema::object(body).and_then(|body| {
+        schema::only_fields(body, &["schemas", "delivery"], "")?;
+        let schema_key = schema::schemas(body.get("schemas"))?;
+        let delivery = schema::delivery(body.get("delivery"), &schema_key)?;
+        Ok((schema_key, delivery))
+    });
+    let (_schema_key, delivery) = match checked {
+        Ok(checked) => checked,
+        Err(refusal) => return refusal.into(),
+    };
+    let endpoint = match &delivery["endpoint"] {
+        Value::String(url) => url.clone(),
+        otlp => otlp["traces"].as_str().unwrap_or_default().to_owned(),
     };
     let encoding = delivery["encoding"].as_str().unwrap_or("json");
     let mut batch = sample_batch(encoding, state.now_ms());
-    let secret = match &delivery["secret"] {
-        Value::String(secret) if !secret.is_empty() => Some(secret.clone()),
+    let secret = match &delivery.get("secret") {
+        Some(Value::String(secret)) => Some(secret.clone()),
         _ if principal.configuration_id.is_some() => Some(state.config.client_secret.clone()),
         _ => None,
     };
@@ -306,7 +305,7 @@ pub(super) fn test_drain(state: &mut State, principal: &Principal, body: &Value)
         .as_object()
         .map(|h| h.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
         .unwrap_or_default();
-    if delivery["compression"] == "gzip" {
+    if delivery.get("compression").is_some_and(|c| c == "gzip") {
         // Signed as sent, compressed (what receivers in the wild verify;
         // docs/vercel/PROTOCOL.md §2).
         batch = deliver::gzip(&batch);
@@ -315,7 +314,7 @@ pub(super) fn test_drain(state: &mut State, principal: &Principal, body: &Value)
     if let Some(secret) = secret {
         headers.push(("x-vercel-signature".to_owned(), deliver::sign(secret.as_bytes(), &batch)));
     }
-    Outcome::TestDelivery { endpoint: endpoint.to_owned(), headers, body: batch }
+    Outcome::TestDelivery { endpoint, headers, body: batch }
 }
 
 pub(super) fn test_result(

@@ -6,6 +6,7 @@ mod env;
 mod integrations;
 mod legacy;
 mod oauth;
+mod schema;
 
 use std::sync::Mutex;
 use std::time::UNIX_EPOCH;
