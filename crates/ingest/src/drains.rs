@@ -1,5 +1,5 @@
-//! Drains besides the default one: each has its own URL path, `<drain path>/<key>`, and its own
-//! signature secret, looked up per request so that drains created or deleted while the server
+//! Drains besides the default one: each has its own URL path, `<drain path>/<key>` for a log
+//! drain and `/vercel/<type slug>/<key>` for the other types, and its own signature secret, looked up per request so that drains created or deleted while the server
 //! runs take effect without a restart.
 //!
 //! Any drain (the default one too) may also require request headers with exact values: the
@@ -16,6 +16,7 @@ use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue};
 
 use listener::SigningKey;
+use record::DataType;
 
 use crate::IngestError;
 
@@ -28,6 +29,9 @@ pub struct DrainCredentials {
     pub secret: SigningKey,
     /// Headers every delivery must carry, each with its exact value.
     pub headers: Arc<[RequiredHeader]>,
+    /// What the drain carries: it is served at `/vercel/<slug>/<key>` for this type only, and
+    /// its records must be of it.
+    pub data_type: DataType,
 }
 
 impl fmt::Debug for DrainCredentials {
@@ -35,6 +39,7 @@ impl fmt::Debug for DrainCredentials {
         f.debug_struct("DrainCredentials")
             .field("name", &self.name)
             .field("headers", &self.headers)
+            .field("data_type", &self.data_type)
             .finish_non_exhaustive()
     }
 }

@@ -11,9 +11,9 @@ use http::header::{
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use record::{Batch, Dispatch, Reject, RejectReason};
+use record::{Batch, DataType, Dispatch, Reject, RejectReason};
 
-use crate::decode::{decode, PaddedBody};
+use crate::decode::{decode_as, PaddedBody};
 use crate::drains::{check_headers, DrainDirectory, RequiredHeader};
 use crate::gate::{check_raw, is_probe, is_unsigned_probe, unverified_permit, Signed};
 use crate::inflate::gunzip;
@@ -50,6 +50,8 @@ struct Target {
     /// Also accepted, after `secret` (a rotation of the default drain's).
     previous: Arc<[SigningKey]>,
     headers: Arc<[RequiredHeader]>,
+    /// What the path serves: the drain's records must be of it.
+    data_type: DataType,
     /// The live configuration this request is served under.
     live: Arc<Live>,
 }
@@ -88,29 +90,31 @@ async fn route(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, IngestError> {
     let path = req.uri().path();
-    let target = if path == state.config.drain_path {
-        Some(Target {
+    let target = match served(path, &state.config.drain_path) {
+        Some(Served::Default(data_type)) => Some(Target {
             name: Arc::clone(&state.config.drain_name),
             secret: live.drain_secret.clone(),
             previous: Arc::clone(&live.previous_secrets),
             headers: Arc::clone(&live.drain_headers),
+            data_type,
             live,
-        })
-    } else {
-        match drain_key(path, &state.config.drain_path) {
-            Some(key) => {
-                let found = state.drains.as_ref().and_then(|d| d.lookup(key));
-                let credentials = found.ok_or(IngestError::UnknownDrain)?;
-                Some(Target {
-                    name: credentials.name,
-                    secret: Some(credentials.secret),
-                    previous: Arc::clone(&state.no_secrets),
-                    headers: credentials.headers,
-                    live,
-                })
-            }
-            None => None,
+        }),
+        Some(Served::Registered(data_type, key)) => {
+            let found = state.drains.as_ref().and_then(|d| d.lookup(key));
+            // A drain is served at its own type's path only: a key is no credential for
+            // another type's records.
+            let credentials =
+                found.filter(|c| c.data_type == data_type).ok_or(IngestError::UnknownDrain)?;
+            Some(Target {
+                name: credentials.name,
+                secret: Some(credentials.secret),
+                previous: Arc::clone(&state.no_secrets),
+                headers: credentials.headers,
+                data_type,
+                live,
+            })
         }
+        None => None,
     };
     if let Some(target) = target {
         return match *req.method() {
@@ -285,14 +289,19 @@ fn open_delivery(
         }
     }
     let pinned_bytes = body.len();
-    // A retry is the same bytes to the same drain; the drain seeds the hash so that identical
-    // bytes sent to two drains stay two batches.
-    let seed = xxhash_rust::xxh3::xxh3_64(target.name.as_bytes());
+    // A retry is the same bytes to the same drain and type; the drain and the type seed the
+    // hash so that identical bytes sent to two drains (or to two types' paths of the default
+    // drain) stay two batches. Logs keep the seed they had before types existed.
+    let mut seed = xxhash_rust::xxh3::xxh3_64(target.name.as_bytes());
+    if target.data_type != DataType::Logs {
+        seed ^= xxhash_rust::xxh3::xxh3_64(target.data_type.slug().as_bytes());
+    }
     let digest = xxhash_rust::xxh3::xxh3_128_with_seed(body.as_slice(), seed).max(1);
-    let decoded = decode(body);
+    let decoded = decode_as(body, target.data_type);
     let has_json = decoded.has_json();
     let mut batch = Batch {
         drain: Arc::clone(&target.name),
+        data_type: target.data_type,
         received_at_ms: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
@@ -320,6 +329,44 @@ fn keep_head_only(batch: &mut Batch) {
     batch.rejects = vec![Reject { raw: kept.clone(), reason, offset: 0 }];
     batch.pinned_bytes = kept.len();
     batch.body = kept;
+}
+
+/// What a delivery path serves.
+#[derive(Debug, PartialEq, Eq)]
+enum Served<'a> {
+    /// The default drain (the configured secret), for this type.
+    Default(DataType),
+    /// The registered drain of this key, if it is of this type.
+    Registered(DataType, &'a str),
+}
+
+/// The JSON types besides logs, each served at `/vercel/<slug>` (the default drain) and
+/// `/vercel/<slug>/<key>` (registered drains). Traces (OTLP) are not served yet.
+const JSON_TYPES: [DataType; 3] =
+    [DataType::SpeedInsights, DataType::Analytics, DataType::AuditLog];
+
+/// What `path` serves: logs at the drain path (`/vercel/logs`) and `<drain path>/<key>`, the
+/// other JSON types at `/vercel/<slug>` and `/vercel/<slug>/<key>`.
+fn served<'a>(path: &'a str, drain_path: &str) -> Option<Served<'a>> {
+    if path == drain_path {
+        return Some(Served::Default(DataType::Logs));
+    }
+    if let Some(key) = drain_key(path, drain_path) {
+        return Some(Served::Registered(DataType::Logs, key));
+    }
+    let rest = path.strip_prefix("/vercel/")?;
+    let (slug, key) = match rest.split_once('/') {
+        Some((slug, key)) => (slug, Some(key)),
+        None => (rest, None),
+    };
+    let data_type = JSON_TYPES.into_iter().find(|t| t.slug() == slug)?;
+    match key {
+        None => Some(Served::Default(data_type)),
+        Some(key) if !key.is_empty() && !key.contains('/') => {
+            Some(Served::Registered(data_type, key))
+        }
+        Some(_) => None,
+    }
 }
 
 /// The key of a per-drain path `<drain path>/<key>` (one segment, not empty).
@@ -392,4 +439,36 @@ fn error_response(
         tracing::debug!(code = error.code(), status = error.status().as_u16(), client, "refused");
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_json_type_has_its_paths_and_traces_none_yet() {
+        let drain = "/vercel/logs";
+        assert_eq!(served("/vercel/logs", drain), Some(Served::Default(DataType::Logs)));
+        assert_eq!(
+            served("/vercel/logs/k1", drain),
+            Some(Served::Registered(DataType::Logs, "k1"))
+        );
+        for t in JSON_TYPES {
+            let path = format!("/vercel/{}", t.slug());
+            assert_eq!(served(&path, drain), Some(Served::Default(t)));
+            let keyed = format!("{path}/k1");
+            assert_eq!(served(&keyed, drain), Some(Served::Registered(t, "k1")));
+            assert_eq!(served(&format!("{path}/"), drain), None);
+            assert_eq!(served(&format!("{path}/k1/x"), drain), None);
+        }
+        for none in
+            ["/vercel/traces", "/v1/traces", "/vercel/speed_insights", "/vercel", "/vercel/"]
+        {
+            assert_eq!(served(none, drain), None, "{none}");
+        }
+        // A configured drain path moves logs only.
+        assert_eq!(served("/in", "/in"), Some(Served::Default(DataType::Logs)));
+        assert_eq!(served("/vercel/logs", "/in"), None);
+        assert_eq!(served("/vercel/analytics", "/in"), Some(Served::Default(DataType::Analytics)));
+    }
 }

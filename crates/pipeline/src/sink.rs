@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use record::{AckPart, Batch, SinkFailure};
+use record::{AckPart, Batch, DataType, SinkFailure};
 
 use crate::Permit;
 
@@ -81,8 +81,10 @@ impl fmt::Debug for SharedBatch {
 /// Which part of a batch a sink writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Takes {
-    /// The accepted records.
+    /// The accepted records, of every data type.
     Records,
+    /// The accepted records of batches of one data type (a file sink per type).
+    RecordsOf(DataType),
     /// The rejected records (dead letters).
     Rejects,
 }
@@ -92,6 +94,7 @@ impl Takes {
     pub fn holds_part_of(self, batch: &Batch) -> bool {
         match self {
             Takes::Records => !batch.records.is_empty(),
+            Takes::RecordsOf(t) => batch.data_type == t && !batch.records.is_empty(),
             Takes::Rejects => !batch.rejects.is_empty(),
         }
     }

@@ -28,6 +28,7 @@ fn batch(records: &[&str], rejects: &[&[u8]]) -> Batch {
         .collect();
     Batch {
         drain: Arc::from("default"),
+        data_type: record::DataType::Logs,
         received_at_ms: 1_700_000_000_000,
         records,
         body,

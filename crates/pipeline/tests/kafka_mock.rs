@@ -33,6 +33,7 @@ fn record(id: &str, project: &str, source: &str) -> Record {
 fn batch(records: Vec<Record>) -> Batch {
     Batch {
         drain: Arc::from("drain-a"),
+        data_type: record::DataType::Logs,
         received_at_ms: 0,
         records,
         body: Bytes::new(),

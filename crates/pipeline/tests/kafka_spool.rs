@@ -33,6 +33,7 @@ fn record(id: &str, pad: usize) -> Record {
 fn batch(n: usize, pad: usize) -> Batch {
     Batch {
         drain: Arc::from("drain-a"),
+        data_type: record::DataType::Logs,
         received_at_ms: 0,
         records: (0..10).map(|i| record(&format!("{n}-{i}"), pad)).collect(),
         body: Bytes::new(),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::ack::AckWaiter;
+use crate::data_type::DataType;
 use crate::record::Record;
 
 /// Why a record was not accepted. The set is closed so that it can label metrics.
@@ -19,8 +20,22 @@ pub enum RejectReason {
     MissingId,
     /// `projectId` is missing or not a string.
     MissingProjectId,
-    /// `timestamp` is missing or not a number.
+    /// `timestamp` is missing or not of its type's form (a number; for Speed Insights an
+    /// RFC 3339 string or a zoneless `YYYY-MM-DD HH:MM:SS`).
     MissingTimestamp,
+    /// A record of another data type than its drain's: a `schema` naming another type, a log
+    /// record (no `schema`) on a drain of another type, or a `schema` on a log drain.
+    WrongDataType,
+    /// No `schema` string on a drain whose records carry one.
+    MissingSchema,
+    /// A `schema` naming no known version of the drain's type (`vercel.speed_insights.v9`).
+    UnknownSchema,
+    /// Speed Insights: `metricType` is missing or not a string.
+    MissingMetricType,
+    /// Speed Insights: `value` is missing or not a number.
+    MissingValue,
+    /// Web Analytics: `eventType` is missing or not a string.
+    MissingEventType,
     /// Nothing in the whole body is JSON: the body is kept whole as one reject (the delivery is
     /// still answered `400`).
     NoJson,
@@ -31,12 +46,18 @@ pub enum RejectReason {
 
 impl RejectReason {
     /// Every reason, for pre-registering metric labels.
-    pub const ALL: [RejectReason; 7] = [
+    pub const ALL: [RejectReason; 13] = [
         RejectReason::InvalidJson,
         RejectReason::NotAnObject,
         RejectReason::MissingId,
         RejectReason::MissingProjectId,
         RejectReason::MissingTimestamp,
+        RejectReason::WrongDataType,
+        RejectReason::MissingSchema,
+        RejectReason::UnknownSchema,
+        RejectReason::MissingMetricType,
+        RejectReason::MissingValue,
+        RejectReason::MissingEventType,
         RejectReason::NoJson,
         RejectReason::NoJsonTruncated,
     ];
@@ -49,6 +70,12 @@ impl RejectReason {
             RejectReason::MissingId => "missing_id",
             RejectReason::MissingProjectId => "missing_project_id",
             RejectReason::MissingTimestamp => "missing_timestamp",
+            RejectReason::WrongDataType => "wrong_data_type",
+            RejectReason::MissingSchema => "missing_schema",
+            RejectReason::UnknownSchema => "unknown_schema",
+            RejectReason::MissingMetricType => "missing_metric_type",
+            RejectReason::MissingValue => "missing_value",
+            RejectReason::MissingEventType => "missing_event_type",
             RejectReason::NoJson => "no_json",
             RejectReason::NoJsonTruncated => "no_json_truncated",
         }
@@ -77,6 +104,8 @@ pub struct Reject {
 pub struct Batch {
     /// Which drain delivered it (`default` for the single configured drain).
     pub drain: Arc<str>,
+    /// The drain's data type: every record of the batch is of it (sinks route by it).
+    pub data_type: DataType,
     /// When it was received, in Unix milliseconds.
     pub received_at_ms: u64,
     /// The accepted records.

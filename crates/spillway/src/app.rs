@@ -3,15 +3,16 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use control::postgres::{PgConfig, PgStore};
 use control::server::{ControlMetrics, ControlPlane};
+use control::DataType;
 use control::Stores;
 use ingest::{DrainDirectory, IngestMetrics, MetricsServer, Server};
-use pipeline::file::FileSink;
+use pipeline::file::{FileSink, FileSinkConfig};
 use pipeline::kafka::KafkaSink;
 use pipeline::{Pipeline, PipelineMetrics, Sink, Workers};
 use prometheus_client::registry::Registry;
@@ -48,7 +49,9 @@ impl App {
 
         let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
         if let Some(file) = config.file_sink.clone() {
-            sinks.push(Box::new(FileSink::records(file, &pipeline_metrics)?));
+            for (data_type, file) in file_sinks_by_type(file, &config.data_dir) {
+                sinks.push(Box::new(FileSink::records_of(data_type, file, &pipeline_metrics)?));
+            }
         }
         if let Some(kafka) = config.kafka.clone() {
             sinks.push(Box::new(KafkaSink::open(kafka, &pipeline_metrics)?));
@@ -183,6 +186,20 @@ async fn open_shared(config: PgConfig) -> anyhow::Result<PgStore> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// A records file sink per data type served, each in a directory of its own so that no file
+/// mixes types: logs where `sinks.file.dir` says (`<data dir>/logs`), the other JSON types in
+/// `<data dir>/<type slug>` (`speed-insights`, `analytics`, `audit-log`), with the same
+/// settings. Traces are not served yet, so they have none.
+fn file_sinks_by_type(logs: FileSinkConfig, data_dir: &Path) -> Vec<(DataType, FileSinkConfig)> {
+    let others = [DataType::SpeedInsights, DataType::Analytics, DataType::AuditLog];
+    let mut sinks: Vec<_> = others
+        .into_iter()
+        .map(|t| (t, FileSinkConfig { dir: data_dir.join(t.slug()), ..logs.clone() }))
+        .collect();
+    sinks.insert(0, (DataType::Logs, logs));
+    sinks
 }
 
 /// Says at start-up that the default drain takes unsigned deliveries, and where.

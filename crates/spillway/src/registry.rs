@@ -135,8 +135,12 @@ fn credentials(
             return None;
         }
     };
-    let credentials =
-        DrainCredentials { name: Arc::from(e.id.as_str()), secret, headers: headers.into() };
+    let credentials = DrainCredentials {
+        name: Arc::from(e.id.as_str()),
+        secret,
+        headers: headers.into(),
+        data_type: e.data_type,
+    };
     Some((e.path_key, credentials))
 }
 

@@ -5,8 +5,9 @@
 //! - JSON array (`[` first): every element is one record, emitted as one compact line
 //!   (whitespace outside strings removed, content unchanged).
 //!
-//! A record must be a JSON object with a string `id`, a string `projectId` and a numeric
-//! `timestamp`; every other field is kept as is. Numbers are held to JSON's grammar, not to a
+//! A log record must be a JSON object with a string `id`, a string `projectId` and a numeric
+//! `timestamp`, and no `schema`; the other JSON types ([`decode_as`]) carry their `schema` and
+//! their own required fields (`data_types`). Every other field is kept as is. Numbers are held to JSON's grammar, not to a
 //! float's range (`1e400` is a number, as RFC 8259 allows). Of a repeated key the last counts,
 //! as for `JSON.parse` and serde_json. A record failing that is a
 //! [`Reject`], never a failure of the batch. Accepted records are zero-copy slices of the body; only array elements
@@ -26,11 +27,12 @@
 //! assert_eq!(decoded.rejects[0].reason.code(), "not_an_object");
 //! ```
 
+mod data_types;
 mod stage1;
 mod walk;
 
 use bytes::{Bytes, BytesMut};
-use record::{FieldSpan, Record, RecordMeta, Reject, RejectReason};
+use record::{DataType, FieldSpan, Record, RecordMeta, Reject, RejectReason};
 
 use self::stage1::{with_structurals, PADDING, SENTINEL};
 use self::walk::{is_ws, FieldAt, Fields, Walker};
@@ -128,8 +130,16 @@ impl Decoded {
     }
 }
 
-/// Decodes a delivery body. Never fails as a whole: what cannot be read becomes rejects.
+/// Decodes a log drain's delivery body. Never fails as a whole: what cannot be read becomes
+/// rejects.
 pub fn decode(body: PaddedBody) -> Decoded {
+    decode_as(body, DataType::Logs)
+}
+
+/// Decodes a delivery body of a drain of `data_type`: as [`decode`], each record checked
+/// against its type's `schema` and required fields (a record of another type is a
+/// [`RejectReason::WrongDataType`] reject).
+pub fn decode_as(body: PaddedBody, data_type: DataType) -> Decoded {
     let mut buf = body.buf;
     let len = buf.len();
     buf.resize(len + PADDING, b' ');
@@ -137,7 +147,7 @@ pub fn decode(body: PaddedBody) -> Decoded {
         Some(b'[') => Format::JsonArray,
         _ => Format::Ndjson,
     };
-    let mut out = Output::default();
+    let mut out = Output::new(data_type);
     with_structurals(&mut buf, len, |input, idx| match (format, idx) {
         (Format::Ndjson, Some(idx)) => ndjson(input, idx, &mut out),
         (Format::JsonArray, Some(idx)) => array(input, idx, &mut out),
@@ -160,8 +170,9 @@ enum Source {
     Owned(Bytes),
 }
 
-#[derive(Default)]
 struct Output {
+    /// The drain's data type, which every record must be of.
+    data_type: DataType,
     /// Each record's source, fields, and whether its source range ends with its `\n`.
     records: Vec<(Source, RecordMeta, bool)>,
     rejects: Vec<(usize, usize, RejectReason)>,
@@ -169,6 +180,10 @@ struct Output {
 }
 
 impl Output {
+    fn new(data_type: DataType) -> Output {
+        Output { data_type, records: Vec::new(), rejects: Vec::new(), compacted: BytesMut::new() }
+    }
+
     fn reject(&mut self, start: usize, end: usize, reason: RejectReason) {
         self.rejects.push((start, end, reason));
     }
@@ -258,10 +273,14 @@ fn lines(input: &[u8]) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
 
 /// Classifies one record whose structurals are `k..lim` and bytes `start..end`: accepted with
 /// its fields, or rejected with a reason.
-fn classify(w: &mut Walker<'_>, k: usize, lim: usize, end: usize) -> Result<Fields, RejectReason> {
+fn classify(
+    w: &mut Walker<'_>,
+    (k, lim, end): (usize, usize, usize),
+    data_type: DataType,
+) -> Result<Fields, RejectReason> {
     w.bound(lim, end);
     match w.object(k) {
-        Ok((fields, after)) if after == lim => fields.missing().map_or(Ok(fields), Err),
+        Ok((fields, after)) if after == lim => fields.check(w, data_type).map_or(Ok(fields), Err),
         Ok(_) => Err(RejectReason::InvalidJson),
         Err(_) => match w.value(k) {
             Ok(after) if after == lim => Err(RejectReason::NotAnObject),
@@ -282,7 +301,7 @@ fn ndjson(input: &[u8], idx: &[u32], out: &mut Output) {
         while k < idx.len() && (idx[k] as usize) < end {
             k += 1;
         }
-        match classify(&mut w, first, k, end) {
+        match classify(&mut w, (first, k, end), out.data_type) {
             Ok(fields) => {
                 // A line that ends right at its newline keeps it, so files get whole lines.
                 let terminated = end == line_end && line_end < input.len();
@@ -310,7 +329,7 @@ fn array(input: &[u8], idx: &[u32], out: &mut Output) {
             let after = match w.object(k) {
                 Ok((fields, after)) if ends_element(&w, after) => {
                     let end = w.token_end(after - 1);
-                    match fields.missing() {
+                    match fields.check(&w, out.data_type) {
                         None => accept_element(&w, &fields, k, after, start, end, out),
                         Some(reason) => out.reject(start, end, reason),
                     }
@@ -472,16 +491,17 @@ fn one_value(input: &[u8], start: usize, end: usize, framing: Framing, out: &mut
     copy.extend_from_slice(&input[start..end]);
     let len = copy.len();
     copy.resize(len + PADDING, b' ');
+    let data_type = out.data_type;
     let outcome = with_structurals(&mut copy, len, |line, idx| {
         let Some(idx) = idx else { return Err(RejectReason::InvalidJson) };
         let mut w = Walker::new(line, idx);
         let n = idx.len();
-        let fields = classify(&mut w, 1, n, line.len())?;
+        let fields = classify(&mut w, (1, n, line.len()), data_type)?;
         if let Framing::Line { terminated } = framing {
             let stop = if terminated { end + 1 } else { end };
             return Ok((Source::Body(start, stop), meta(&w, &fields, 1), terminated));
         }
-        let mut private = Output::default();
+        let mut private = Output::new(data_type);
         accept_element(&w, &fields, 1, n, 1, line.len(), &mut private);
         Ok(match private.records.pop() {
             Some((Source::Compacted(..), meta, _)) => {

@@ -37,10 +37,20 @@ pub(crate) struct Fields {
     pub(crate) level: FieldAt,
     pub(crate) environment: FieldAt,
     pub(crate) has_timestamp: bool,
+    /// `schema`, the marker of every data type but logs.
+    pub(crate) schema: FieldAt,
+    /// `timestamp` when a string (Speed Insights).
+    pub(crate) timestamp_text: FieldAt,
+    /// Speed Insights' `metricType`.
+    pub(crate) metric_type: FieldAt,
+    /// Web Analytics' `eventType`.
+    pub(crate) event_type: FieldAt,
+    /// Speed Insights' `value` is a number.
+    pub(crate) has_value: bool,
 }
 
 impl Fields {
-    /// The first missing required field, if any.
+    /// The first missing required field of a log record, if any.
     pub(crate) fn missing(&self) -> Option<RejectReason> {
         if self.id.k.is_none() {
             Some(RejectReason::MissingId)
@@ -62,6 +72,10 @@ enum Key {
     Source,
     Level,
     Environment,
+    Schema,
+    MetricType,
+    Value,
+    EventType,
     Other,
 }
 
@@ -127,6 +141,21 @@ impl<'a> Walker<'a> {
             end -= 1;
         }
         end
+    }
+
+    /// The raw contents (without quotes, escapes kept) of the string token at `k`.
+    pub(crate) fn raw_string(&self, k: usize) -> &'a [u8] {
+        &self.buf[self.pos(k) + 1..self.token_end(k) - 1]
+    }
+
+    /// The decoded contents of the string token at `k`; `None` for an invalid escape.
+    pub(crate) fn text(&self, k: usize, escaped: bool) -> Option<std::borrow::Cow<'a, [u8]>> {
+        let raw = self.raw_string(k);
+        if !escaped {
+            return Some(std::borrow::Cow::Borrowed(raw));
+        }
+        let value = record::FieldSpan::new(0, raw.len() as u32, true).value(raw)?;
+        Some(std::borrow::Cow::Owned(value.into_owned().into_bytes()))
     }
 
     /// Whether no whitespace separates the tokens of structurals `from..to`.
@@ -296,9 +325,17 @@ impl<'a> Walker<'a> {
                 Key::Source => Some(&mut fields.source),
                 Key::Level => Some(&mut fields.level),
                 Key::Environment => Some(&mut fields.environment),
+                Key::Schema => Some(&mut fields.schema),
+                Key::MetricType => Some(&mut fields.metric_type),
+                Key::EventType => Some(&mut fields.event_type),
                 Key::Timestamp => {
                     let first = self.byte(k)?;
                     fields.has_timestamp = first == b'-' || first.is_ascii_digit();
+                    Some(&mut fields.timestamp_text)
+                }
+                Key::Value => {
+                    let first = self.byte(k)?;
+                    fields.has_value = first == b'-' || first.is_ascii_digit();
                     None
                 }
                 Key::Other => None,
@@ -347,6 +384,10 @@ impl<'a> Walker<'a> {
             b"source" => Key::Source,
             b"level" => Key::Level,
             b"environment" => Key::Environment,
+            b"schema" => Key::Schema,
+            b"metricType" => Key::MetricType,
+            b"value" => Key::Value,
+            b"eventType" => Key::EventType,
             _ => Key::Other,
         }
     }

@@ -58,6 +58,7 @@ pub(super) fn encode_rejects(batch: &Batch, buf: &mut Vec<u8>) -> u64 {
         let mut line = serde_json::Map::new();
         line.insert("received_at_ms".into(), batch.received_at_ms.into());
         line.insert("drain".into(), batch.drain.as_ref().into());
+        line.insert("data_type".into(), batch.data_type.as_str().into());
         line.insert("reason".into(), reject.reason.code().into());
         line.insert("offset".into(), reject.offset.into());
         push_line(line, &reject.raw, buf);
@@ -113,6 +114,7 @@ mod tests {
         ];
         let batch = Batch {
             drain: Arc::from("default"),
+            data_type: record::DataType::Logs,
             received_at_ms: 0,
             records,
             body,

@@ -34,6 +34,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use record::DataType;
+
 use crate::sink::{Health, Job, Sink, Takes};
 use crate::storage::{Disk, Storage};
 use crate::{PipelineError, PipelineMetrics};
@@ -42,10 +44,22 @@ pub use recover::RECOVERED_INVALID_PREFIX;
 use rotation::{finish, RotatingFile};
 use syncer::{Settler, SyncOrder, SyncSetup, Syncer, Written};
 
-/// The records sink's name.
+/// The records sink's name (the log drains' sink).
 pub const RECORDS: &str = "file";
 /// The dead-letter sink's name.
 pub const DEAD_LETTER: &str = "dead_letter";
+
+/// The name of the records sink of `data_type`'s drains, in metrics and failures: [`RECORDS`]
+/// for logs, as before the other types existed, else `file_<type>`.
+pub const fn records_sink(data_type: DataType) -> &'static str {
+    match data_type {
+        DataType::Logs => RECORDS,
+        DataType::Traces => "file_traces",
+        DataType::SpeedInsights => "file_speed_insights",
+        DataType::Analytics => "file_analytics",
+        DataType::AuditLog => "file_audit_log",
+    }
+}
 
 /// When written data is forced to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,12 +180,23 @@ impl std::fmt::Debug for FileSink {
 }
 
 impl FileSink {
-    /// The records sink: files `records-….ndjson` in `config.dir`.
+    /// The records sink of log drains: files `records-….ndjson` in `config.dir`.
     pub fn records(
         config: FileSinkConfig,
         metrics: &PipelineMetrics,
     ) -> Result<FileSink, PipelineError> {
         FileSink::records_on(Arc::new(Disk), config, metrics)
+    }
+
+    /// The records sink of the drains of `data_type`: files `records-….ndjson` in `config.dir`
+    /// (a directory per type: no file mixes types), named as [`records_sink`] says.
+    pub fn records_of(
+        data_type: DataType,
+        config: FileSinkConfig,
+        metrics: &PipelineMetrics,
+    ) -> Result<FileSink, PipelineError> {
+        let takes = Takes::RecordsOf(data_type);
+        FileSink::open(Arc::new(Disk), (records_sink(data_type), takes, "records"), config, metrics)
     }
 
     /// The dead-letter sink: files `dead-letter-….ndjson` in `config.dir`.
@@ -188,7 +213,8 @@ impl FileSink {
         config: FileSinkConfig,
         metrics: &PipelineMetrics,
     ) -> Result<FileSink, PipelineError> {
-        FileSink::open(storage, (RECORDS, Takes::Records, "records"), config, metrics)
+        let takes = Takes::RecordsOf(DataType::Logs);
+        FileSink::open(storage, (RECORDS, takes, "records"), config, metrics)
     }
 
     /// The dead-letter sink, on `storage`.
@@ -300,7 +326,7 @@ impl FileSink {
     fn append_group(&mut self, jobs: &[Job]) -> io::Result<(u64, u64)> {
         let mut records = 0;
         let appended = match self.takes {
-            Takes::Records => {
+            Takes::Records | Takes::RecordsOf(_) => {
                 let mut pieces =
                     Vec::with_capacity(jobs.iter().map(|j| j.batch().records.len()).sum());
                 for job in jobs {

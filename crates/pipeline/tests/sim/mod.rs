@@ -553,6 +553,7 @@ pub(crate) fn batch(ids: &[String], pads: &[usize], digest: u128) -> Batch {
         .collect();
     Batch {
         drain: Arc::from("default"),
+        data_type: record::DataType::Logs,
         received_at_ms: 0,
         records,
         body,
