@@ -15,15 +15,17 @@ use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::model::{
-    log_schemas, Compression, CreateDrain, DeliveryRequest, Drain, DrainSecret, DrainStatus,
-    Encoding, EnvTarget, ProjectScope, TestDrain, UpdateDrain,
+    log_schemas, schemas_for, Compression, CreateDrain, DeliveryKind, DeliveryRequest, Drain,
+    DrainSecret, DrainStatus, Encoding, EnvTarget, ProjectScope, SamplingRule, TestDrain,
+    UpdateDrain,
 };
 use crate::registry::{generate_path_key, generate_secret, DeliveryHeader};
 use record::DataType;
 
 use crate::{ControlError, DrainEntry, DrainKind, Secret, StoreError, Stores, VercelClient};
 
-/// The receiver's default drain path; an endpoint ending in it gets the drain's path key.
+/// The receiver's log drain path; an endpoint of a log drain ending in it gets the drain's
+/// path key. Each type has its own ([`receiver_path`]).
 pub const RECEIVER_PATH: &str = "/vercel/logs";
 /// The id prefix of the legacy log-drain API's drains.
 pub const LEGACY_PREFIX: &str = "ld_";
@@ -48,22 +50,48 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    /// The endpoint of the drain with `path_key`.
-    pub fn with_key(&self, path_key: &str) -> String {
+    /// The endpoint of the drain of `data_type` with `path_key`.
+    pub fn with_key(&self, data_type: DataType, path_key: &str) -> String {
         match self {
-            Endpoint::Given(url) => drain_endpoint(url, path_key),
+            Endpoint::Given(url) => typed_drain_endpoint(data_type, url, path_key),
             Endpoint::Under(url) => format!("{}/{path_key}", url.trim_end_matches('/')),
         }
     }
 }
 
+/// The receiver's path for drains of `data_type`: `/vercel/<slug>`.
+pub fn receiver_path(data_type: DataType) -> String {
+    format!("/vercel/{}", data_type.slug())
+}
+
 /// The endpoint Vercel delivers to: `url`, plus `/<path key>` when it ends in `/vercel/logs`.
 pub fn drain_endpoint(url: &str, path_key: &str) -> String {
+    typed_drain_endpoint(DataType::Logs, url, path_key)
+}
+
+/// The endpoint a drain of `data_type` delivers to: `url`, plus `/<path key>` when it ends in
+/// that type's receiver path (`/vercel/traces`, `/vercel/speed-insights`, …).
+pub fn typed_drain_endpoint(data_type: DataType, url: &str, path_key: &str) -> String {
     let trimmed = url.trim_end_matches('/');
-    if trimmed.ends_with(RECEIVER_PATH) {
+    if trimmed.ends_with(&receiver_path(data_type)) {
         format!("{trimmed}/{path_key}")
     } else {
         url.to_owned()
+    }
+}
+
+/// The delivery a new drain of `data_type` sends: `otlphttp` for traces (which has no
+/// compression), `http` for the JSON types.
+pub fn delivery_for(
+    data_type: DataType,
+    endpoint: String,
+    encoding: Encoding,
+    compression: Compression,
+) -> DeliveryRequest {
+    if data_type == DataType::Traces {
+        DeliveryRequest::otlp(endpoint, encoding)
+    } else {
+        DeliveryRequest { compression, ..DeliveryRequest::http(endpoint, encoding) }
     }
 }
 
@@ -84,6 +112,8 @@ pub struct NewDrain {
     pub headers: Vec<DeliveryHeader>,
     /// The log filter (`{"version":"v2","filter":…}`), if any.
     pub filter: Option<serde_json::Value>,
+    /// Head-sampling rules (at most 10); none keeps every request.
+    pub sampling: Vec<SamplingRule>,
     /// The installation creating it, for an integration's drain.
     pub configuration_id: Option<String>,
     /// What it carries.
@@ -141,9 +171,8 @@ pub async fn create_and_register(
 ) -> Result<Created, DrainOpError> {
     let path_key = generate_path_key()?;
     let secret = generate_secret()?;
-    let endpoint = new.endpoint.with_key(&path_key);
-    let mut delivery = DeliveryRequest::http(endpoint.clone(), new.encoding);
-    delivery.compression = new.compression;
+    let endpoint = new.endpoint.with_key(new.data_type, &path_key);
+    let mut delivery = delivery_for(new.data_type, endpoint.clone(), new.encoding, new.compression);
     delivery.secret = Some(secret.clone());
     delivery.headers = header_map(&new.headers);
     let scope = if new.project_ids.is_empty() { ProjectScope::All } else { ProjectScope::Some };
@@ -151,9 +180,9 @@ pub async fn create_and_register(
         name: new.name,
         projects: Some(scope),
         project_ids: new.project_ids,
-        schemas: log_schemas(),
+        schemas: schemas_for(new.data_type),
         delivery,
-        sampling: None,
+        sampling: (!new.sampling.is_empty()).then_some(new.sampling),
         filter: new.filter,
     };
     let drain = client.create_drain(&request).await?;
@@ -194,8 +223,14 @@ fn header_map(headers: &[DeliveryHeader]) -> BTreeMap<String, Secret> {
 /// secret and headers the registry holds for it (else the ones Vercel reports).
 pub fn delivery_of(drain: &Drain, endpoint: String, entry: Option<&DrainEntry>) -> DeliveryRequest {
     let reported = drain.delivery.as_ref();
-    let encoding = reported.and_then(|d| d.encoding).unwrap_or(Encoding::Ndjson);
-    let mut delivery = DeliveryRequest::http(endpoint, encoding);
+    let otlp = reported.and_then(|d| d.kind) == Some(DeliveryKind::Otlphttp);
+    let default_encoding = if otlp { Encoding::Proto } else { Encoding::Ndjson };
+    let encoding = reported.and_then(|d| d.encoding).unwrap_or(default_encoding);
+    let mut delivery = if otlp {
+        DeliveryRequest::otlp(endpoint, encoding)
+    } else {
+        DeliveryRequest::http(endpoint, encoding)
+    };
     delivery.compression = reported.and_then(|d| d.compression).unwrap_or(Compression::None);
     delivery.headers = match entry {
         Some(entry) if !entry.headers.is_empty() => header_map(&entry.headers),
@@ -246,7 +281,7 @@ pub async fn update(
         // `delivery` replaces the whole object: keep the secret and the other settings.
         let current = client.get_drain(id).await?;
         let endpoint = match &entry {
-            Some(entry) => drain_endpoint(&url, &entry.path_key),
+            Some(entry) => typed_drain_endpoint(entry.data_type, &url, &entry.path_key),
             None => url,
         };
         update.delivery = Some(delivery_of(&current, endpoint, entry.as_ref()));
@@ -323,8 +358,39 @@ mod tests {
         assert_eq!(drain_endpoint("https://x/vercel/logs/", "k1"), "https://x/vercel/logs/k1");
         assert_eq!(drain_endpoint("https://x/ingest", "k1"), "https://x/ingest");
         assert_eq!(
-            Endpoint::Under("https://x/ingest/".into()).with_key("k1"),
+            Endpoint::Under("https://x/ingest/".into()).with_key(DataType::Logs, "k1"),
             "https://x/ingest/k1"
         );
+    }
+
+    #[test]
+    fn each_type_gets_the_key_on_its_own_receiver_path_only() {
+        let given = |url: &str| Endpoint::Given(url.to_owned());
+        let cases = [
+            (DataType::Traces, "https://x/vercel/traces", "https://x/vercel/traces/k"),
+            (
+                DataType::SpeedInsights,
+                "https://x/vercel/speed-insights/",
+                "https://x/vercel/speed-insights/k",
+            ),
+            (DataType::Analytics, "https://x/vercel/analytics", "https://x/vercel/analytics/k"),
+            (DataType::AuditLog, "https://x/vercel/audit-log", "https://x/vercel/audit-log/k"),
+            (DataType::Logs, "https://x/vercel/logs", "https://x/vercel/logs/k"),
+            (DataType::Traces, "https://x/vercel/logs", "https://x/vercel/logs"),
+            (DataType::Traces, "https://x/v1/traces", "https://x/v1/traces"),
+        ];
+        for (data_type, url, expected) in cases {
+            assert_eq!(given(url).with_key(data_type, "k"), expected, "{data_type} {url}");
+        }
+    }
+
+    #[test]
+    fn traces_deliver_over_otlp_without_compression() {
+        let traces = delivery_for(DataType::Traces, "u".into(), Encoding::Json, Compression::Gzip);
+        assert_eq!((traces.kind, traces.encoding), (DeliveryKind::Otlphttp, Encoding::Json));
+        let json = serde_json::to_value(&traces).unwrap();
+        assert!(json.get("compression").is_none(), "{json}");
+        let logs = delivery_for(DataType::Logs, "u".into(), Encoding::Ndjson, Compression::Gzip);
+        assert_eq!((logs.kind, logs.compression), (DeliveryKind::Http, Compression::Gzip));
     }
 }

@@ -305,6 +305,7 @@ impl Integration {
             compression: Compression::None,
             headers: Vec::new(),
             filter: None,
+            sampling: Vec::new(),
             configuration_id: Some(configuration_id.to_owned()),
             data_type: record::DataType::Logs,
         };

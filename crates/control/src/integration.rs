@@ -109,7 +109,7 @@ impl Integration {
     ) -> Result<Option<String>, StoreError> {
         let existing = self.stores.drain_of_configuration(configuration_id).await?;
         let endpoint = crate::drains::Endpoint::Under(drain_url.to_owned());
-        Ok(existing.map(|e| endpoint.with_key(&e.path_key)))
+        Ok(existing.map(|e| endpoint.with_key(e.data_type, &e.path_key)))
     }
 
     /// Marks `configuration_id` disabled (never called again).

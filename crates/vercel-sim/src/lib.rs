@@ -216,6 +216,24 @@ impl Simulator {
         Some(self.state().drains.get(drain_id)?.json["delivery"]["headers"].clone())
     }
 
+    /// A drain as the API reports it (the body a client's create or update left), if it exists.
+    pub fn drain(&self, drain_id: &str) -> Option<serde_json::Value> {
+        Some(self.state().drains.get(drain_id)?.json.clone())
+    }
+
+    /// Sets a drain's `status` as Vercel would (`errored` after too many failed deliveries);
+    /// `errored` also sets `firstErrorTimestamp`. Returns whether the drain exists.
+    pub fn set_drain_status(&self, drain_id: &str, status: &str) -> bool {
+        let mut state = self.state();
+        let now = state.now_ms();
+        let Some(drain) = state.drains.get_mut(drain_id) else { return false };
+        drain.json["status"] = serde_json::json!(status);
+        if status == "errored" {
+            drain.json["firstErrorTimestamp"] = serde_json::json!(now);
+        }
+        true
+    }
+
     /// Sends an integration webhook (`integration-configuration.removed`,
     /// `integration-configuration.scope-change-confirmed`, …) to `url`, signed with the
     /// integration client secret. Returns the receiver's status.

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use record::DataType;
+
 use super::{null_as_default, Delivery, DeliveryRequest};
 
 /// Which projects a drain covers.
@@ -47,10 +49,21 @@ pub type Schemas = BTreeMap<String, SchemaVersion>;
 
 /// `{"log":{"version":"v1"}}`: the schemas of a log drain.
 pub fn log_schemas() -> Schemas {
-    BTreeMap::from([("log".to_owned(), SchemaVersion { version: "v1".to_owned() })])
+    schemas_for(DataType::Logs)
 }
 
-/// One head-sampling rule.
+/// The schemas of a drain of `data_type`: `{"<schema key>":{"version":"v1"}}`, `v2` for Web
+/// Analytics (the version Vercel documents since April 2026).
+pub fn schemas_for(data_type: DataType) -> Schemas {
+    let version = if data_type == DataType::Analytics { "v2" } else { "v1" };
+    BTreeMap::from([(
+        data_type.schema_key().to_owned(),
+        SchemaVersion { version: version.to_owned() },
+    )])
+}
+
+/// One head-sampling rule. Sent with `type` `head_sampling`; read with whatever `type` Vercel
+/// reports (its CLI sends the schema name there).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SamplingRule {
@@ -65,6 +78,14 @@ pub struct SamplingRule {
     /// Only paths with this prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_path: Option<String>,
+}
+
+impl SamplingRule {
+    /// A `head_sampling` rule keeping `rate` of the requests, optionally only in `env` and under
+    /// `request_path`.
+    pub fn head(rate: f64, env: Option<String>, request_path: Option<String>) -> SamplingRule {
+        SamplingRule { kind: "head_sampling".to_owned(), rate, env, request_path }
+    }
 }
 
 /// `POST /v1/drains`.
@@ -186,6 +207,15 @@ pub struct Drain {
     pub first_error_timestamp: Option<i64>,
 }
 
+impl Drain {
+    /// The data type its `schemas` name, if it names one this crate knows.
+    pub fn data_type(&self) -> Option<DataType> {
+        self.schemas
+            .keys()
+            .find_map(|key| DataType::ALL.into_iter().find(|t| t.schema_key() == key))
+    }
+}
+
 /// Cursor of a list answer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub struct Pagination {
@@ -264,8 +294,26 @@ mod tests {
         .unwrap();
         assert!(drain.project_ids.is_empty());
         assert_eq!(drain.status, Some(DrainStatus::Unknown));
+        assert_eq!(drain.data_type(), None);
         let delivery = drain.delivery.unwrap();
         assert_eq!(delivery.encoding, Some(Encoding::Ndjson));
         assert!(delivery.secret.unwrap().is_integration_secret());
+    }
+
+    #[test]
+    fn schemas_name_the_type_and_sampling_reads_either_type() {
+        let drain: Drain = serde_json::from_value(serde_json::json!({
+            "id": "drn_2", "schemas": {"speed_insights": {"version": "v1"}},
+            "sampling": [{"type": "speed_insights", "rate": 0.5},
+                         {"type": "head_sampling", "rate": 1, "env": "preview",
+                          "requestPath": "/a"}],
+        }))
+        .unwrap();
+        assert_eq!(drain.data_type(), Some(DataType::SpeedInsights));
+        assert_eq!(drain.sampling[0].kind, "speed_insights");
+        let rule = SamplingRule::head(1.0, Some("preview".into()), Some("/a".into()));
+        assert_eq!(drain.sampling[1], rule);
+        assert_eq!(schemas_for(DataType::Analytics)["analytics"].version, "v2");
+        assert_eq!(schemas_for(DataType::Traces)["trace"].version, "v1");
     }
 }

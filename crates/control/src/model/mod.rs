@@ -13,11 +13,11 @@ mod integrations;
 mod legacy;
 mod oauth;
 
-pub use delivery::{Compression, Delivery, DeliveryRequest, DrainSecret, Encoding};
+pub use delivery::{Compression, Delivery, DeliveryKind, DeliveryRequest, DrainSecret, Encoding};
 pub use drains::{
-    log_schemas, CreateDrain, Drain, DrainList, DrainSource, DrainStatus, DrainTestResult,
-    Pagination, ProjectScope, SamplingRule, SchemaVersion, Schemas, TestDrain, UpdateDrain,
-    VerifyEndpoint,
+    log_schemas, schemas_for, CreateDrain, Drain, DrainList, DrainSource, DrainStatus,
+    DrainTestResult, Pagination, ProjectScope, SamplingRule, SchemaVersion, Schemas, TestDrain,
+    UpdateDrain, VerifyEndpoint,
 };
 pub use env::{CreatedEnvVar, EnvError, EnvFailure, EnvTarget, EnvType, EnvUpsert, EnvVar};
 pub use integrations::{IntegrationConfiguration, ProjectSelection};

@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser;
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
+use control::DataType;
 use serde::Serialize;
 
 /// Flags shared by every management command.
@@ -76,10 +78,19 @@ pub enum DrainsCommand {
 /// Body format of deliveries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum EncodingArg {
-    /// One JSON object per line.
+    /// One JSON object per line (JSON types; their default).
     Ndjson,
-    /// One JSON array per delivery.
+    /// One JSON array per delivery, or OTLP/JSON for traces.
     Json,
+    /// OTLP protobuf (traces only; their default).
+    Proto,
+}
+
+/// `--type`: a data type by the segment of its receiver path.
+fn data_type_arg() -> impl clap::builder::TypedValueParser<Value = DataType> {
+    let slugs = DataType::ALL.map(DataType::slug);
+    clap::builder::PossibleValuesParser::new(slugs)
+        .map(|slug| slug.parse::<DataType>().expect("a possible value is a data type"))
 }
 
 /// A log source a drain can be limited to.
@@ -115,24 +126,34 @@ pub enum EnvironmentArg {
 /// `spillway drains create`.
 #[derive(Debug, Args)]
 pub struct CreateArgs {
-    /// The receiver's URL; one ending in `/vercel/logs` gets the drain's own path key appended.
+    /// The receiver's URL; one ending in the type's receiver path (`/vercel/logs`,
+    /// `/vercel/traces`, `/vercel/speed-insights`, …) gets the drain's own path key appended.
     #[arg(long)]
     pub url: String,
+    /// What the drain carries.
+    #[arg(long = "type", value_name = "TYPE", default_value = "logs", value_parser = data_type_arg())]
+    pub data_type: DataType,
     /// Only these projects (repeatable); all projects when absent.
     #[arg(long = "project", value_name = "ID")]
     pub projects: Vec<String>,
-    /// Only these log sources (repeatable); all when absent.
+    /// Only these log sources (repeatable; log drains only); all when absent.
     #[arg(long = "source", value_enum, value_name = "S")]
     pub sources: Vec<SourceArg>,
-    /// Only these environments (repeatable); all when absent.
+    /// Only these environments (repeatable; log drains only); all when absent.
     #[arg(long = "environment", value_enum, value_name = "E")]
     pub environments: Vec<EnvironmentArg>,
-    /// Body format of deliveries.
-    #[arg(long, value_enum, default_value_t = EncodingArg::Ndjson)]
-    pub encoding: EncodingArg,
-    /// Have Vercel gzip deliveries.
+    /// Body format of deliveries: `ndjson` (default) or `json` for the JSON types, `proto`
+    /// (default) or `json` for traces.
+    #[arg(long, value_enum)]
+    pub encoding: Option<EncodingArg>,
+    /// Have Vercel gzip deliveries (not for traces, whose OTLP delivery has no such setting).
     #[arg(long)]
     pub gzip: bool,
+    /// Keep only this fraction (0 to 1) of requests, optionally only in one environment
+    /// (`production` or `preview`) and under one path, as `RATE[:ENV[:PATH]]` (repeatable, at
+    /// most 10).
+    #[arg(long = "sample", value_name = "RATE[:ENV[:PATH]]")]
+    pub samples: Vec<String>,
     /// A header Vercel sends with every delivery and the receiver requires with this exact
     /// value, as `NAME: VALUE` (repeatable), e.g. `Authorization: Bearer …`. The value is kept
     /// in the registry and never printed.

@@ -9,6 +9,7 @@
 //! [`Exit`].
 
 mod args;
+mod create;
 mod failure;
 mod render;
 mod store;
@@ -16,10 +17,9 @@ mod store;
 use std::collections::HashMap;
 use std::process::ExitCode;
 
-use control::drains::{self, Deleted, DrainChange, Endpoint, NewDrain, ALL_ENV_TARGETS};
-use control::model::{Compression, DrainStatus, EnvTarget, EnvType, EnvVar};
+use control::drains::{self, Deleted, DrainChange, ALL_ENV_TARGETS};
+use control::model::{DrainStatus, EnvTarget, EnvType, EnvVar};
 use control::postgres::{PgConfig, PgStore};
-use control::registry::DeliveryHeader;
 use control::{
     ClientConfig, ControlError, DrainEntry, Secret, Stores, VercelClient, DEFAULT_BASE_URL,
 };
@@ -144,7 +144,7 @@ async fn drains(
 ) -> Result<(), Failure> {
     match args.command {
         DrainsCommand::Create(create) => {
-            let new = new_drain(create)?;
+            let new = create::new_drain(create)?;
             let created = drains::create_and_register(&client, &registry, new).await?;
             print_drain(&DrainView::new(&created.drain, Some(&created.entry)), json_output);
         }
@@ -192,24 +192,6 @@ async fn drains(
     Ok(())
 }
 
-/// `drains create`'s arguments as a drain to create.
-fn new_drain(args: CreateArgs) -> Result<NewDrain, Failure> {
-    Ok(NewDrain {
-        name: args.name,
-        endpoint: Endpoint::Given(args.url),
-        project_ids: args.projects,
-        encoding: match args.encoding {
-            EncodingArg::Ndjson => control::model::Encoding::Ndjson,
-            EncodingArg::Json => control::model::Encoding::Json,
-        },
-        compression: if args.gzip { Compression::Gzip } else { Compression::None },
-        headers: delivery_headers(&args.headers)?,
-        filter: filter(&args.sources, &args.environments),
-        configuration_id: None,
-        data_type: control::DataType::Logs,
-    })
-}
-
 fn print_deleted(id: &str, deleted: Deleted, json_output: bool) {
     let (gone_already, removed) = match deleted {
         Deleted::Legacy => {
@@ -235,40 +217,6 @@ fn print_deleted(id: &str, deleted: Deleted, json_output: bool) {
     } else {
         println!("deleted {id} (it was not in the registry)");
     }
-}
-
-fn filter(sources: &[SourceArg], environments: &[EnvironmentArg]) -> Option<serde_json::Value> {
-    if sources.is_empty() && environments.is_empty() {
-        return None;
-    }
-    let mut basic = json!({"type": "basic"});
-    if !sources.is_empty() {
-        basic["log"] = json!({"sources": sources});
-    }
-    if !environments.is_empty() {
-        basic["deployment"] = json!({"environments": environments});
-    }
-    Some(json!({"version": "v2", "filter": basic}))
-}
-
-/// The `--header NAME: VALUE` arguments, each checked as the receiver will check it. A bad
-/// one is a usage error that names the header, never its value.
-fn delivery_headers(args: &[String]) -> Result<Vec<DeliveryHeader>, Failure> {
-    let usage = |e: ingest::InvalidHeader| Failure::Usage(format!("--header: {e}"));
-    let mut headers: Vec<DeliveryHeader> = Vec::new();
-    for arg in args {
-        let (name, value) =
-            arg.split_once(':').ok_or(ingest::InvalidHeader::Form).map_err(usage)?;
-        let checked = ingest::RequiredHeader::new(name, value).map_err(usage)?;
-        if headers.iter().any(|h| h.name.eq_ignore_ascii_case(checked.name())) {
-            return Err(Failure::Usage(format!("--header: {} is given twice", checked.name())));
-        }
-        headers.push(DeliveryHeader {
-            name: name.trim().to_owned(),
-            value: Secret::new(value.trim()),
-        });
-    }
-    Ok(headers)
 }
 
 async fn env_command(
@@ -318,14 +266,5 @@ mod tests {
         let secret = Secret::new("0123456789abcdef0123456789abcdef");
         assert_eq!(redact(&secret), "0123****");
         assert_eq!(redact(&Secret::new("short")), "****");
-    }
-
-    #[test]
-    fn filter_carries_sources_and_environments() {
-        assert_eq!(filter(&[], &[]), None);
-        let f = filter(&[SourceArg::Lambda], &[EnvironmentArg::Production]).unwrap();
-        assert_eq!(f["version"], "v2");
-        assert_eq!(f["filter"]["log"]["sources"], json!(["lambda"]));
-        assert_eq!(f["filter"]["deployment"]["environments"], json!(["production"]));
     }
 }

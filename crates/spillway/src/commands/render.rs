@@ -30,7 +30,14 @@ pub fn redact(secret: &Secret) -> String {
 pub(crate) struct DrainView {
     id: String,
     name: Option<String>,
+    /// What it carries, as `--type` names it (`logs`, `speed-insights`, …), or the schema key
+    /// for a type this build does not know.
+    #[serde(rename = "type")]
+    data_type: Option<String>,
+    /// `enabled`, `disabled` or `errored`.
     status: Option<String>,
+    /// `http` or `otlphttp`.
+    delivery: Option<String>,
     endpoint: Option<String>,
     encoding: Option<String>,
     compression: Option<String>,
@@ -59,7 +66,9 @@ impl DrainView {
         DrainView {
             id: drain.id.clone(),
             name: drain.name.clone(),
+            data_type: type_name(drain),
             status: drain.status.map(|s| to_name(&s)),
+            delivery: delivery.and_then(|d| d.kind).map(|k| to_name(&k)),
             endpoint: delivery.and_then(|d| d.endpoint.clone()),
             encoding: delivery.and_then(|d| d.encoding).map(|e| to_name(&e)),
             compression: delivery.and_then(|d| d.compression).map(|c| to_name(&c)),
@@ -73,6 +82,14 @@ impl DrainView {
             path_key: entry.map(|e| e.path_key.clone()),
             disabled_reason: drain.disabled_reason.clone(),
         }
+    }
+}
+
+/// The type a drain's `schemas` name: its `--type` spelling, else the schema key itself.
+fn type_name(drain: &Drain) -> Option<String> {
+    match drain.data_type() {
+        Some(data_type) => Some(data_type.slug().to_owned()),
+        None => drain.schemas.keys().next().cloned(),
     }
 }
 
@@ -93,7 +110,9 @@ pub(crate) fn print_drain(view: &DrainView, json_output: bool) {
     let rows = [
         ("id", view.id.clone()),
         ("name", or_dash(&view.name).to_owned()),
+        ("type", or_dash(&view.data_type).to_owned()),
         ("status", or_dash(&view.status).to_owned()),
+        ("delivery", or_dash(&view.delivery).to_owned()),
         ("endpoint", or_dash(&view.endpoint).to_owned()),
         ("encoding", or_dash(&view.encoding).to_owned()),
         ("compression", or_dash(&view.compression).to_owned()),
@@ -116,13 +135,14 @@ pub(crate) fn print_list(views: &[DrainView], json_output: bool) {
         println!("{}", serde_json::to_string_pretty(views).expect("views serialize"));
         return;
     }
-    let header = ["ID", "NAME", "STATUS", "ENDPOINT", "SECRET", "REGISTERED"];
-    let rows: Vec<[String; 6]> = views
+    let header = ["ID", "NAME", "TYPE", "STATUS", "ENDPOINT", "SECRET", "REGISTERED"];
+    let rows: Vec<[String; 7]> = views
         .iter()
         .map(|v| {
             [
                 v.id.clone(),
                 or_dash(&v.name).to_owned(),
+                or_dash(&v.data_type).to_owned(),
                 or_dash(&v.status).to_owned(),
                 or_dash(&v.endpoint).to_owned(),
                 or_dash(&v.secret).to_owned(),
