@@ -2,8 +2,10 @@
 //! record of the batch.
 //!
 //! Value: the record's bytes exactly as the file sink writes them. Key: `projectId`, so that a
-//! project's logs stay ordered in one partition. Headers: `drain`, and `source` and `level` when
-//! the record has them. Topic: the configured one, or the first matching routing rule's.
+//! project's logs stay ordered in one partition. Headers: `drain`, `data_type` (`logs`,
+//! `speed_insights`, ...), and `source` and `level` when the record has them. Topic: for logs the
+//! configured one or the first matching routing rule's; for each other type its own
+//! ([`DataTopics`]).
 //!
 //! A batch is enqueued whole (never one message awaited at a time); each message carries the
 //! batch's `Tracker`, a counter fed by librdkafka's delivery reports, and the batch's job is
@@ -20,6 +22,7 @@
 //!
 //! rdkafka types never leave this module.
 
+mod data_topics;
 mod message;
 mod spooled;
 mod topics;
@@ -34,8 +37,10 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
-use record::{Record, SinkFailure};
+use record::SinkFailure;
 
+use self::data_topics::route;
+pub use self::data_topics::DataTopics;
 use self::message::{error_code, send, Outgoing};
 use self::spooled::Spooled;
 use self::topics::{TopicCreator, TopicPlan};
@@ -94,10 +99,12 @@ crate::named_setting! {
 pub struct KafkaSinkConfig {
     /// `bootstrap.servers`.
     pub brokers: String,
-    /// The default topic.
+    /// The logs' default topic.
     pub topic: String,
-    /// Routing rules, first match wins; records matching none go to `topic`.
+    /// Routing rules for logs, first match wins; logs matching none go to `topic`.
     pub routes: Vec<Route>,
+    /// The topic of each other data type.
+    pub data_topics: DataTopics,
     /// `compression.type`.
     pub compression: Compression,
     /// `linger.ms`.
@@ -129,6 +136,7 @@ impl KafkaSinkConfig {
             brokers: brokers.into(),
             topic: "vercel-logs".into(),
             routes: Vec::new(),
+            data_topics: DataTopics::default(),
             compression: Compression::Lz4,
             linger_ms: 5,
             batch_bytes: 1 << 20,
@@ -147,6 +155,7 @@ impl KafkaSinkConfig {
     pub fn topics(&self) -> Vec<&str> {
         let mut topics: Vec<&str> = std::iter::once(self.topic.as_str())
             .chain(self.routes.iter().map(|r| r.topic.as_str()))
+            .chain(self.data_topics.all())
             .collect();
         topics.sort_unstable();
         topics.dedup();
@@ -379,9 +388,10 @@ impl KafkaSink {
         for (i, record) in batch.records.iter().enumerate() {
             let (key, source, level) = (record.project_id(), record.source(), record.level());
             let message = Outgoing {
-                topic: route(&self.config, record, &batch.drain),
+                topic: route(&self.config, record, &batch.drain, batch.data_type),
                 key: key.as_deref().unwrap_or_default().as_bytes(),
                 drain: batch.drain.as_bytes(),
+                data_type: batch.data_type.as_str().as_bytes(),
                 source: source.as_deref().map(str::as_bytes),
                 level: level.as_deref().map(str::as_bytes),
                 value: record.bytes(),
@@ -406,22 +416,6 @@ impl KafkaSink {
         let up = self.producer.context().brokers_up.load(Ordering::Acquire);
         self.spooled.as_ref().is_some_and(|s| s.takes(up))
     }
-}
-
-/// The topic of `record`: the first matching route's, else the default.
-fn route<'a>(config: &'a KafkaSinkConfig, record: &Record, drain: &str) -> &'a str {
-    for route in &config.routes {
-        let value = match route.field {
-            RouteField::Source => record.source(),
-            RouteField::Level => record.level(),
-            RouteField::Environment => record.environment(),
-            RouteField::Drain => Some(drain.into()),
-        };
-        if value.as_deref() == Some(route.value.as_str()) {
-            return &route.topic;
-        }
-    }
-    &config.topic
 }
 
 impl Sink for KafkaSink {

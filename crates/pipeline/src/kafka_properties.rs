@@ -85,6 +85,7 @@ impl fmt::Debug for KafkaSinkConfig {
             brokers,
             topic,
             routes,
+            data_topics,
             compression,
             linger_ms,
             batch_bytes,
@@ -101,6 +102,7 @@ impl fmt::Debug for KafkaSinkConfig {
             .field("brokers", brokers)
             .field("topic", topic)
             .field("routes", routes)
+            .field("data_topics", data_topics)
             .field("compression", compression)
             .field("linger_ms", linger_ms)
             .field("batch_bytes", batch_bytes)

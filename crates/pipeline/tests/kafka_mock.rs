@@ -14,7 +14,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use record::{Batch, Dispatch, FieldSpan, Record, RecordMeta};
+use record::{Batch, DataType, Dispatch, FieldSpan, Record, RecordMeta};
 use testkit::{block_on, free_port, wait_until};
 
 fn record(id: &str, project: &str, source: &str) -> Record {
@@ -123,6 +123,49 @@ fn every_record_is_one_message_with_key_headers_and_route() {
         let source = original.source().unwrap().into_owned();
         assert!(headers.contains(&("source".into(), source.clone())), "{headers:?}");
         assert_eq!(edge.iter().any(|(_, v, _)| v == value), source == "edge");
+    }
+    drop(pipeline);
+    workers.join(Duration::from_secs(10));
+}
+
+#[test]
+fn each_data_type_goes_to_its_own_topic_with_its_data_type_header() {
+    let cluster = MockCluster::new(1).unwrap();
+    for topic in ["vercel-logs", "edge-logs", "vercel-speed-insights", "vercel-analytics"] {
+        cluster.create_topic(topic, 1, 1).unwrap();
+    }
+    let brokers = cluster.bootstrap_servers();
+    let mut config = KafkaSinkConfig::new(&brokers);
+    config.create_topics = false;
+    // Routing rules are for logs: a Speed Insights record never follows one.
+    config.routes.push(Route {
+        field: RouteField::Source,
+        value: "edge".into(),
+        topic: "edge-logs".into(),
+    });
+    let (pipeline, workers) = start(config);
+    let typed = |data_type, ids: &[&str]| Batch {
+        data_type,
+        ..batch(ids.iter().map(|id| record(id, "prj_a", "edge")).collect())
+    };
+    for b in [
+        typed(DataType::SpeedInsights, &["s1", "s2"]),
+        typed(DataType::Analytics, &["a1"]),
+        typed(DataType::Logs, &["l1"]),
+    ] {
+        block_on(pipeline.try_submit(b).unwrap().wait()).unwrap();
+    }
+    for (topic, n, data_type) in [
+        ("vercel-speed-insights", 2, "speed_insights"),
+        ("vercel-analytics", 1, "analytics"),
+        ("edge-logs", 1, "logs"),
+    ] {
+        let got = consume_all(&brokers, topic, 1, n);
+        assert_eq!(got.len(), n, "{topic}");
+        for (key, _, headers) in &got {
+            assert_eq!(key, "prj_a");
+            assert!(headers.contains(&("data_type".into(), data_type.into())), "{headers:?}");
+        }
     }
     drop(pipeline);
     workers.join(Duration::from_secs(10));

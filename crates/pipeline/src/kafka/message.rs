@@ -1,5 +1,5 @@
-//! One message to the producer (value, key, headers `drain`, `source`, `level`, topic), and the
-//! bounded codes of Kafka errors.
+//! One message to the producer (value, key, headers `drain`, `data_type`, `source`, `level`,
+//! topic), and the bounded codes of Kafka errors.
 
 use std::sync::Arc;
 
@@ -32,6 +32,7 @@ pub(super) struct Outgoing<'a> {
     pub(super) topic: &'a str,
     pub(super) key: &'a [u8],
     pub(super) drain: &'a [u8],
+    pub(super) data_type: &'a [u8],
     pub(super) source: Option<&'a [u8]>,
     pub(super) level: Option<&'a [u8]>,
     pub(super) value: &'a [u8],
@@ -43,8 +44,9 @@ pub(super) fn send(
     m: Outgoing<'_>,
     tracker: &Arc<Tracker>,
 ) -> Result<(), &'static str> {
-    let mut headers =
-        OwnedHeaders::new_with_capacity(3).insert(Header { key: "drain", value: Some(m.drain) });
+    let mut headers = OwnedHeaders::new_with_capacity(4)
+        .insert(Header { key: "drain", value: Some(m.drain) })
+        .insert(Header { key: "data_type", value: Some(m.data_type) });
     if let Some(source) = m.source {
         headers = headers.insert(Header { key: "source", value: Some(source) });
     }

@@ -298,6 +298,7 @@ impl Spooled {
                 topic: &r.topic,
                 key: &r.key,
                 drain: &batch.drain,
+                data_type: &batch.data_type,
                 source: r.source.as_deref(),
                 level: r.level.as_deref(),
                 value: &r.value,
@@ -333,11 +334,12 @@ impl Spooled {
 /// Appends `job`'s batch to `out` as one frame, each record routed to its topic now.
 fn encode(out: &mut Vec<u8>, spooled_at: u64, job: &Job, config: &KafkaSinkConfig) {
     let batch = job.batch();
-    let start = frame::begin(out, spooled_at, batch.digest, &batch.drain, batch.records.len());
+    let names = (&*batch.drain, batch.data_type.as_str());
+    let start = frame::begin(out, spooled_at, batch.digest, names, batch.records.len());
     for record in &batch.records {
         let (key, source, level) = (record.project_id(), record.source(), record.level());
         let record_ref = RecordRef {
-            topic: route(config, record, &batch.drain),
+            topic: route(config, record, &batch.drain, batch.data_type),
             key: key.as_deref().unwrap_or_default().as_bytes(),
             source: source.as_deref().map(str::as_bytes),
             level: level.as_deref().map(str::as_bytes),

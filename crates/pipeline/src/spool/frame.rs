@@ -3,7 +3,9 @@
 //!
 //! ```text
 //! frame   := len:u32 | check:u64 | payload            (len = payload bytes; check = xxh3-64 of it)
-//! payload := version:u8 (1) | spooled_at_ms:u64 | digest:u128 | drain:str | count:u32 | record*
+//! payload := version:u8 (2) | spooled_at_ms:u64 | digest:u128 | drain:str | data_type:str
+//!            | count:u32 | record*
+//! (version 1, written before data types, has no data_type: its records are logs)
 //! record  := topic:str | key:str | source:opt | level:opt | value:u32 + bytes
 //! str     := u16 + bytes;  opt := u16 + bytes, u16::MAX meaning absent
 //! ```
@@ -18,7 +20,9 @@ use xxhash_rust::xxh3::xxh3_64;
 pub(crate) const HEADER_BYTES: usize = 12;
 /// The largest payload a frame may hold (a bound for readers of damaged files).
 pub(crate) const MAX_PAYLOAD_BYTES: usize = 1 << 30;
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+/// Frames without a data type, read as logs.
+const VERSION_LOGS_ONLY: u8 = 1;
 
 /// Whether a whole frame of `bytes` (header included) can be written: reading refuses a
 /// payload over [`MAX_PAYLOAD_BYTES`] as damaged, so a larger one must never be acknowledged.
@@ -43,6 +47,8 @@ pub(crate) struct SpooledBatch {
     pub(crate) spooled_at_ms: u64,
     pub(crate) digest: u128,
     pub(crate) drain: Bytes,
+    /// The batch's data type as its Kafka header spells it (`logs`, `speed_insights`, ...).
+    pub(crate) data_type: Bytes,
     pub(crate) records: Vec<SpooledRecord>,
 }
 
@@ -61,7 +67,7 @@ pub(crate) fn begin(
     out: &mut Vec<u8>,
     spooled_at_ms: u64,
     digest: u128,
-    drain: &str,
+    (drain, data_type): (&str, &str),
     count: usize,
 ) -> usize {
     let start = out.len();
@@ -70,6 +76,7 @@ pub(crate) fn begin(
     out.extend_from_slice(&spooled_at_ms.to_le_bytes());
     out.extend_from_slice(&digest.to_le_bytes());
     put_str(out, drain.as_bytes());
+    put_str(out, data_type.as_bytes());
     out.extend_from_slice(&(count as u32).to_le_bytes());
     start
 }
@@ -112,7 +119,7 @@ pub(crate) fn encode<'a>(
     drain: &str,
     records: impl ExactSizeIterator<Item = RecordRef<'a>>,
 ) {
-    let start = begin(out, spooled_at_ms, digest, drain, records.len());
+    let start = begin(out, spooled_at_ms, digest, (drain, "logs"), records.len());
     for r in records {
         put_record(out, r);
     }
@@ -152,12 +159,17 @@ pub(crate) fn spooled_at_ms(payload: &[u8]) -> Option<u64> {
 /// Decodes a checked payload; `None` if it is not a frame this version wrote.
 pub(crate) fn decode(payload: Bytes) -> Option<SpooledBatch> {
     let mut r = Reader { buf: &payload, at: 0 };
-    if r.take(1)?[0] != VERSION {
+    let version = r.take(1)?[0];
+    if version != VERSION && version != VERSION_LOGS_ONLY {
         return None;
     }
     let spooled_at_ms = u64::from_le_bytes(r.take(8)?.try_into().ok()?);
     let digest = u128::from_le_bytes(r.take(16)?.try_into().ok()?);
     let drain = r.str(&payload)?;
+    let data_type = match version {
+        VERSION => r.str(&payload)?,
+        _ => Bytes::from_static(b"logs"),
+    };
     let count = u32::from_le_bytes(r.take(4)?.try_into().ok()?) as usize;
     let mut records = Vec::with_capacity(count.min(1 << 16));
     for _ in 0..count {
@@ -177,7 +189,13 @@ pub(crate) fn decode(payload: Bytes) -> Option<SpooledBatch> {
             value: payload.slice(at..at + len),
         });
     }
-    (r.at == payload.len()).then_some(SpooledBatch { spooled_at_ms, digest, drain, records })
+    (r.at == payload.len()).then_some(SpooledBatch {
+        spooled_at_ms,
+        digest,
+        drain,
+        data_type,
+        records,
+    })
 }
 
 struct Reader<'a> {
@@ -259,6 +277,22 @@ mod tests {
             (batch.records[2].topic.as_str(), &batch.records[2].key[..]),
             ("vercel-logs", &b"prj_a"[..])
         );
+    }
+
+    #[test]
+    fn a_frame_of_version_1_is_read_as_logs() {
+        let mut out = Vec::new();
+        sample(&mut out, 2);
+        let (payload, _) = payload_of(&out);
+        let batch = decode(payload.clone()).unwrap();
+        assert_eq!(&batch.data_type[..], b"logs");
+        // The same frame as version 1 wrote it: no data type after the drain.
+        let drain_end = 1 + 8 + 16 + 2 + b"drain-a".len();
+        let mut v1 = vec![VERSION_LOGS_ONLY];
+        v1.extend_from_slice(&payload[1..drain_end]);
+        v1.extend_from_slice(&payload[drain_end + 2 + 4..]);
+        let old = decode(Bytes::from(v1)).unwrap();
+        assert_eq!((&old.data_type[..], old.records), (&b"logs"[..], batch.records));
     }
 
     #[test]
