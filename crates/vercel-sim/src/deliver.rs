@@ -1,4 +1,4 @@
-//! Outgoing deliveries (test log batches and integration webhooks): signed `POST`s to loopback
+//! Outgoing deliveries (drain sample batches and integration webhooks): signed `POST`s to loopback
 //! URLs only, each bounded by a timeout.
 
 use std::time::Duration;
@@ -41,6 +41,9 @@ pub enum DeliveryError {
     /// The endpoint did not answer within the delivery timeout.
     #[error("delivery timed out")]
     Timeout,
+    /// No drain has that id.
+    #[error("no such drain")]
+    NoSuchDrain,
 }
 
 /// The parts of a loopback `http://` URL.
@@ -96,9 +99,11 @@ async fn post_to(
     let stream = tokio::net::TcpStream::connect(&target.connect).await.map_err(|e| io(&e))?;
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| io(&e))?;
-    let mut builder = http::Request::post(&target.path)
-        .header(http::header::HOST, &target.authority)
-        .header(http::header::CONTENT_TYPE, "application/json");
+    let mut builder =
+        http::Request::post(&target.path).header(http::header::HOST, &target.authority);
+    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("content-type")) {
+        builder = builder.header(http::header::CONTENT_TYPE, "application/json");
+    }
     for (name, value) in headers {
         builder = builder.header(name.as_str(), value.as_str());
     }

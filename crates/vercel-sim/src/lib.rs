@@ -19,6 +19,7 @@
 
 mod api;
 mod deliver;
+mod samples;
 mod state;
 mod wire;
 
@@ -232,6 +233,23 @@ impl Simulator {
             drain.json["firstErrorTimestamp"] = serde_json::json!(now);
         }
         true
+    }
+
+    /// Makes one delivery of drain `drain_id`, as Vercel does with its traffic: a sample batch
+    /// of the drain's type to its endpoint, in its encoding and compression, with its headers,
+    /// signed with its signing secret. Returns the endpoint's status.
+    pub async fn deliver_sample(&self, drain_id: &str) -> Result<u16, DeliveryError> {
+        let secret = self.drain_signing_secret(drain_id).ok_or(DeliveryError::NoSuchDrain)?;
+        let prepared = {
+            let state = self.state();
+            let drain = &state.drains.get(drain_id).ok_or(DeliveryError::NoSuchDrain)?.json;
+            let schema = drain["schemas"].as_object().and_then(|s| s.keys().next().cloned());
+            let schema = schema.unwrap_or_else(|| "log".to_owned());
+            samples::prepare(&schema, &drain["delivery"], Some(&secret), state.now_ms())
+        };
+        deliver::post(&prepared.endpoint, &prepared.headers, prepared.body)
+            .await
+            .map(|(status, _)| status)
     }
 
     /// Sends an integration webhook (`integration-configuration.removed`,

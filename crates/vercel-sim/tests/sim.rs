@@ -159,3 +159,37 @@ async fn webhooks_never_leave_the_machine() {
     let result = sim.send_webhook(&url, "project.created", serde_json::json!({})).await;
     assert!(matches!(result, Err(DeliveryError::Io(_))), "{result:?}");
 }
+
+#[tokio::test]
+async fn a_drains_deliveries_are_signed_gzipped_samples_of_its_type() {
+    let (addr, sim) = Simulator::start().await.unwrap();
+    let receiver = Receiver::start();
+    receiver.require_signature("audit-secret");
+    let body = serde_json::json!({
+        "name": "audit", "schemas": {"audit_log": {"version": "v1"}},
+        "delivery": {"type": "http", "endpoint": receiver.url("/vercel/audit-log/k"),
+                     "encoding": "ndjson", "compression": "gzip", "secret": "audit-secret",
+                     "headers": {"x-tenant": "t1"}},
+    })
+    .to_string();
+    let head = "POST /v1/drains HTTP/1.1\r\nAuthorization: Bearer sim_user_token";
+    let created = raw(addr, head, &body).await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+
+    assert_eq!(sim.deliver_sample(&id).await.unwrap(), 200);
+    let request = receiver.next();
+    assert_eq!(request.path, "/vercel/audit-log/k");
+    assert!(request.signed_with("audit-secret"), "signed as sent, compressed");
+    assert_eq!(request.header("content-encoding"), Some("gzip"));
+    assert_eq!(request.header("content-type"), Some("application/x-ndjson"));
+    assert_eq!(request.header("x-tenant"), Some("t1"));
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&request.body[..]), &mut text)
+        .unwrap();
+    for line in text.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(record["schema"], "vercel.audit_log.v1", "{record}");
+    }
+    assert!(matches!(sim.deliver_sample("drn_none").await, Err(DeliveryError::NoSuchDrain)));
+}

@@ -6,9 +6,9 @@ use http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use super::{bad_request, schema, Outcome, Reply};
-use crate::deliver;
 use crate::state::{Drain, Principal, State};
 use crate::wire::{self, empty, error, get, Refusal};
+use crate::{deliver, samples};
 
 /// Default and largest page size of list endpoints.
 const DEFAULT_LIMIT: usize = 20;
@@ -257,64 +257,28 @@ pub(super) fn update_drain(
     wire::json(StatusCode::OK, &drain.json)
 }
 
-/// A sample batch in the drain's encoding, as the "Test" button sends.
-fn sample_batch(encoding: &str, now_ms: i64) -> Vec<u8> {
-    let entries = [
-        json!({
-            "id": "sample-1", "deploymentId": "dpl_sample", "source": "lambda",
-            "host": "sample.vercel.app", "timestamp": now_ms, "projectId": "prj_sample",
-            "level": "info", "message": "SAMPLE MESSAGE: Hello from Vercel",
-            "requestId": "req_sample_1", "statusCode": 200, "path": "/api/sample",
-        }),
-        json!({
-            "id": "sample-2", "deploymentId": "dpl_sample", "source": "build",
-            "host": "sample.vercel.app", "timestamp": now_ms + 1, "projectId": "prj_sample",
-            "message": "SAMPLE MESSAGE: build step",
-        }),
-    ];
-    if encoding == "ndjson" {
-        entries.iter().map(Value::to_string).collect::<Vec<_>>().join("\n").into_bytes()
-    } else {
-        Value::Array(entries.to_vec()).to_string().into_bytes()
-    }
-}
-
 pub(super) fn test_drain(state: &mut State, principal: &Principal, body: &Value) -> Outcome {
     let checked = schema::object(body).and_then(|body| {
         schema::only_fields(body, &["schemas", "delivery"], "")?;
         let schema_key = schema::schemas(body.get("schemas"))?;
         let delivery = schema::delivery(body.get("delivery"), &schema_key)?;
-        Ok((schema_key, delivery))
+        Ok((schema_key, Value::Object(delivery)))
     });
-    let (_schema_key, delivery) = match checked {
+    let (schema_key, delivery) = match checked {
         Ok(checked) => checked,
         Err(refusal) => return refusal.into(),
     };
-    let endpoint = match &delivery["endpoint"] {
-        Value::String(url) => url.clone(),
-        otlp => otlp["traces"].as_str().unwrap_or_default().to_owned(),
-    };
-    let encoding = delivery["encoding"].as_str().unwrap_or("json");
-    let mut batch = sample_batch(encoding, state.now_ms());
-    let secret = match &delivery.get("secret") {
+    let secret = match delivery.get("secret") {
         Some(Value::String(secret)) => Some(secret.clone()),
         _ if principal.configuration_id.is_some() => Some(state.config.client_secret.clone()),
         _ => None,
     };
-    let mut headers: Vec<(String, String)> = delivery["headers"]
-        .as_object()
-        .map(|h| h.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
-        .unwrap_or_default();
-    if delivery.get("compression").is_some_and(|c| c == "gzip") {
-        // Signed as sent, compressed (what receivers in the wild verify;
-        // docs/vercel/PROTOCOL.md §2).
-        batch = deliver::gzip(&batch);
-        headers.push(("content-encoding".to_owned(), "gzip".to_owned()));
+    let prepared = samples::prepare(&schema_key, &delivery, secret.as_deref(), state.now_ms());
+    Outcome::TestDelivery {
+        endpoint: prepared.endpoint,
+        headers: prepared.headers,
+        body: prepared.body,
     }
-    if let Some(secret) = secret {
-        headers.push(("x-vercel-signature".to_owned(), deliver::sign(secret.as_bytes(), &batch)));
-    }
-    Outcome::TestDelivery { endpoint, headers, body: batch }
 }
 
 pub(super) fn test_result(
@@ -338,22 +302,5 @@ pub(super) fn test_result(
             StatusCode::OK,
             &json!({"status": null, "error": e.to_string(), "endpoint": endpoint}),
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sample_batches_carry_sample_messages_in_both_encodings() {
-        let ndjson = String::from_utf8(sample_batch("ndjson", 1)).unwrap();
-        assert_eq!(ndjson.lines().count(), 2);
-        for line in ndjson.lines() {
-            let entry: Value = serde_json::from_str(line).unwrap();
-            assert!(entry["message"].as_str().unwrap().starts_with("SAMPLE MESSAGE:"));
-        }
-        let array: Value = serde_json::from_slice(&sample_batch("json", 1)).unwrap();
-        assert_eq!(array.as_array().unwrap().len(), 2);
     }
 }
