@@ -160,6 +160,37 @@ fn kafka_is_enabled_by_its_brokers_and_validated() {
 }
 
 #[test]
+fn each_data_type_has_a_kafka_topic_of_its_own() {
+    let raw = RawConfig::from_toml("[sinks.kafka]\nbrokers = \"b:1\"\n").unwrap();
+    let topics = raw.validate(Vec::new()).unwrap().kafka.unwrap().data_topics;
+    assert_eq!(
+        topics.all(),
+        ["vercel-speed-insights", "vercel-analytics", "vercel-audit-log", "vercel-traces"]
+    );
+    let raw = RawConfig::from_toml(
+        "[sinks.kafka]\nbrokers = \"b:1\"\n[sinks.kafka.topics]\nanalytics = \"web\"\n",
+    )
+    .unwrap();
+    let kafka = raw.validate(Vec::new()).unwrap().kafka.unwrap();
+    assert_eq!(
+        (kafka.topic.as_str(), kafka.data_topics.analytics.as_str()),
+        ("vercel-logs", "web")
+    );
+    assert!(kafka.topics().contains(&"web"), "created at start-up like the others");
+
+    let raw = RawConfig::from_toml(
+        "[sinks.kafka]\nbrokers = \"b:1\"\n[sinks.kafka.topics]\naudit_log = \"a b\"\nlogs = \"x\"\n",
+    );
+    assert!(raw.is_err(), "logs have sinks.kafka.topic; unknown keys are refused");
+    let raw = RawConfig::from_toml(
+        "[sinks.kafka]\nbrokers = \"b:1\"\n[sinks.kafka.topics]\naudit_log = \"a b\"\n",
+    )
+    .unwrap();
+    let Err(ConfigError::Invalid(problems)) = raw.validate(Vec::new()) else { panic!("accepted") };
+    assert!(problems.join("\n").contains("sinks.kafka.topics.audit_log"), "{problems:?}");
+}
+
+#[test]
 fn the_integration_needs_all_three_credentials_and_a_drain_url() {
     assert!(load(None, no_env).unwrap().integration.is_none());
     let env = |k: &str| match k {

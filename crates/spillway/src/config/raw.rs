@@ -241,8 +241,22 @@ pub struct RawKafkaSink {
     pub properties: BTreeMap<String, String>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    /// `[sinks.kafka.topics]`: the topic of each data type but logs.
+    #[serde(default)]
+    pub topics: RawKafkaTopics,
     /// `[sinks.kafka.spool]`: present enables the disk spool.
     pub spool: Option<RawKafkaSpool>,
+}
+
+/// `[sinks.kafka.topics]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawKafkaTopics {
+    pub speed_insights: Option<String>,
+    pub analytics: Option<String>,
+    pub audit_log: Option<String>,
+    pub traces: Option<String>,
 }
 
 /// `[sinks.kafka.spool]`.
@@ -273,6 +287,7 @@ impl std::fmt::Debug for RawKafkaSink {
             .field("replication_factor", &self.replication_factor)
             .field("properties", &pipeline::kafka_properties::Redacted(&properties))
             .field("routes", &self.routes)
+            .field("topics", &self.topics)
             .finish()
     }
 }

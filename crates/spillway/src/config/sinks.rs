@@ -125,6 +125,18 @@ fn kafka_sink_config(
         }
     }
     let mut topics = vec![("sinks.kafka.topic".to_owned(), c.topic.clone())];
+    let t = &raw.topics;
+    for (name, value, topic) in [
+        ("speed_insights", &t.speed_insights, &mut c.data_topics.speed_insights),
+        ("analytics", &t.analytics, &mut c.data_topics.analytics),
+        ("audit_log", &t.audit_log, &mut c.data_topics.audit_log),
+        ("traces", &t.traces, &mut c.data_topics.traces),
+    ] {
+        if let Some(value) = value {
+            topic.clone_from(value);
+        }
+        topics.push((format!("sinks.kafka.topics.{name}"), topic.clone()));
+    }
     for (i, route) in raw.routes.iter().enumerate() {
         let field = match route.field.parse::<RouteField>() {
             Ok(field) => field,
