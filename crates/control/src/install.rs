@@ -1,6 +1,6 @@
 //! The install flow (docs/vercel/PROTOCOL.md §4, "OAuth install flow"): the install redirect's
-//! one-time code is exchanged for a token, the installation is stored, it gets a drain pointing
-//! at this receiver (registered, so the edge serves it at once) and `project_env` is set on the
+//! one-time code is exchanged for a token, the installation is stored, it gets a drain of each
+//! configured data type pointing at this receiver (registered, so the edge serves it at once) and `project_env` is set on the
 //! selected projects (best effort).
 //!
 //! Before anything is stored, the install must hold together: a `state`, when the callback
@@ -16,13 +16,16 @@ use std::time::SystemTime;
 
 use crate::drains::{create_and_register, DrainOpError, Endpoint, NewDrain, ALL_ENV_TARGETS};
 use crate::install_state::{check_state, issue_state, StateError};
+use crate::integration::type_endpoint;
 use crate::model::{
     AccessToken, Compression, Encoding, EnvType, EnvVar, ExchangeCode, IntegrationConfiguration,
     ProjectSelection,
 };
 use crate::{
-    ControlError, Installation, InstallationStatus, Integration, Secret, StoreError, VercelClient,
+    ControlError, DrainEntry, Installation, InstallationStatus, Integration, Secret, StoreError,
+    VercelClient,
 };
+use record::DataType;
 
 /// The install redirect's query.
 #[derive(Debug, Default)]
@@ -236,10 +239,9 @@ impl Integration {
             .map(|c| c.projects.clone());
         let mut endpoint = None;
         if let (true, Some(drain_url)) = (self.config.create_drain, &self.config.drain_url) {
-            endpoint = Some(
-                self.create_drain(&client, configuration_id, drain_url, selected.as_deref())
-                    .await?,
-            );
+            endpoint = self
+                .create_drains(&client, configuration_id, drain_url, selected.as_deref())
+                .await?;
         }
         if let Some(key) = &self.config.project_env {
             match selected {
@@ -286,34 +288,69 @@ impl Integration {
         }
     }
 
-    /// Creates the installation's drain unless it has one; returns its endpoint.
-    async fn create_drain(
+    /// Creates the installation's drain of each configured type unless it has one; returns the
+    /// endpoint of the first type's (the log drain's, by default).
+    async fn create_drains(
         &self,
         client: &VercelClient,
         configuration_id: &str,
         drain_url: &str,
         selected: Option<&[String]>,
-    ) -> Result<String, InstallError> {
-        if let Some(endpoint) = self.existing_endpoint(configuration_id, drain_url).await? {
-            return Ok(endpoint);
+    ) -> Result<Option<String>, InstallError> {
+        let existing: Vec<DrainEntry> = self
+            .stores
+            .drains()
+            .await?
+            .into_iter()
+            .filter(|e| e.configuration_id.as_deref() == Some(configuration_id))
+            .collect();
+        let mut first = None;
+        for &data_type in &self.config.data_types {
+            let endpoint = type_endpoint(drain_url, data_type);
+            let endpoint = match existing.iter().find(|e| e.data_type == data_type) {
+                Some(entry) => endpoint.with_key(data_type, &entry.path_key),
+                None => {
+                    let new = (configuration_id, selected, data_type);
+                    self.create_drain(client, endpoint, new).await?
+                }
+            };
+            first.get_or_insert(endpoint);
         }
+        Ok(first)
+    }
+
+    /// Creates the installation's drain of `data_type`; returns its endpoint.
+    async fn create_drain(
+        &self,
+        client: &VercelClient,
+        endpoint: Endpoint,
+        (configuration_id, selected, data_type): (&str, Option<&[String]>, DataType),
+    ) -> Result<String, InstallError> {
+        // Traces deliver over OTLP/HTTP: protobuf, the format OTLP receivers take first.
+        let encoding =
+            if data_type == DataType::Traces { Encoding::Proto } else { Encoding::Ndjson };
         let new = NewDrain {
-            name: "spillway".to_owned(),
-            endpoint: Endpoint::Under(drain_url.to_owned()),
+            // The log drain keeps the name installs have always given it.
+            name: match data_type {
+                DataType::Logs => "spillway".to_owned(),
+                other => format!("spillway {}", other.slug()),
+            },
+            endpoint,
             project_ids: selected.map(<[String]>::to_vec).unwrap_or_default(),
-            encoding: Encoding::Ndjson,
+            encoding,
             compression: Compression::None,
             headers: Vec::new(),
             filter: None,
             sampling: Vec::new(),
             configuration_id: Some(configuration_id.to_owned()),
-            data_type: record::DataType::Logs,
+            data_type,
         };
         match create_and_register(client, &self.stores, new).await {
             Ok(created) => {
                 tracing::info!(
                     configuration_id,
                     drain = created.drain.id,
+                    data_type = data_type.as_str(),
                     "installation drain created"
                 );
                 Ok(created.endpoint)
@@ -324,6 +361,7 @@ impl Integration {
             Err(DrainOpError::Api(e)) => {
                 tracing::error!(
                     configuration_id,
+                    data_type = data_type.as_str(),
                     status = e.status(),
                     code = e.code(),
                     "cannot create the installation's drain"

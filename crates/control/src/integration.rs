@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use listener::SigningKey;
+use record::DataType;
 
 use crate::{ClientConfig, ControlError, Secret, StoreError, Stores, VercelClient};
 
@@ -25,8 +26,12 @@ pub struct IntegrationConfig {
     /// The public URL of this receiver's drain path; created drains point at
     /// `<drain_url>/<path key>`.
     pub drain_url: Option<String>,
-    /// Whether an installation gets a drain.
+    /// Whether an installation gets drains.
     pub create_drain: bool,
+    /// The data types an installation gets a drain of, one drain each (`[Logs]`). A drain of
+    /// another type than logs points at that type's receiver path when `drain_url` ends in
+    /// `/vercel/logs` (`…/vercel/traces/<key>`), else under `drain_url` itself.
+    pub data_types: Vec<DataType>,
     /// A project environment variable to set on the selected projects, if any.
     pub project_env: Option<String>,
     /// The integration's URL slug on Vercel: `GET /vercel/integration/install` sends the user
@@ -61,6 +66,7 @@ impl Default for IntegrationConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             drain_url: None,
             create_drain: true,
+            data_types: vec![DataType::Logs],
             project_env: None,
             slug: None,
             allowed_teams: Vec::new(),
@@ -108,8 +114,8 @@ impl Integration {
         drain_url: &str,
     ) -> Result<Option<String>, StoreError> {
         let existing = self.stores.drain_of_configuration(configuration_id).await?;
-        let endpoint = crate::drains::Endpoint::Under(drain_url.to_owned());
-        Ok(existing.map(|e| endpoint.with_key(e.data_type, &e.path_key)))
+        Ok(existing
+            .map(|e| type_endpoint(drain_url, e.data_type).with_key(e.data_type, &e.path_key)))
     }
 
     /// Marks `configuration_id` disabled (never called again).
@@ -119,5 +125,33 @@ impl Integration {
             "integration installation is disabled; marked, not retried"
         );
         self.stores.mark_disabled(configuration_id).await.map(|_| ())
+    }
+}
+
+/// Where an installation's drain of `data_type` delivers, before its path key: `drain_url`,
+/// with its `/vercel/logs` ending swapped for the type's receiver path.
+pub(crate) fn type_endpoint(drain_url: &str, data_type: DataType) -> crate::drains::Endpoint {
+    let trimmed = drain_url.trim_end_matches('/');
+    let url = match trimmed.strip_suffix(crate::drains::RECEIVER_PATH) {
+        Some(base) => format!("{base}{}", crate::drains::receiver_path(data_type)),
+        None => trimmed.to_owned(),
+    };
+    crate::drains::Endpoint::Under(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_type_gets_its_receiver_path_when_drain_url_is_the_log_path() {
+        let key = |url: &str, t: DataType| type_endpoint(url, t).with_key(t, "k");
+        assert_eq!(key("https://x/vercel/logs", DataType::Logs), "https://x/vercel/logs/k");
+        assert_eq!(
+            key("https://x/vercel/logs/", DataType::SpeedInsights),
+            "https://x/vercel/speed-insights/k"
+        );
+        assert_eq!(key("https://x/in", DataType::Traces), "https://x/in/k");
+        assert_eq!(IntegrationConfig::default().data_types, [DataType::Logs]);
     }
 }
