@@ -5,7 +5,8 @@
 use std::borrow::Cow;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ingest::decode::{decode, PaddedBody};
+use ingest::decode::{decode, decode_as, PaddedBody};
+use record::DataType;
 use serde::Deserialize;
 use spillway_benches::Corpus;
 
@@ -82,5 +83,24 @@ fn bench_decode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_decode);
+/// Each JSON data type's records through the same decoder (with its type's checks), beside logs:
+/// the per-type checks must not cost the logs, nor the other types much more per byte.
+fn bench_data_types(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decode_data_types");
+    for t in [DataType::Logs, DataType::SpeedInsights, DataType::Analytics, DataType::AuditLog] {
+        let corpus = Corpus::of(t, 42, 2000);
+        let (body, records) = (corpus.ndjson(), corpus.records.len());
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_with_input(BenchmarkId::new("ndjson", t.slug()), &body, |b, body| {
+            b.iter(|| {
+                let decoded = decode_as(PaddedBody::from_slice(body), t);
+                assert_eq!(decoded.records.len(), records);
+                decoded
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_decode, bench_data_types);
 criterion_main!(benches);

@@ -1,5 +1,6 @@
-//! A seeded generator of realistic Vercel log records, shared by the benchmarks and the load
-//! generator so that every figure is measured on the same corpus.
+//! A seeded generator of realistic Vercel log records (and, with [`Corpus::of`], of the other
+//! JSON data types' records), shared by the benchmarks and the load generator so that every
+//! figure is measured on the same corpus.
 //!
 //! Records cover every source type, proxy objects (with `userAgent` arrays and `null`s),
 //! unicode and escapes, JSON text inside `message`, and sizes from about 200 bytes to several
@@ -16,10 +17,13 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
+mod types;
+pub use types::nonce;
+
 const SOURCES: [&str; 7] =
     ["build", "edge", "lambda", "static", "external", "firewall", "redirect"];
 const LEVELS: [&str; 4] = ["info", "warning", "error", "fatal"];
-const REGIONS: [&str; 6] = ["iad1", "sfo1", "cdg1", "fra1", "hnd1", "gru1"];
+pub(crate) const REGIONS: [&str; 6] = ["iad1", "sfo1", "cdg1", "fra1", "hnd1", "gru1"];
 const WORDS: [&str; 16] = [
     "request",
     "handled",
@@ -101,11 +105,11 @@ impl Corpus {
     }
 }
 
-fn pick<'a>(rng: &mut StdRng, from: &[&'a str]) -> &'a str {
+pub(crate) fn pick<'a>(rng: &mut StdRng, from: &[&'a str]) -> &'a str {
     from[rng.random_range(0..from.len())]
 }
 
-fn hex(rng: &mut StdRng, len: usize) -> String {
+pub(crate) fn hex(rng: &mut StdRng, len: usize) -> String {
     (0..len).map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0')).collect()
 }
 

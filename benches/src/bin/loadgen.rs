@@ -9,8 +9,13 @@
 //! an HMAC state precomputed over the rest of the body, so a unique signed body costs the client
 //! almost nothing. With gzip, the nonce is its own gzip member after the compressed rest.
 //!
+//! `--type` sends another JSON data type's records (`speed-insights`, `analytics`, `audit-log`)
+//! to its path (`/vercel/<type>` unless `--url` says otherwise). Bodies are sent as
+//! `application/x-ndjson` (`--format ndjson`) or `application/json` (`--format json`).
+//!
 //! ```text
 //! loadgen --url http://127.0.0.1:8080/vercel/logs --secret S --connections 16 --duration-secs 10
+//! loadgen --type speed-insights --format json --secret S --batches 1000
 //! ```
 
 use std::collections::BTreeMap;
@@ -23,6 +28,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use hmac::{Hmac, Mac};
+use record::DataType;
 use sha1::Sha1;
 use spillway_benches::Corpus;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,9 +37,13 @@ use tokio::net::TcpStream;
 #[derive(Parser, Debug)]
 #[command(about = "Replays signed Vercel deliveries against a receiver")]
 struct Args {
-    /// The drain URL (http only): http://HOST:PORT/PATH.
-    #[arg(long, default_value = "http://127.0.0.1:8080/vercel/logs")]
-    url: String,
+    /// The drain URL (http only): http://HOST:PORT/PATH; default
+    /// http://127.0.0.1:8080/vercel/<type>.
+    #[arg(long)]
+    url: Option<String>,
+    /// The drain's data type: logs, speed-insights, analytics or audit-log.
+    #[arg(long = "type", default_value = "logs", value_parser = data_type)]
+    data_type: DataType,
     /// The drain secret to sign with; unsigned without one.
     #[arg(long, env = "SPILLWAY_DRAIN_SECRET")]
     secret: Option<String>,
@@ -75,6 +85,25 @@ enum Format {
     Json,
 }
 
+impl Format {
+    /// The Content-Type of bodies of this format.
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Ndjson => "application/x-ndjson",
+            Format::Json => "application/json",
+        }
+    }
+}
+
+/// A JSON data type this generator can send (traces are OTLP, not generated here).
+fn data_type(name: &str) -> Result<DataType, String> {
+    match name.parse::<DataType>() {
+        Ok(DataType::Traces) => Err("traces are not generated".into()),
+        Ok(t) => Ok(t),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// One prepared batch: the request head (less length and signature), the body less its nonce,
 /// the HMAC state over that body, and what it carries.
 struct Prepared {
@@ -87,10 +116,13 @@ struct Prepared {
 
 impl Prepared {
     /// The request for sequence number `seq`: head, then body, then the nonce.
-    fn request(&self, seq: u64, format: Format, gzip: bool) -> (String, Vec<u8>) {
-        let record = format!(
-            r#"{{"id":"loadgen-{seq:020}","projectId":"prj_loadgen","timestamp":1700000000000,"source":"lambda","level":"info","message":"loadgen nonce"}}"#
-        );
+    fn request(
+        &self,
+        seq: u64,
+        (format, data_type): (Format, DataType),
+        gzip: bool,
+    ) -> (String, Vec<u8>) {
+        let record = spillway_benches::nonce(data_type, seq);
         let mut nonce = match format {
             Format::Ndjson => format!("{record}\n").into_bytes(),
             Format::Json => format!(",{record}]").into_bytes(),
@@ -124,7 +156,7 @@ struct Totals {
 }
 
 fn prepare(args: &Args, host: &str, path: &str) -> Vec<Prepared> {
-    let corpus = Corpus::new(args.seed, args.records);
+    let corpus = Corpus::of(args.data_type, args.seed, args.records);
     let mut out = Vec::new();
     let mut start = 0;
     while start < corpus.records.len() {
@@ -143,9 +175,9 @@ fn prepare(args: &Args, host: &str, path: &str) -> Vec<Prepared> {
                 array
             }
         };
-        let mut head = format!(
-            "POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/x-ndjson\r\n"
-        );
+        let content_type = args.format.content_type();
+        let mut head =
+            format!("POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: {content_type}\r\n");
         if args.gzip {
             let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             e.write_all(&body).expect("gzip into memory");
@@ -214,6 +246,7 @@ struct Plan {
     limit: Option<u64>,
     rate: f64,
     format: Format,
+    data_type: DataType,
     gzip: bool,
 }
 
@@ -263,7 +296,7 @@ async fn connection(plan: Arc<Plan>, totals: Arc<Totals>) -> Histogram<u64> {
             }
         }
         let s = stream.as_mut().expect("connected above");
-        let (head, nonce) = p.request(i, plan.format, plan.gzip);
+        let (head, nonce) = p.request(i, (plan.format, plan.data_type), plan.gzip);
         let result = async {
             s.write_all(head.as_bytes()).await?;
             s.write_all(&p.body).await?;
@@ -322,7 +355,11 @@ async fn progress(totals: Arc<Totals>, started: Instant) {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let rest = args.url.strip_prefix("http://").expect("--url must start with http://");
+    let url = args
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("http://127.0.0.1:8080/vercel/{}", args.data_type.slug()));
+    let rest = url.strip_prefix("http://").expect("--url must start with http://");
     let (host, path) =
         rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
     let addr: SocketAddr =
@@ -353,6 +390,7 @@ async fn main() {
         limit: args.batches,
         rate: args.rate,
         format: args.format,
+        data_type: args.data_type,
         gzip: args.gzip,
     });
     let tasks: Vec<_> = (0..args.connections)
