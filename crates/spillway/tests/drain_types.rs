@@ -124,6 +124,15 @@ fn each_type_is_created_with_its_schemas_delivery_and_endpoint() {
     assert_eq!(drain["delivery"]["endpoint"]["traces"], "http://127.0.0.1:9/vercel/logs");
     let (_, drain) = h.create(&["--type", "traces", "--encoding", "json", "--url", &url]);
     assert_eq!(drain["delivery"]["encoding"], "json");
+
+    // A new URL keeps the trace drain's OTLP delivery, its encoding and its path key.
+    let moved = "http://127.0.0.1:10/vercel/traces";
+    assert_eq!(h.drains(&["update", &id, "--url", moved]).code, 0);
+    let delivery = h.sim.drain(&id).unwrap()["delivery"].clone();
+    assert_eq!(delivery["type"], "otlphttp");
+    assert_eq!(delivery["encoding"], "proto");
+    let key = entry["pathKey"].as_str().unwrap();
+    assert_eq!(delivery["endpoint"], json!({"traces": format!("{moved}/{key}")}));
 }
 
 #[test]

@@ -191,6 +191,7 @@ async fn update_checks_each_field_it_changes() {
         (json!({"sampling": [{"rate": 0.1}]}), "type", "rule without type"),
         (json!({"filter": {"version": "v2"}}), "filter.filter", "filter without filter"),
         (json!({"paused": true}), "paused", "unknown field"),
+        (json!({"schemas": {"log": {"version": "v1"}}}), "delivery.type", "log schema, otlp kept"),
     ];
     for (body, field, case) in cases {
         assert_refused(&call(addr, "PATCH", &path, &body).await, field, case);

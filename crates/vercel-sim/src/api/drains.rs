@@ -108,10 +108,10 @@ fn stored_delivery(
     Value::Object(delivery)
 }
 
-/// A create body's fields, checked: name, schema key, delivery, projects, sampling, filter.
+/// A create body's fields, checked: name, delivery (for the schema), projects, sampling,
+/// filter.
 struct NewDrain {
     name: String,
-    schema: String,
     delivery: Map<String, Value>,
     projects: (Option<String>, Option<Value>),
     sampling: Value,
@@ -133,7 +133,7 @@ fn checked_create(body: &Value) -> Result<NewDrain, Refusal> {
         None | Some(Value::Null) => Value::Null,
         Some(filter) => schema::filter(filter)?,
     };
-    Ok(NewDrain { name, schema: schema_key, delivery, projects, sampling, filter })
+    Ok(NewDrain { name, delivery, projects, sampling, filter })
 }
 
 pub(super) fn create_drain(state: &mut State, principal: &Principal, body: &Value) -> Reply {
@@ -176,7 +176,6 @@ pub(super) fn create_drain(state: &mut State, principal: &Principal, body: &Valu
         "disabledReason": null,
         "firstErrorTimestamp": null,
     });
-    debug_assert!(drain["schemas"].get(&new.schema).is_some());
     state.drains.insert(
         id,
         Drain {
@@ -203,6 +202,10 @@ fn checked_update(current: &Value, body: &Value) -> Result<Map<String, Value>, R
             .unwrap_or_else(|| "log".to_owned()),
     };
     schema::projects(body)?;
+    if body.contains_key("schemas") && !body.contains_key("delivery") {
+        // The drain keeps its delivery: it must suit the new schema.
+        schema::delivery(current.get("delivery"), &schema_key)?;
+    }
     let mut changes = Map::new();
     for (key, value) in body {
         let checked = match key.as_str() {
