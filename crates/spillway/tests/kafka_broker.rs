@@ -264,3 +264,80 @@ fn missing_topics_are_created_with_the_configured_partitions_and_properties() {
     assert_eq!(found, Some(5));
     drop(app);
 }
+
+/// Every (key, value, `data_type` header) in `topic`, until `expect` arrived or a minute passed.
+fn consume_typed(brokers: &str, topic: &str, expect: usize) -> Vec<(String, String, String)> {
+    use rdkafka::message::Headers;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("check-{}", free_port()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let text = |b: Option<&[u8]>| String::from_utf8(b.unwrap_or_default().to_vec()).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while out.len() < expect && Instant::now() < deadline {
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.unwrap();
+            let data_type = m
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == "data_type").map(|h| text(h.value)))
+                .unwrap_or_default();
+            out.push((text(m.key()), text(m.payload()), data_type));
+        }
+    }
+    out
+}
+
+#[test]
+fn each_data_type_reaches_its_own_topic_with_its_header() {
+    let Some(tansu) = tansu() else { return };
+    let broker = Broker::start(&tansu, free_port(), "memory://tansu/".into());
+    let app = kafka_app(&broker.brokers(), |_| {});
+    assert!(wait_ready(app.addr, Duration::from_secs(30)), "never ready");
+    let types = [
+        (
+            "/vercel/speed-insights",
+            "speed-insights.ndjson",
+            "vercel-speed-insights",
+            "speed_insights",
+        ),
+        ("/vercel/analytics", "analytics.ndjson", "vercel-analytics", "analytics"),
+        ("/vercel/audit-log", "audit-log.ndjson", "vercel-audit-log", "audit_log"),
+    ];
+    for (path, name, _, _) in types {
+        let sig = sign(&fixture(name));
+        let reply = poll_until(
+            Duration::from_secs(30),
+            || send(app.addr, "POST", path, &[("x-vercel-signature", &sig)], &fixture(name)),
+            |reply| reply.status == 200,
+        );
+        assert_eq!(reply.status, 200, "{path}: {}", String::from_utf8_lossy(&reply.body));
+    }
+    for (_, name, topic, data_type) in types {
+        let lines: Vec<String> =
+            String::from_utf8(fixture(name)).unwrap().lines().map(str::to_owned).collect();
+        let mut produced = consume_typed(&broker.brokers(), topic, lines.len());
+        produced.sort();
+        let mut expected: Vec<(String, String, String)> = lines
+            .iter()
+            .map(|l| {
+                let key = serde_json::from_str::<serde_json::Value>(l).unwrap()["projectId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                (key, l.clone(), data_type.to_owned())
+            })
+            .collect();
+        expected.sort();
+        assert_eq!(produced, expected, "{topic}");
+    }
+    // Nothing of theirs reached the logs' topic.
+    assert!(consume(&broker.brokers(), 0).is_empty());
+}
