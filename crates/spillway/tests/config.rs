@@ -423,3 +423,24 @@ fn bad_store_settings_are_named_without_their_values() {
     assert!(message.contains("store.database_url: not a postgres:// URL"), "{message}");
     assert!(!message.contains("hunter2"), "{message}");
 }
+
+#[test]
+fn the_integration_creates_a_drain_per_listed_type() {
+    let base = "[integration]\nclient_id = \"oac_1\"\nclient_secret = \"s\"\n\
+                redirect_url = \"https://x.example/cb\"\ndrain_url = \"https://x.example/vercel/logs\"\n";
+    let config = RawConfig::from_toml(base).unwrap().validate(Vec::new()).unwrap();
+    assert_eq!(config.integration.unwrap().data_types, [control::DataType::Logs]);
+    let listed = format!("{base}data_types = [\"logs\", \"speed-insights\", \"traces\"]\n");
+    let config = RawConfig::from_toml(&listed).unwrap().validate(Vec::new()).unwrap();
+    assert_eq!(
+        config.integration.unwrap().data_types,
+        [control::DataType::Logs, control::DataType::SpeedInsights, control::DataType::Traces]
+    );
+    let bad = format!("{base}data_types = [\"logs\", \"metrics\", \"logs\"]\n");
+    let message = RawConfig::from_toml(&bad).unwrap().validate(Vec::new()).unwrap_err().to_string();
+    assert!(
+        message.contains("integration.data_types[1]: \"metrics\" is not a data type"),
+        "{message}"
+    );
+    assert!(message.contains("integration.data_types[2]: logs is listed twice"), "{message}");
+}

@@ -68,8 +68,32 @@ pub(super) fn integration_config(
         slug,
         allowed_teams,
         require_state,
+        data_types: data_types(raw, d.data_types, problems),
         ..d
     })
+}
+
+/// `data_types`: one drain per type at install; each named once, by name or slug.
+fn data_types(
+    raw: &RawIntegration,
+    default: Vec<control::DataType>,
+    problems: &mut Problems,
+) -> Vec<control::DataType> {
+    let Some(names) = &raw.data_types else { return default };
+    let mut types = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        match name.trim().parse::<control::DataType>() {
+            Ok(t) if types.contains(&t) => {
+                problems.push(format!("integration.data_types[{i}]: {t} is listed twice"));
+            }
+            Ok(t) => types.push(t),
+            Err(e) => problems.push(format!("integration.data_types[{i}]: {e}")),
+        }
+    }
+    if names.is_empty() {
+        problems.push("integration.data_types: empty; list at least one (default [\"logs\"])");
+    }
+    types
 }
 
 /// `slug` (where installs that start here go), `allowed_teams` and `require_state`.

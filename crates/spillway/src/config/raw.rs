@@ -113,6 +113,7 @@ pub struct RawIntegration {
     pub slug: Option<String>,
     pub allowed_teams: Option<Vec<String>>,
     pub require_state: Option<bool>,
+    pub data_types: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for RawIntegration {
@@ -129,6 +130,7 @@ impl std::fmt::Debug for RawIntegration {
             .field("slug", &self.slug)
             .field("allowed_teams", &self.allowed_teams)
             .field("require_state", &self.require_state)
+            .field("data_types", &self.data_types)
             .finish()
     }
 }
