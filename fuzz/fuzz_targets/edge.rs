@@ -107,6 +107,7 @@ impl DrainDirectory for Drains {
             name: Arc::from("drn_k1"),
             secret: SigningKey::new(KEY_SECRET),
             headers: Arc::from([RequiredHeader::new(KEY_HEADER.0, KEY_HEADER.1).unwrap()]),
+            data_type: record::DataType::Logs,
         })
     }
 }
