@@ -38,7 +38,7 @@ static INTEGRATION: LazyLock<Integration> = LazyLock::new(|| {
         api_url: "http://127.0.0.1:9".into(),
         ..IntegrationConfig::default()
     };
-    Integration::new(config, &DATA_DIR).expect("an integration")
+    Integration::new(config, control::Stores::in_dir(&DATA_DIR)).expect("an integration")
 });
 
 fn str_at<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
