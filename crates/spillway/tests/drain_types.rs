@@ -8,6 +8,7 @@ mod common;
 
 use std::process::Command;
 
+use common::Run;
 use serde_json::{json, Value};
 use testkit::Receiver;
 use vercel_sim::Simulator;
@@ -18,20 +19,6 @@ struct Harness {
     _runtime: tokio::runtime::Runtime,
     api: String,
     dir: tempfile::TempDir,
-}
-
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
-    }
 }
 
 impl Harness {
@@ -56,11 +43,7 @@ impl Harness {
             .env("SPILLWAY_DATA_DIR", self.dir.path())
             .output()
             .unwrap();
-        Run {
-            code: output.status.code().expect("exited, not killed"),
-            stdout: String::from_utf8(output.stdout).unwrap(),
-            stderr: String::from_utf8(output.stderr).unwrap(),
-        }
+        Run::of(output)
     }
 
     /// Creates a drain with `args` (plus `--json`); returns its id and the simulator's copy.

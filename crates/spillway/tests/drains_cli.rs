@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use common::Run;
+
 use control::model::ExchangeCode;
 use control::{ClientConfig, Secret, VercelClient};
 use serde_json::Value;
@@ -23,21 +25,6 @@ struct Harness {
     dir: tempfile::TempDir,
     /// Every secret the test knows of: none may appear in any output.
     secrets: Vec<String>,
-}
-
-/// One run of the binary.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
-    }
 }
 
 impl Harness {
@@ -74,11 +61,7 @@ impl Harness {
             command.env("SPILLWAY_VERCEL_TOKEN", token);
         }
         let output = command.output().unwrap();
-        let run = Run {
-            code: output.status.code().expect("exited, not killed"),
-            stdout: String::from_utf8(output.stdout).unwrap(),
-            stderr: String::from_utf8(output.stderr).unwrap(),
-        };
+        let run = Run::of(output);
         let mut secrets = self.secrets.clone();
         secrets.extend(self.registry_entries().iter().map(|e| e["secret"].to_string()));
         for secret in secrets.iter().map(|s| s.trim_matches('"')) {

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use testkit::Postgres;
 use vercel_sim::Simulator;
 
-use super::{fixture, send, start_simulator, Reply, TestApp};
+use super::{fixture, send, start_simulator, Reply, Run, TestApp};
 
 /// The store key (32 bytes, base64) every replica and the CLI seal with.
 pub const STORE_KEY: &str = "c3BpbGx3YXktZmxlZXQtdGVzdC1rZXktMzItYnl0ZXM=";
@@ -30,23 +30,6 @@ pub struct Fleet {
     pub sim: Simulator,
     /// The CLI's data directory (unused with a database, but never the developer's).
     cli_dir: tempfile::TempDir,
-}
-
-/// One run of the binary.
-#[derive(Debug)]
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-    /// When it exited.
-    pub ended: Instant,
-}
-
-impl Run {
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
-    }
 }
 
 impl Fleet {
@@ -111,12 +94,7 @@ impl Fleet {
     }
 
     pub fn finished(&self, args: &[&str], output: Output) -> Run {
-        let run = Run {
-            code: output.status.code().expect("exited, not killed"),
-            stdout: String::from_utf8(output.stdout).unwrap(),
-            stderr: String::from_utf8(output.stderr).unwrap(),
-            ended: Instant::now(),
-        };
+        let run = Run::of(output);
         let sim = self.sim.config();
         for secret in [self.pg.password(), &sim.user_token, &sim.client_secret, STORE_KEY] {
             let said = format!("{}{}", run.stdout, run.stderr);

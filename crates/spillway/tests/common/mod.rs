@@ -335,3 +335,31 @@ pub fn drain_entry(id: &str, key: &str, secret: &str) -> control::DrainEntry {
         headers: Vec::new(),
     }
 }
+
+/// One run of the binary.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    /// When it exited.
+    pub ended: Instant,
+}
+
+impl Run {
+    /// What a finished run of the binary printed, and its exit code.
+    pub fn of(output: std::process::Output) -> Run {
+        Run {
+            code: output.status.code().expect("exited, not killed"),
+            stdout: String::from_utf8(output.stdout).unwrap(),
+            stderr: String::from_utf8(output.stderr).unwrap(),
+            ended: Instant::now(),
+        }
+    }
+
+    /// Its standard output as JSON (`--json`).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+}
