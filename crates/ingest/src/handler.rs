@@ -40,6 +40,8 @@ pub(crate) struct State {
     pub(crate) unverified: Arc<tokio::sync::Semaphore>,
     /// Set at the stop signal: `/readyz` answers `503` from then on, deliveries are still served.
     pub(crate) draining: AtomicBool,
+    /// Record ids acknowledged recently (`dedup_ids`), when turned on.
+    pub(crate) seen: Option<crate::seen::SeenIds>,
 }
 
 /// Which drain a request is for: its name in batches, the secret it must be signed with and
@@ -233,13 +235,27 @@ fn probe(state: &State) -> Response<Full<Bytes>> {
 }
 
 /// Hands `batch` to the pipeline and answers once every sink holding part of it confirmed.
-async fn store(state: &State, batch: Batch) -> Result<Response<Full<Bytes>>, IngestError> {
+/// With `dedup_ids` on, records whose id was acknowledged recently are left out and counted
+/// (`"duplicates"` in the answer); the ids kept are remembered once the batch is acknowledged.
+async fn store(state: &State, mut batch: Batch) -> Result<Response<Full<Bytes>>, IngestError> {
+    let data_type = batch.data_type;
+    let seen = state.seen.as_ref().filter(|_| crate::seen::has_ids(data_type));
+    let (keys, duplicates) = seen.map(|s| s.drop_seen(&mut batch)).unwrap_or_default();
     let (accepted, dead_lettered) = (batch.records.len(), batch.rejects.len());
-    submit_and_wait(state, batch).await?;
-    Ok(json(
-        StatusCode::OK,
-        format!(r#"{{"accepted":{accepted},"dead_lettered":{dead_lettered}}}"#),
-    ))
+    // A batch of nothing but duplicates has nothing left to store.
+    if accepted + dead_lettered > 0 || duplicates == 0 {
+        submit_and_wait(state, batch).await?;
+    }
+    let mut answer = format!(r#"{{"accepted":{accepted},"dead_lettered":{dead_lettered}"#);
+    if let Some(seen) = seen {
+        seen.remember(keys);
+        state.metrics.duplicates(data_type, duplicates);
+        if duplicates > 0 {
+            answer.push_str(&format!(r#","duplicates":{duplicates}"#));
+        }
+    }
+    answer.push('}');
+    Ok(json(StatusCode::OK, answer))
 }
 
 /// Hands `batch` to the pipeline and waits until every sink holding part of it confirmed.

@@ -27,6 +27,7 @@ mod inflate;
 mod live;
 mod metrics;
 mod metrics_server;
+mod seen;
 mod server;
 
 pub use config::IngestConfig;

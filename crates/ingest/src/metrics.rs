@@ -18,6 +18,7 @@ pub struct IngestMetrics {
     records_dead_lettered: Family<Label, Counter>,
     signature_matches: Family<Label, Counter>,
     probes: Counter,
+    duplicates: Family<Label, Counter>,
     ack_seconds: Histogram,
     request_seconds: Histogram,
 }
@@ -33,6 +34,7 @@ impl IngestMetrics {
             records_dead_lettered: Family::default(),
             signature_matches: Family::default(),
             probes: Counter::default(),
+            duplicates: Family::default(),
             ack_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             request_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
         };
@@ -56,6 +58,14 @@ impl IngestMetrics {
             m.signature_matches.clone(),
         );
         r.register("verify_probes", "Endpoint verification probes answered", m.probes.clone());
+        r.register(
+            "duplicates",
+            "Records not stored because their id was acknowledged recently, by data type",
+            m.duplicates.clone(),
+        );
+        for data_type in [record::DataType::Logs, record::DataType::AuditLog] {
+            let _ = m.duplicates.get_or_create(&[("data_type", data_type.as_str())]);
+        }
         r.register(
             "batch_ack_seconds",
             "Time from hand-off to the sinks' acknowledgement of a batch",
@@ -87,6 +97,10 @@ impl IngestMetrics {
 
     pub(crate) fn signature(&self, over: &'static str) {
         self.signature_matches.get_or_create(&[("over", over)]).inc();
+    }
+
+    pub(crate) fn duplicates(&self, data_type: record::DataType, n: usize) {
+        self.duplicates.get_or_create(&[("data_type", data_type.as_str())]).inc_by(n as u64);
     }
 
     pub(crate) fn probe(&self) {

@@ -103,6 +103,7 @@ pub(crate) fn new_state(
     let no_secrets = Arc::from([]);
     let unverified = Arc::new(tokio::sync::Semaphore::new(config.max_unverified_inflations));
     let draining = AtomicBool::new(false);
+    let seen = crate::seen::SeenIds::new(config.dedup_ids, config.dedup_window);
     Ok(State {
         config,
         dispatch,
@@ -113,5 +114,6 @@ pub(crate) fn new_state(
         drains: None,
         unverified,
         draining,
+        seen,
     })
 }

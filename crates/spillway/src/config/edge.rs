@@ -80,6 +80,15 @@ fn server_limits(s: &RawServer, ingest: &mut IngestConfig, problems: &mut Proble
         1,
         1024,
     ) as usize;
+    ingest.dedup_ids =
+        problems.range("server.dedup_ids", s.dedup_ids, d.dedup_ids as u64, 0, 10_000_000) as usize;
+    ingest.dedup_window = Duration::from_secs(problems.range(
+        "server.dedup_window_secs",
+        s.dedup_window_secs,
+        d.dedup_window.as_secs(),
+        1,
+        86_400,
+    ));
     ingest.max_connections = problems.range(
         "server.max_connections",
         s.max_connections,
