@@ -1,11 +1,14 @@
 //! Sample batches of each drain type, as Vercel's "Test" button and the simulator's drain
 //! deliveries send them (docs/vercel/DRAINS.md): log entries; Speed Insights, Web Analytics and
-//! audit-log records carrying their `schema` field; OTLP traces. A sample is encoded as the
-//! drain's delivery asks, compressed when it asks, and signed as sent.
+//! audit-log records carrying their `schema` field; OTLP traces (protobuf or OTLP/JSON,
+//! `traces.rs`). A sample is encoded as the drain's delivery asks, compressed when it asks, and
+//! signed as sent.
 
 use serde_json::{json, Value};
 
 use crate::deliver;
+
+mod traces;
 
 /// A delivery ready to send: where, with which headers, what body.
 #[derive(Debug)]
@@ -28,9 +31,7 @@ pub(crate) fn prepare(
         otlp => otlp["traces"].as_str().unwrap_or_default().to_owned(),
     };
     let (content_type, mut body) = if schema == "trace" {
-        // OTLP/JSON even for a `proto` drain: the simulator does not encode protobuf (yet), and
-        // says so with the content type, which a receiver dispatches on.
-        ("application/json", traces(now_ms).to_string().into_bytes())
+        traces::body(delivery["encoding"].as_str(), now_ms)
     } else {
         let records = records(schema, now_ms);
         match delivery["encoding"].as_str() {
@@ -146,36 +147,13 @@ fn audit_log(now_ms: i64) -> Vec<Value> {
     ]
 }
 
-/// An OTLP/JSON `ExportTraceServiceRequest` with the resource attributes Vercel adds. One span
-/// writes `kind` as the string Vercel's own example uses, the other as the integer the OTLP/JSON
-/// spec asks for: receivers meet both.
-fn traces(now_ms: i64) -> Value {
-    let nanos = |ms: i64| (i128::from(ms) * 1_000_000).to_string();
-    let attribute = |key: &str, value: &str| json!({"key": key, "value": {"stringValue": value}});
-    json!({"resourceSpans": [{
-        "resource": {"attributes": [
-            attribute("service.name", "sample"),
-            attribute("vercel.projectId", "prj_sample"),
-            attribute("vercel.deploymentId", "dpl_sample"),
-        ]},
-        "scopeSpans": [{
-            "scope": {"name": "vercel"},
-            "spans": [
-                {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
-                 "name": "GET /api/sample", "kind": 2, "startTimeUnixNano": nanos(now_ms),
-                 "endTimeUnixNano": nanos(now_ms + 12),
-                 "attributes": [attribute("http.method", "GET")], "status": {}},
-                {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b175",
-                 "parentSpanId": "eee19b7ec3c1b174", "name": "fetch upstream", "kind": "server",
-                 "startTimeUnixNano": nanos(now_ms + 1), "endTimeUnixNano": nanos(now_ms + 9),
-                 "status": {"code": 1}},
-            ],
-        }],
-    }]})
-}
-
 #[cfg(test)]
 mod tests {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
+    use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+    use prost::Message as _;
+
     use super::*;
 
     #[test]
@@ -201,15 +179,83 @@ mod tests {
         assert!(prepared.headers.contains(&("content-type".into(), "application/x-ndjson".into())));
     }
 
-    #[test]
-    fn traces_go_to_the_traces_url_as_otlp_json() {
-        let delivery = json!({"endpoint": {"traces": "http://127.0.0.1:1/t"}, "encoding": "proto"});
-        let prepared = prepare("trace", &delivery, Some("k"), 1);
+    fn trace_sample(encoding: &str) -> Prepared {
+        let delivery =
+            json!({"endpoint": {"traces": "http://127.0.0.1:1/t"}, "encoding": encoding});
+        let prepared = prepare("trace", &delivery, Some("k"), 1_700_000_000_000);
         assert_eq!(prepared.endpoint, "http://127.0.0.1:1/t");
-        let body: Value = serde_json::from_slice(&prepared.body).unwrap();
-        let spans = &body["resourceSpans"][0]["scopeSpans"][0]["spans"];
-        assert_eq!(spans.as_array().unwrap().len(), 2);
         let signature = deliver::sign(b"k", &prepared.body);
-        assert!(prepared.headers.contains(&("x-vercel-signature".into(), signature)));
+        assert!(prepared.headers.contains(&("x-vercel-signature".into(), signature)), "{encoding}");
+        prepared
+    }
+
+    fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
+        attributes.iter().find(|kv| kv.key == key)?.value.as_ref()?.value.as_ref()
+    }
+
+    #[test]
+    fn proto_trace_drains_get_an_export_trace_service_request_in_protobuf() {
+        let prepared = trace_sample("proto");
+        let content_type = ("content-type".into(), "application/x-protobuf".into());
+        assert!(prepared.headers.contains(&content_type), "{:?}", prepared.headers);
+        let request = ExportTraceServiceRequest::decode(prepared.body.as_slice()).unwrap();
+        assert_eq!(request, traces::request(1_700_000_000_000), "decodes to what was built");
+        assert_eq!(request.resource_spans.len(), 2);
+        let mut projects = Vec::new();
+        for resource_spans in &request.resource_spans {
+            let resource = resource_spans.resource.as_ref().unwrap();
+            for key in ["service.name", "vercel.projectId", "vercel.deploymentId"] {
+                assert!(attribute(&resource.attributes, key).is_some(), "{key}");
+            }
+            projects.push(attribute(&resource.attributes, "vercel.projectId").cloned());
+            let spans = &resource_spans.scope_spans[0].spans;
+            assert!(spans.len() >= 3);
+            for span in spans {
+                assert_eq!((span.trace_id.len(), span.span_id.len()), (16, 8), "{}", span.name);
+                assert!(span.start_time_unix_nano >= 1_700_000_000_000_000_000);
+                assert!(span.end_time_unix_nano > span.start_time_unix_nano);
+                assert!(span.status.is_some() || span.parent_span_id.len() == 8, "{}", span.name);
+            }
+            let root = &spans[0];
+            assert_eq!(root.kind, SpanKind::Server as i32);
+            assert!(root.parent_span_id.is_empty());
+            for key in ["http.method", "http.route", "http.status_code"] {
+                assert!(attribute(&root.attributes, key).is_some(), "{key}");
+            }
+            assert!(spans[1..].iter().all(|s| s.parent_span_id == root.span_id));
+            assert_eq!(spans.iter().map(|s| s.events.len()).sum::<usize>(), 1);
+        }
+        projects.dedup();
+        assert_eq!(projects.len(), 2, "two projects: {projects:?}");
+    }
+
+    #[test]
+    fn json_trace_drains_get_otlp_json_with_kinds_as_a_string_and_as_integers() {
+        let prepared = trace_sample("json");
+        assert!(prepared.headers.contains(&("content-type".into(), "application/json".into())));
+        let body: Value = serde_json::from_slice(&prepared.body).unwrap();
+        let resources = body["resourceSpans"].as_array().unwrap();
+        assert_eq!(resources.len(), 2);
+        for resource in resources {
+            let attributes = resource["resource"]["attributes"].to_string();
+            for key in ["service.name", "vercel.projectId", "vercel.deploymentId"] {
+                assert!(attributes.contains(&format!("\"{key}\"")), "{key}: {attributes}");
+            }
+            assert_eq!(resource["scopeSpans"][0]["scope"]["name"], "vercel");
+            for span in resource["scopeSpans"][0]["spans"].as_array().unwrap() {
+                assert_eq!(span["traceId"].as_str().unwrap().len(), 32, "hex: {span}");
+                assert_eq!(span["spanId"].as_str().unwrap().len(), 16, "hex: {span}");
+                let start = span["startTimeUnixNano"].as_str().unwrap();
+                assert!(start.parse::<u64>().is_ok(), "nanoseconds as a string: {span}");
+                assert!(span["kind"].is_string() || span["kind"].is_u64(), "{span}");
+            }
+        }
+        let spans = &resources[0]["scopeSpans"][0]["spans"];
+        assert_eq!(spans[0]["kind"], "server", "as Vercel's example writes it");
+        assert_eq!(spans[1]["kind"], SpanKind::Client as i32, "as the OTLP/JSON spec writes it");
+        assert_eq!(spans[1]["parentSpanId"], spans[0]["spanId"]);
+        assert_eq!(spans[1]["events"][0]["name"], "cache.miss");
+        let status = &spans[0]["attributes"].as_array().unwrap()[2];
+        assert_eq!(status["value"]["intValue"], "200", "64-bit integers as strings: {status}");
     }
 }
