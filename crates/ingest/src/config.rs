@@ -62,6 +62,9 @@ pub struct IngestConfig {
     pub dedup_ids: usize,
     /// How long an acknowledged id is remembered.
     pub dedup_window: Duration,
+    /// Also serve the default trace drain at `/v1/traces`, the OTLP/HTTP convention, beside
+    /// `/vercel/traces`.
+    pub v1_traces: bool,
 }
 
 impl IngestConfig {
@@ -108,6 +111,7 @@ impl Default for IngestConfig {
             // stores once, and consumers de-duplicate on `id`; remembering ids costs memory.
             dedup_ids: 0,
             dedup_window: Duration::from_secs(600),
+            v1_traces: false,
         }
     }
 }

@@ -9,6 +9,13 @@ pub enum IngestError {
     /// `Content-Encoding` other than `gzip` or `identity`.
     #[error("unsupported Content-Encoding {0:?}: send gzip or identity")]
     UnsupportedEncoding(String),
+    /// A trace request's `Content-Type` is not one OTLP/HTTP defines.
+    #[error("unsupported Content-Type {0:?}: send application/x-protobuf or application/json")]
+    UnsupportedMediaType(String),
+    /// A trace request that is not an OTLP `ExportTraceServiceRequest` (its first bytes were
+    /// kept in the dead-letter files).
+    #[error("{0}; its first bytes are kept in the dead-letter files")]
+    InvalidOtlp(String),
     /// The body is over `max_body_bytes`.
     #[error("request body is over the limit of {limit} bytes")]
     BodyTooLarge {
@@ -84,14 +91,17 @@ impl IngestError {
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            IngestError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IngestError::UnsupportedEncoding(_) | IngestError::UnsupportedMediaType(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             IngestError::BodyTooLarge { .. } | IngestError::InflatedTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             IngestError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            IngestError::BodyRead | IngestError::CorruptGzip | IngestError::NoRecords => {
-                StatusCode::BAD_REQUEST
-            }
+            IngestError::BodyRead
+            | IngestError::CorruptGzip
+            | IngestError::NoRecords
+            | IngestError::InvalidOtlp(_) => StatusCode::BAD_REQUEST,
             IngestError::MissingSignature | IngestError::MissingHeader(_) => {
                 StatusCode::UNAUTHORIZED
             }
@@ -110,6 +120,8 @@ impl IngestError {
     pub fn code(&self) -> &'static str {
         match self {
             IngestError::UnsupportedEncoding(_) => "unsupported_encoding",
+            IngestError::UnsupportedMediaType(_) => "unsupported_media_type",
+            IngestError::InvalidOtlp(_) => "invalid_otlp",
             IngestError::BodyTooLarge { .. } => "body_too_large",
             IngestError::InflatedTooLarge { .. } => "inflated_body_too_large",
             IngestError::BodyTimeout => "body_timeout",

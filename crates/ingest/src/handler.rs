@@ -13,12 +13,13 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use record::{Batch, DataType, Dispatch, Reject, RejectReason};
 
-use crate::decode::{decode_as, PaddedBody};
+use crate::decode::{decode_as, OtlpEncoding, PaddedBody};
 use crate::drains::{check_headers, DrainDirectory, RequiredHeader};
 use crate::gate::{check_raw, is_probe, is_unsigned_probe, unverified_permit, Signed};
 use crate::inflate::gunzip;
 use crate::live::{verifies_any, Live, LiveCell};
 use crate::metrics_server::metrics_response;
+use crate::traces::{self, OpenedTraces};
 use listener::SigningKey;
 
 use crate::{IngestConfig, IngestError, IngestMetrics};
@@ -73,9 +74,16 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Respons
     let client = req.extensions().get::<listener::Peer>().map(|peer| {
         listener::client_addr(peer.0.ip(), req.headers(), &state.config.trusted_proxies)
     });
+    // Failures on a trace path are answered as OTLP/HTTP wants them.
+    let otlp = match served(req.uri().path(), &state.config.drain_path, state.config.v1_traces) {
+        Some(Served::Default(DataType::Traces) | Served::Registered(DataType::Traces, _)) => {
+            Some(traces::declared(req.headers()).ok().flatten().unwrap_or(OtlpEncoding::Protobuf))
+        }
+        _ => None,
+    };
     let mut response = match route(&state, Arc::clone(&live), req).await {
         Ok(response) => response,
-        Err(error) => error_response(&state, &error, client),
+        Err(error) => error_response(&state, &error, client, otlp),
     };
     if response.status().is_success() {
         if let Some(code) = &live.verify {
@@ -92,7 +100,7 @@ async fn route(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, IngestError> {
     let path = req.uri().path();
-    let target = match served(path, &state.config.drain_path) {
+    let target = match served(path, &state.config.drain_path, state.config.v1_traces) {
         Some(Served::Default(data_type)) => Some(Target {
             name: Arc::clone(&state.config.drain_name),
             secret: live.drain_secret.clone(),
@@ -159,6 +167,9 @@ async fn deliver(
 ) -> Result<Response<Full<Bytes>>, IngestError> {
     let config = Arc::clone(&target.live);
     let encoding = content_encoding(req.headers())?;
+    if target.data_type == DataType::Traces {
+        traces::declared(req.headers())?;
+    }
     let declared = declared_length(req.headers());
     if declared.is_some_and(|n| n > config.max_body_bytes) {
         return Err(IngestError::BodyTooLarge { limit: config.max_body_bytes });
@@ -175,6 +186,7 @@ async fn deliver(
     state.metrics.received(raw.len());
     let signature = parts.headers.get(SIGNATURE).map(|v| v.as_bytes().to_vec());
     let headers_checked = check_headers(&target.headers, &parts.headers);
+    let content_type = parts.headers.get(CONTENT_TYPE).cloned();
     let gzip = matches!(encoding, Encoding::Gzip);
 
     // Authentication before any inflating or decoding.
@@ -192,12 +204,14 @@ async fn deliver(
         _ => None,
     };
     let opened = if !gzip && raw.len() <= INLINE_BYTES {
-        open_delivery(&state, &target, raw, gzip, (signed, signature.as_deref()), headers_checked)?
+        let auth = (signed, signature.as_deref());
+        open_delivery(&state, &target, (raw, gzip, content_type), auth, headers_checked)?
     } else {
         let state = Arc::clone(&state);
         tokio::task::spawn_blocking(move || {
             let auth = (signed, signature.as_deref());
-            let opened = open_delivery(&state, &target, raw, gzip, auth, headers_checked);
+            let body = (raw, gzip, content_type);
+            let opened = open_delivery(&state, &target, body, auth, headers_checked);
             drop(permit);
             opened
         })
@@ -212,6 +226,16 @@ async fn deliver(
             submit_and_wait(&state, batch).await?;
             Err(IngestError::NoRecords)
         }
+        Opened::Traces(OpenedTraces::Batch(batch, answer)) => {
+            if traces::has_content(&batch) {
+                submit_and_wait(&state, batch).await?;
+            }
+            Ok(traces::stored(&answer))
+        }
+        Opened::Traces(OpenedTraces::Invalid(batch, why)) => {
+            submit_and_wait(&state, batch).await?;
+            Err(IngestError::InvalidOtlp(why))
+        }
     }
 }
 
@@ -223,6 +247,8 @@ enum Opened {
     Batch(Batch),
     /// No JSON at all: one reject holding the body's first bytes, answered `400` once stored.
     NoJson(Batch),
+    /// A trace request: resources to store, or a request refused whole.
+    Traces(OpenedTraces),
 }
 
 /// The most of a body with no JSON at all that is kept as its dead letter.
@@ -278,8 +304,7 @@ async fn submit_and_wait(state: &State, batch: Batch) -> Result<(), IngestError>
 fn open_delivery(
     state: &State,
     target: &Target,
-    raw: PaddedBody,
-    gzip: bool,
+    (raw, gzip, content_type): (PaddedBody, bool, Option<HeaderValue>),
     (signed, signature): (Signed, Option<&[u8]>),
     headers_checked: Result<(), IngestError>,
 ) -> Result<Opened, IngestError> {
@@ -313,20 +338,24 @@ fn open_delivery(
         seed ^= xxhash_rust::xxh3::xxh3_64(target.data_type.slug().as_bytes());
     }
     let digest = xxhash_rust::xxh3::xxh3_128_with_seed(body.as_slice(), seed).max(1);
-    let decoded = decode_as(body, target.data_type);
-    let has_json = decoded.has_json();
     let mut batch = Batch {
         drain: Arc::clone(&target.name),
         data_type: target.data_type,
         received_at_ms: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
-        records: decoded.records,
-        body: decoded.body,
-        rejects: decoded.rejects,
+        records: Vec::new(),
+        body: Bytes::new(),
+        rejects: Vec::new(),
         pinned_bytes,
         digest,
     };
+    if target.data_type == DataType::Traces {
+        return Ok(Opened::Traces(traces::open(batch, body, content_type.as_ref())));
+    }
+    let decoded = decode_as(body, target.data_type);
+    let has_json = decoded.has_json();
+    (batch.records, batch.body, batch.rejects) = (decoded.records, decoded.body, decoded.rejects);
     if !has_json {
         keep_head_only(&mut batch);
         return Ok(Opened::NoJson(batch));
@@ -357,15 +386,19 @@ enum Served<'a> {
 }
 
 /// The JSON types besides logs, each served at `/vercel/<slug>` (the default drain) and
-/// `/vercel/<slug>/<key>` (registered drains). Traces (OTLP) are not served yet.
-const JSON_TYPES: [DataType; 3] =
-    [DataType::SpeedInsights, DataType::Analytics, DataType::AuditLog];
+/// `/vercel/<slug>/<key>` (registered drains); traces (OTLP/HTTP) too.
+const SLUG_TYPES: [DataType; 4] =
+    [DataType::Traces, DataType::SpeedInsights, DataType::Analytics, DataType::AuditLog];
 
 /// What `path` serves: logs at the drain path (`/vercel/logs`) and `<drain path>/<key>`, the
-/// other JSON types at `/vercel/<slug>` and `/vercel/<slug>/<key>`.
-fn served<'a>(path: &'a str, drain_path: &str) -> Option<Served<'a>> {
+/// other types at `/vercel/<slug>` and `/vercel/<slug>/<key>`, and the default trace drain at
+/// `/v1/traces` too when `v1_traces` is set.
+fn served<'a>(path: &'a str, drain_path: &str, v1_traces: bool) -> Option<Served<'a>> {
     if path == drain_path {
         return Some(Served::Default(DataType::Logs));
+    }
+    if v1_traces && path == traces::V1_TRACES {
+        return Some(Served::Default(DataType::Traces));
     }
     if let Some(key) = drain_key(path, drain_path) {
         return Some(Served::Registered(DataType::Logs, key));
@@ -375,7 +408,7 @@ fn served<'a>(path: &'a str, drain_path: &str) -> Option<Served<'a>> {
         Some((slug, key)) => (slug, Some(key)),
         None => (rest, None),
     };
-    let data_type = JSON_TYPES.into_iter().find(|t| t.slug() == slug)?;
+    let data_type = SLUG_TYPES.into_iter().find(|t| t.slug() == slug)?;
     match key {
         None => Some(Served::Default(data_type)),
         Some(key) if !key.is_empty() && !key.contains('/') => {
@@ -438,8 +471,12 @@ fn error_response(
     state: &State,
     error: &IngestError,
     client: Option<std::net::IpAddr>,
+    otlp: Option<OtlpEncoding>,
 ) -> Response<Full<Bytes>> {
-    let mut response = listener::json_error(error.status(), error.code(), &error.to_string());
+    let mut response = match otlp {
+        Some(encoding) => traces::failure(encoding, error),
+        None => listener::json_error(error.status(), error.code(), &error.to_string()),
+    };
     if error.is_retryable() {
         response
             .headers_mut()
@@ -461,30 +498,37 @@ fn error_response(
 mod tests {
     use super::*;
 
+    fn served_at<'a>(path: &'a str, drain_path: &str) -> Option<Served<'a>> {
+        served(path, drain_path, false)
+    }
+
     #[test]
-    fn each_json_type_has_its_paths_and_traces_none_yet() {
+    fn each_type_has_its_paths_and_v1_traces_only_when_set() {
         let drain = "/vercel/logs";
-        assert_eq!(served("/vercel/logs", drain), Some(Served::Default(DataType::Logs)));
+        assert_eq!(served_at("/vercel/logs", drain), Some(Served::Default(DataType::Logs)));
         assert_eq!(
-            served("/vercel/logs/k1", drain),
+            served_at("/vercel/logs/k1", drain),
             Some(Served::Registered(DataType::Logs, "k1"))
         );
-        for t in JSON_TYPES {
+        for t in SLUG_TYPES {
             let path = format!("/vercel/{}", t.slug());
-            assert_eq!(served(&path, drain), Some(Served::Default(t)));
+            assert_eq!(served_at(&path, drain), Some(Served::Default(t)));
             let keyed = format!("{path}/k1");
-            assert_eq!(served(&keyed, drain), Some(Served::Registered(t, "k1")));
-            assert_eq!(served(&format!("{path}/"), drain), None);
-            assert_eq!(served(&format!("{path}/k1/x"), drain), None);
+            assert_eq!(served_at(&keyed, drain), Some(Served::Registered(t, "k1")));
+            assert_eq!(served_at(&format!("{path}/"), drain), None);
+            assert_eq!(served_at(&format!("{path}/k1/x"), drain), None);
         }
-        for none in
-            ["/vercel/traces", "/v1/traces", "/vercel/speed_insights", "/vercel", "/vercel/"]
-        {
-            assert_eq!(served(none, drain), None, "{none}");
+        for none in ["/v1/traces", "/vercel/speed_insights", "/vercel", "/vercel/"] {
+            assert_eq!(served_at(none, drain), None, "{none}");
         }
+        assert_eq!(served("/v1/traces", drain, true), Some(Served::Default(DataType::Traces)));
+        assert_eq!(served("/v1/traces/k1", drain, true), None);
         // A configured drain path moves logs only.
-        assert_eq!(served("/in", "/in"), Some(Served::Default(DataType::Logs)));
-        assert_eq!(served("/vercel/logs", "/in"), None);
-        assert_eq!(served("/vercel/analytics", "/in"), Some(Served::Default(DataType::Analytics)));
+        assert_eq!(served_at("/in", "/in"), Some(Served::Default(DataType::Logs)));
+        assert_eq!(served_at("/vercel/logs", "/in"), None);
+        assert_eq!(
+            served_at("/vercel/analytics", "/in"),
+            Some(Served::Default(DataType::Analytics))
+        );
     }
 }

@@ -29,6 +29,7 @@ mod metrics;
 mod metrics_server;
 mod seen;
 mod server;
+mod traces;
 
 pub use config::IngestConfig;
 pub use drains::{DrainCredentials, DrainDirectory, InvalidHeader, RequiredHeader};

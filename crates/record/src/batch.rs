@@ -36,6 +36,10 @@ pub enum RejectReason {
     MissingValue,
     /// Web Analytics: `eventType` is missing or not a string.
     MissingEventType,
+    /// Traces: a request, or one resource's spans in it, that is not a valid OTLP message
+    /// (protobuf wire format, or OTLP/JSON's shape). A request refused as a whole is kept as
+    /// one reject of its first bytes (answered `400`).
+    InvalidOtlp,
     /// Nothing in the whole body is JSON: the body is kept whole as one reject (the delivery is
     /// still answered `400`).
     NoJson,
@@ -46,7 +50,7 @@ pub enum RejectReason {
 
 impl RejectReason {
     /// Every reason, for pre-registering metric labels.
-    pub const ALL: [RejectReason; 13] = [
+    pub const ALL: [RejectReason; 14] = [
         RejectReason::InvalidJson,
         RejectReason::NotAnObject,
         RejectReason::MissingId,
@@ -58,6 +62,7 @@ impl RejectReason {
         RejectReason::MissingMetricType,
         RejectReason::MissingValue,
         RejectReason::MissingEventType,
+        RejectReason::InvalidOtlp,
         RejectReason::NoJson,
         RejectReason::NoJsonTruncated,
     ];
@@ -71,6 +76,7 @@ impl RejectReason {
             RejectReason::MissingProjectId => "missing_project_id",
             RejectReason::MissingTimestamp => "missing_timestamp",
             RejectReason::WrongDataType => "wrong_data_type",
+            RejectReason::InvalidOtlp => "invalid_otlp",
             RejectReason::MissingSchema => "missing_schema",
             RejectReason::UnknownSchema => "unknown_schema",
             RejectReason::MissingMetricType => "missing_metric_type",

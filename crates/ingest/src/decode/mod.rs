@@ -28,12 +28,14 @@
 //! ```
 
 mod data_types;
+mod otlp;
 mod stage1;
 mod walk;
 
 use bytes::{Bytes, BytesMut};
 use record::{DataType, FieldSpan, Record, RecordMeta, Reject, RejectReason};
 
+pub use self::otlp::{decode_otlp, InvalidRequest, OtlpDecoded, OtlpEncoding};
 use self::stage1::{with_structurals, PADDING, SENTINEL};
 use self::walk::{is_ws, FieldAt, Fields, Walker};
 
@@ -78,6 +80,11 @@ impl PaddedBody {
     /// The body.
     pub fn as_slice(&self) -> &[u8] {
         &self.buf[1..]
+    }
+
+    /// The body as shared bytes (no copy).
+    pub fn into_bytes(self) -> Bytes {
+        Bytes::from(self.buf).slice(1..)
     }
 
     /// A writer that appends to the body (for inflating into it).

@@ -89,6 +89,7 @@ fn server_limits(s: &RawServer, ingest: &mut IngestConfig, problems: &mut Proble
         1,
         86_400,
     ));
+    ingest.v1_traces = s.v1_traces.unwrap_or(d.v1_traces);
     ingest.max_connections = problems.range(
         "server.max_connections",
         s.max_connections,

@@ -155,6 +155,7 @@ pub struct RawServer {
     pub max_unverified_inflations: Option<u64>,
     pub dedup_ids: Option<u64>,
     pub dedup_window_secs: Option<u64>,
+    pub v1_traces: Option<bool>,
     pub trusted_proxies: Option<Vec<String>>,
     pub tls: Option<RawTls>,
 }
