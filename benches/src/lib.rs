@@ -1,6 +1,7 @@
 //! A seeded generator of realistic Vercel log records (and, with [`Corpus::of`], of the other
-//! JSON data types' records), shared by the benchmarks and the load generator so that every
-//! figure is measured on the same corpus.
+//! JSON data types' records; with [`otlp_request`] and [`otlp_batches`], of OTLP trace
+//! batches), shared by the benchmarks and the load generator so that every figure is measured
+//! on the same corpus.
 //!
 //! Records cover every source type, proxy objects (with `userAgent` arrays and `null`s),
 //! unicode and escapes, JSON text inside `message`, and sizes from about 200 bytes to several
@@ -17,7 +18,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
+mod otlp;
 mod types;
+pub use otlp::{otlp_batches, otlp_request, otlp_span_count, OtlpEncoding};
 pub use types::nonce;
 
 const SOURCES: [&str; 7] =

@@ -11,11 +11,21 @@
 //!
 //! `--type` sends another JSON data type's records (`speed-insights`, `analytics`, `audit-log`)
 //! to its path (`/vercel/<type>` unless `--url` says otherwise). Bodies are sent as
-//! `application/x-ndjson` (`--format ndjson`) or `application/json` (`--format json`).
+//! `application/x-ndjson` (`--format ndjson`, their default) or `application/json`
+//! (`--format json`).
+//!
+//! `--type traces` sends OTLP trace batches (`ExportTraceServiceRequest`s of resources of 10-50
+//! spans, about 360 bytes per span as protobuf; `spillway_benches::otlp_batches`) as
+//! `application/x-protobuf` (`--format proto`, their default) or OTLP/JSON (`--format json`);
+//! `--records` counts spans, and so do the records in the summary. Their nonce is one more
+//! resource with a span unique to the request: one more `resource_spans` field after the
+//! protobuf (repeated fields concatenate), or the last element of OTLP/JSON's `resourceSpans`,
+//! which it closes.
 //!
 //! ```text
 //! loadgen --url http://127.0.0.1:8080/vercel/logs --secret S --connections 16 --duration-secs 10
 //! loadgen --type speed-insights --format json --secret S --batches 1000
+//! loadgen --type traces --gzip --secret S --batch-bytes 262144 --duration-secs 10
 //! ```
 
 use std::collections::BTreeMap;
@@ -30,7 +40,7 @@ use hdrhistogram::Histogram;
 use hmac::{Hmac, Mac};
 use record::DataType;
 use sha1::Sha1;
-use spillway_benches::Corpus;
+use spillway_benches::{Corpus, OtlpEncoding};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -41,7 +51,7 @@ struct Args {
     /// http://127.0.0.1:8080/vercel/<type>.
     #[arg(long)]
     url: Option<String>,
-    /// The drain's data type: logs, speed-insights, analytics or audit-log.
+    /// The drain's data type: logs, speed-insights, analytics, audit-log or traces.
     #[arg(long = "type", default_value = "logs", value_parser = data_type)]
     data_type: DataType,
     /// The drain secret to sign with; unsigned without one.
@@ -62,15 +72,16 @@ struct Args {
     /// Target size of one batch before compression, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     batch_bytes: usize,
-    /// Records in the corpus the batches are cut from.
+    /// Records (spans, for traces) in the corpus the batches are cut from.
     #[arg(long, default_value_t = 20_000)]
     records: usize,
     /// The corpus seed.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Body format.
-    #[arg(long, value_enum, default_value_t = Format::Ndjson)]
-    format: Format,
+    /// Body format: ndjson or json for the JSON types (default ndjson), proto or json (OTLP/JSON)
+    /// for traces (default proto).
+    #[arg(long, value_enum)]
+    format: Option<Format>,
     /// Compress bodies with gzip (Content-Encoding: gzip).
     #[arg(long)]
     gzip: bool,
@@ -79,28 +90,57 @@ struct Args {
     json: bool,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Format {
     Ndjson,
     Json,
+    Proto,
 }
 
 impl Format {
+    /// The format bodies of `data_type` are sent in: `requested`, or the type's default.
+    fn of(requested: Option<Format>, data_type: DataType) -> Result<Format, String> {
+        match (data_type, requested) {
+            (DataType::Traces, None) => Ok(Format::Proto),
+            (DataType::Traces, Some(Format::Ndjson)) => Err("traces are proto or json".into()),
+            (_, None) => Ok(Format::Ndjson),
+            (_, Some(Format::Proto)) => Err(format!("{data_type} is ndjson or json, not proto")),
+            (_, Some(format)) => Ok(format),
+        }
+    }
+
     /// The Content-Type of bodies of this format.
     fn content_type(self) -> &'static str {
         match self {
             Format::Ndjson => "application/x-ndjson",
             Format::Json => "application/json",
+            Format::Proto => OtlpEncoding::Protobuf.content_type(),
+        }
+    }
+
+    /// How OTLP requests are encoded in this format.
+    fn otlp(self) -> OtlpEncoding {
+        if self == Format::Proto {
+            OtlpEncoding::Protobuf
+        } else {
+            OtlpEncoding::Json
         }
     }
 }
 
-/// A JSON data type this generator can send (traces are OTLP, not generated here).
 fn data_type(name: &str) -> Result<DataType, String> {
-    match name.parse::<DataType>() {
-        Ok(DataType::Traces) => Err("traces are not generated".into()),
-        Ok(t) => Ok(t),
-        Err(e) => Err(e.to_string()),
+    name.parse::<DataType>().map_err(|e| e.to_string())
+}
+
+/// The distinct end of request `seq`'s body (see the module docs).
+fn nonce(seq: u64, (format, data_type): (Format, DataType)) -> Vec<u8> {
+    if data_type == DataType::Traces {
+        return format.otlp().nonce(seq);
+    }
+    let record = spillway_benches::nonce(data_type, seq);
+    match format {
+        Format::Ndjson => format!("{record}\n").into_bytes(),
+        _ => format!(",{record}]").into_bytes(),
     }
 }
 
@@ -116,17 +156,8 @@ struct Prepared {
 
 impl Prepared {
     /// The request for sequence number `seq`: head, then body, then the nonce.
-    fn request(
-        &self,
-        seq: u64,
-        (format, data_type): (Format, DataType),
-        gzip: bool,
-    ) -> (String, Vec<u8>) {
-        let record = spillway_benches::nonce(data_type, seq);
-        let mut nonce = match format {
-            Format::Ndjson => format!("{record}\n").into_bytes(),
-            Format::Json => format!(",{record}]").into_bytes(),
-        };
+    fn request(&self, seq: u64, kind: (Format, DataType), gzip: bool) -> (String, Vec<u8>) {
+        let mut nonce = nonce(seq, kind);
         if gzip {
             let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             e.write_all(&nonce).expect("gzip into memory");
@@ -155,7 +186,23 @@ struct Totals {
     errors: AtomicU64,
 }
 
-fn prepare(args: &Args, host: &str, path: &str) -> Vec<Prepared> {
+/// The bodies to send less their nonces, each with the records it carries (counting the nonce)
+/// and its size.
+fn bodies(args: &Args, format: Format) -> Vec<(Vec<u8>, u64, u64)> {
+    if args.data_type == DataType::Traces {
+        let (seed, encoding) = (args.seed, format.otlp());
+        let batches =
+            spillway_benches::otlp_batches(seed, args.records, args.batch_bytes, encoding);
+        return batches
+            .iter()
+            .map(|request| {
+                let body = encoding.encode_open(request);
+                let spans = spillway_benches::otlp_span_count(request) as u64 + 1;
+                let size = body.len() as u64;
+                (body, spans, size)
+            })
+            .collect();
+    }
     let corpus = Corpus::of(args.data_type, args.seed, args.records);
     let mut out = Vec::new();
     let mut start = 0;
@@ -167,15 +214,24 @@ fn prepare(args: &Args, host: &str, path: &str) -> Vec<Prepared> {
             end += 1;
         }
         let part = Corpus { records: corpus.records[start..end].to_vec() };
-        let mut body = match args.format {
-            Format::Ndjson => part.ndjson(),
+        let body = match format {
             Format::Json => {
                 let mut array = part.json_array();
                 array.pop(); // the closing bracket comes with the nonce
                 array
             }
+            _ => part.ndjson(),
         };
-        let content_type = args.format.content_type();
+        out.push((body, (end - start + 1) as u64, size as u64));
+        start = end;
+    }
+    out
+}
+
+fn prepare(args: &Args, format: Format, host: &str, path: &str) -> Vec<Prepared> {
+    let mut out = Vec::new();
+    for (mut body, records, body_bytes) in bodies(args, format) {
+        let content_type = format.content_type();
         let mut head =
             format!("POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: {content_type}\r\n");
         if args.gzip {
@@ -190,14 +246,7 @@ fn prepare(args: &Args, host: &str, path: &str) -> Vec<Prepared> {
             mac.update(&body);
             mac
         });
-        out.push(Prepared {
-            head,
-            body,
-            mac,
-            records: (end - start + 1) as u64,
-            body_bytes: size as u64,
-        });
-        start = end;
+        out.push(Prepared { head, body, mac, records, body_bytes });
     }
     out
 }
@@ -355,6 +404,10 @@ async fn progress(totals: Arc<Totals>, started: Instant) {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    let format = Format::of(args.format, args.data_type).unwrap_or_else(|e| {
+        eprintln!("loadgen: --format: {e}");
+        std::process::exit(2)
+    });
     let url = args
         .url
         .clone()
@@ -364,7 +417,7 @@ async fn main() {
         rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
     let addr: SocketAddr =
         tokio::net::lookup_host(host).await.expect("resolve host").next().expect("an address");
-    let prepared = Arc::new(prepare(&args, host, &path));
+    let prepared = Arc::new(prepare(&args, format, host, &path));
     eprintln!(
         "loadgen: {} batches of ~{} KiB ({} records) prepared; {} connections, {}",
         prepared.len(),
@@ -389,7 +442,7 @@ async fn main() {
         deadline: started + Duration::from_secs(args.duration_secs),
         limit: args.batches,
         rate: args.rate,
-        format: args.format,
+        format,
         data_type: args.data_type,
         gzip: args.gzip,
     });
