@@ -402,4 +402,22 @@ mod tests {
             assert_ne!(encoding.nonce(1), encoding.nonce(2), "{encoding:?}");
         }
     }
+
+    #[test]
+    fn the_edge_accepts_every_resource_and_nonce_in_both_encodings() {
+        use ingest::decode::{decode_otlp, OtlpEncoding as Edge};
+        let batches = otlp_batches(11, 400, 32 << 10, OtlpEncoding::Protobuf);
+        for (encoding, edge) in
+            [(OtlpEncoding::Protobuf, Edge::Protobuf), (OtlpEncoding::Json, Edge::Json)]
+        {
+            for (seq, request) in batches.iter().enumerate() {
+                let mut body = encoding.encode_open(request);
+                body.extend(encoding.nonce(seq as u64));
+                let decoded = decode_otlp(bytes::Bytes::from(body), edge).unwrap();
+                assert!(decoded.rejects.is_empty(), "{encoding:?}: {:?}", decoded.rejects.first());
+                assert_eq!(decoded.records.len(), request.resource_spans.len() + 1);
+                assert_eq!(decoded.spans, otlp_span_count(request) as u64 + 1, "{encoding:?}");
+            }
+        }
+    }
 }
