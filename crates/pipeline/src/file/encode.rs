@@ -61,27 +61,41 @@ pub(super) fn encode_rejects(batch: &Batch, buf: &mut Vec<u8>) -> u64 {
         line.insert("data_type".into(), batch.data_type.as_str().into());
         line.insert("reason".into(), reject.reason.code().into());
         line.insert("offset".into(), reject.offset.into());
-        push_line(line, &reject.raw, buf);
+        push_line(line, &reject.raw, false, buf);
     }
     batch.rejects.len() as u64
 }
 
-/// Appends the dead letter of a line set aside at crash recovery (see `recover`): which file it
-/// was in, at which byte offset, and its bytes.
-pub(super) fn encode_recovered(file: &str, offset: u64, raw: &[u8], at_ms: u64, buf: &mut Vec<u8>) {
+/// Appends the dead letter of a line (or a piece of a frames file, `binary`: always base64) set
+/// aside at crash recovery (see `recover`, `frames`): which file it was in, at which byte
+/// offset, and its bytes.
+pub(super) fn encode_recovered(
+    file: &str,
+    offset: u64,
+    raw: &[u8],
+    at_ms: u64,
+    binary: bool,
+    buf: &mut Vec<u8>,
+) {
     let mut line = serde_json::Map::new();
     line.insert("received_at_ms".into(), at_ms.into());
     line.insert("reason".into(), "recovered_invalid".into());
     line.insert("file".into(), file.into());
     line.insert("offset".into(), offset.into());
-    push_line(line, raw, buf);
+    push_line(line, raw, binary, buf);
 }
 
-/// Adds `raw` to `line` (as text, or base64 when it is not UTF-8) and appends it to `buf`.
-fn push_line(mut line: serde_json::Map<String, serde_json::Value>, raw: &[u8], buf: &mut Vec<u8>) {
+/// Adds `raw` to `line` (as text, or base64 when it is not UTF-8 or `binary`) and appends it to
+/// `buf`.
+fn push_line(
+    mut line: serde_json::Map<String, serde_json::Value>,
+    raw: &[u8],
+    binary: bool,
+    buf: &mut Vec<u8>,
+) {
     match std::str::from_utf8(raw) {
-        Ok(text) => line.insert("raw".into(), text.into()),
-        Err(_) => line.insert(
+        Ok(text) if !binary => line.insert("raw".into(), text.into()),
+        _ => line.insert(
             "raw_base64".into(),
             base64::engine::general_purpose::STANDARD.encode(raw).into(),
         ),

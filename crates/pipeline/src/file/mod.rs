@@ -1,5 +1,5 @@
-//! File sinks: NDJSON files on local disk, rotated by size and age, with a configurable fsync
-//! policy.
+//! File sinks: NDJSON files (protobuf frames for trace drains) on local disk, rotated by size
+//! and age, with a configurable fsync policy.
 //!
 //! A file being written is named `<prefix>-<unix ms>-<seq>.ndjson.open`; when it is rotated
 //! (or the sink closes) it is synced per the policy and renamed to `….ndjson`. Readers take only
@@ -8,7 +8,11 @@
 //! never acknowledged) and setting aside, as dead letters, lines that are not valid records
 //! (`recover`). A file whose completion fails is completed again later (`retry`).
 //!
-//! The records sink writes one record per line, exactly the record's bytes. The dead-letter
+//! The records sink writes one record per line, exactly the record's bytes; for trace drains,
+//! whose records are binary protobuf `ResourceSpans`, one length-delimited frame per record
+//! instead, into `….binpb.open` files completed to `….binpb`, each then one OTLP
+//! `ExportTraceServiceRequest` (`frames`, whose recovery walks frames instead of lines). The
+//! dead-letter
 //! sink writes one JSON object per rejected record: when and from which drain it came, why it was
 //! rejected, where in the body it sat, and its raw bytes (`raw`, or `raw_base64` when they are
 //! not UTF-8).
@@ -19,10 +23,11 @@
 //! production), so that tests can simulate power loss underneath.
 //!
 //! This module holds the configuration and [`FileSink`]; `rotation` the files themselves,
-//! `encode` what goes into them, `syncer` how written groups become durable and settle,
+//! `encode` and `frames` what goes into them, `syncer` how written groups become durable and settle,
 //! `recover` the start-up recovery and `retry` the files whose completion failed.
 
 mod encode;
+mod frames;
 mod recover;
 mod retry;
 mod rotation;
@@ -40,8 +45,9 @@ use crate::sink::{Health, Job, Sink, Takes};
 use crate::storage::{Disk, Storage};
 use crate::{PipelineError, PipelineMetrics};
 use encode::{encode_rejects, record_lines};
+use frames::{frame_pieces, frame_prefixes};
 pub use recover::RECOVERED_INVALID_PREFIX;
-use rotation::{finish, RotatingFile};
+use rotation::{finish, Format, RotatingFile};
 use syncer::{Settler, SyncOrder, SyncSetup, Syncer, Written};
 
 /// The records sink's name (the log drains' sink).
@@ -156,7 +162,7 @@ fn io_code(e: &io::Error) -> &'static str {
     }
 }
 
-/// A sink writing NDJSON files: the records themselves, or dead letters.
+/// A sink writing NDJSON files (frames for traces): the records themselves, or dead letters.
 ///
 /// With `FsyncPolicy::Batch` a syncer thread makes each written group durable and settles it
 /// while the sink already writes the next group: the disk is never idle while the CPU copies,
@@ -189,14 +195,25 @@ impl FileSink {
     }
 
     /// The records sink of the drains of `data_type`: files `records-….ndjson` in `config.dir`
-    /// (a directory per type: no file mixes types), named as [`records_sink`] says.
+    /// (a directory per type: no file mixes types), named as [`records_sink`] says; for
+    /// [`DataType::Traces`], `records-….binpb` files, each one OTLP `ExportTraceServiceRequest`.
     pub fn records_of(
         data_type: DataType,
         config: FileSinkConfig,
         metrics: &PipelineMetrics,
     ) -> Result<FileSink, PipelineError> {
+        FileSink::records_of_on(Arc::new(Disk), data_type, config, metrics)
+    }
+
+    /// The records sink of the drains of `data_type`, on `storage`.
+    pub fn records_of_on(
+        storage: Arc<dyn Storage>,
+        data_type: DataType,
+        config: FileSinkConfig,
+        metrics: &PipelineMetrics,
+    ) -> Result<FileSink, PipelineError> {
         let takes = Takes::RecordsOf(data_type);
-        FileSink::open(Arc::new(Disk), (records_sink(data_type), takes, "records"), config, metrics)
+        FileSink::open(storage, (records_sink(data_type), takes, "records"), config, metrics)
     }
 
     /// The dead-letter sink: files `dead-letter-….ndjson` in `config.dir`.
@@ -237,7 +254,12 @@ impl FileSink {
         let batch_sync = config.fsync == FsyncPolicy::Batch;
         let drop_synced_pages = config.drop_synced_pages;
         let dir = config.dir.clone();
-        let mut file = RotatingFile::open(Arc::clone(&storage), config, prefix).map_err(error)?;
+        let format = match takes {
+            Takes::RecordsOf(DataType::Traces) => Format::Frames,
+            _ => Format::Ndjson,
+        };
+        let mut file =
+            RotatingFile::open(Arc::clone(&storage), config, (prefix, format)).map_err(error)?;
         file.defer_dir_sync = batch_sync;
         let settler = Settler::new(name, metrics);
         let syncer = match batch_sync {
@@ -326,6 +348,20 @@ impl FileSink {
     fn append_group(&mut self, jobs: &[Job]) -> io::Result<(u64, u64)> {
         let mut records = 0;
         let appended = match self.takes {
+            _ if self.file.format == Format::Frames => {
+                // The small prefixes first, into one buffer; then the pieces, the records' own
+                // bytes pointing into their bodies.
+                self.buf.clear();
+                for job in jobs {
+                    records += frame_prefixes(job.batch(), &mut self.buf);
+                }
+                let mut pieces = Vec::with_capacity(2 * records as usize);
+                let mut at = 0;
+                for job in jobs {
+                    frame_pieces(job.batch(), &self.buf, &mut at, &mut pieces);
+                }
+                self.file.append(&mut pieces)
+            }
             Takes::Records | Takes::RecordsOf(_) => {
                 let mut pieces =
                     Vec::with_capacity(jobs.iter().map(|j| j.batch().records.len()).sum());

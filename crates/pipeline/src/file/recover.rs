@@ -13,13 +13,16 @@
 //! The records sink writes there itself, at its own start-up, rather than handing the lines to
 //! the dead-letter sink: recovery runs before any sink starts, and a file written whole under a
 //! name of its own needs no coordination with the dead-letter sink's files or lock.
+//!
+//! Trace drains' `.binpb.open` files hold frames, not lines: `frames` recovers them.
 
 use std::io::{self, IoSlice};
 use std::ops::Range;
 use std::path::Path;
 
 use super::encode::encode_recovered;
-use super::rotation::{done_path, millis_now, DONE_SUFFIX, OPEN_SUFFIX};
+use super::frames::recover_frames;
+use super::rotation::{done_path, millis_now, DONE_SUFFIX, FRAMES_OPEN, OPEN_SUFFIX};
 use super::FileSinkConfig;
 use crate::storage::{Storage, StoredFile};
 
@@ -27,11 +30,12 @@ use crate::storage::{Storage, StoredFile};
 pub const RECOVERED_INVALID_PREFIX: &str = "recovered-invalid-";
 /// Files being written by recovery; a crash may leave them, the next recovery replaces them.
 const CLEAN_SUFFIX: &str = ".ndjson.clean";
-const PART_SUFFIX: &str = ".ndjson.part";
+pub(super) const PART_SUFFIX: &str = ".ndjson.part";
 /// Files are read back in pieces this large.
 const CHUNK: usize = 1 << 20;
 
-/// Completes the `.open` files of `prefix` in `config.dir`; returns how many were kept.
+/// Completes the `.open` files of `prefix` in `config.dir`, lines or frames as their names say
+/// (`frames`); returns how many were kept.
 pub(super) fn recover(
     storage: &dyn Storage,
     config: &FileSinkConfig,
@@ -43,7 +47,9 @@ pub(super) fn recover(
     for name in names.iter().filter(|n| n.starts_with(prefix)) {
         if name.ends_with(CLEAN_SUFFIX) {
             storage.remove(&config.dir.join(name))?;
-        } else if name.ends_with(OPEN_SUFFIX) && recover_file(storage, config, name)? {
+        } else if (name.ends_with(OPEN_SUFFIX) && recover_file(storage, config, name)?)
+            || (name.ends_with(FRAMES_OPEN) && recover_frames(storage, config, name)?)
+        {
             recovered += 1;
         }
     }
@@ -61,16 +67,28 @@ fn recover_file(storage: &dyn Storage, config: &FileSinkConfig, name: &str) -> i
     if !invalid.is_empty() {
         return set_aside(storage, config, name, &*file, keep, &invalid);
     }
+    complete_recovered(storage, &path, file, keep, len)
+}
+
+/// Completes the recovered `.open` file at `path`, cutting it to its first `keep` of `len`
+/// bytes (removing it when nothing is kept); returns whether a completed file remains.
+pub(super) fn complete_recovered(
+    storage: &dyn Storage,
+    path: &Path,
+    file: Box<dyn StoredFile>,
+    keep: u64,
+    len: u64,
+) -> io::Result<bool> {
     if keep < len {
         file.set_len(keep)?;
     }
     file.sync_all()?;
     drop(file);
     if keep == 0 {
-        storage.remove(&path)?;
+        storage.remove(path)?;
         return Ok(false);
     }
-    storage.rename(&path, &done_path(&path))?;
+    storage.rename(path, &done_path(path))?;
     Ok(true)
 }
 
@@ -140,7 +158,7 @@ fn set_aside(
     let now = millis_now();
     for_each_line(file, end, |range, line| {
         if invalid.binary_search_by_key(&range.start, |r| r.start).is_ok() {
-            encode_recovered(name, range.start, line, now, &mut letters);
+            encode_recovered(name, range.start, line, now, false, &mut letters);
         }
         Ok(())
     })?;
@@ -171,7 +189,7 @@ fn set_aside(
 
 /// Writes `dir/<stem><temp>` with `fill`, syncs it, renames it to `dir/<stem>.ndjson`
 /// (replacing a file an interrupted recovery wrote) and syncs the directory.
-fn write_whole(
+pub(super) fn write_whole(
     storage: &dyn Storage,
     config: &FileSinkConfig,
     dir: &Path,
@@ -192,7 +210,7 @@ fn write_whole(
     storage.sync_dir(dir)
 }
 
-fn append_all(out: &dyn StoredFile, mut bytes: &[u8]) -> io::Result<()> {
+pub(super) fn append_all(out: &dyn StoredFile, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
         match out.append(&[IoSlice::new(bytes)]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -237,7 +255,11 @@ fn end_of_last_line(file: &dyn StoredFile, len: u64) -> io::Result<u64> {
     Ok(0)
 }
 
-fn read_exact_at(file: &dyn StoredFile, mut buf: &mut [u8], mut at: u64) -> io::Result<()> {
+pub(super) fn read_exact_at(
+    file: &dyn StoredFile,
+    mut buf: &mut [u8],
+    mut at: u64,
+) -> io::Result<()> {
     while !buf.is_empty() {
         match file.read_at(buf, at)? {
             0 => return Err(io::ErrorKind::UnexpectedEof.into()),

@@ -1,6 +1,7 @@
-//! The file a sink writes into: an append-only NDJSON file that rotates by size and age, the
-//! completion of a file (sync, rename from `.ndjson.open` to `.ndjson`), and dropping synced
-//! pages from the page cache. Everything goes through the sink's [`Storage`].
+//! The file a sink writes into: an append-only file (NDJSON, or protobuf frames for traces) that
+//! rotates by size and age, the completion of a file (sync, rename from `….open` to `.ndjson` or
+//! `.binpb`), and dropping synced pages from the page cache. Everything goes through the sink's
+//! [`Storage`].
 
 use std::io::{self, IoSlice};
 use std::path::{Path, PathBuf};
@@ -14,6 +15,26 @@ use crate::storage::{LockGuard, Storage, StoredFile};
 
 pub(super) const OPEN_SUFFIX: &str = ".ndjson.open";
 pub(super) const DONE_SUFFIX: &str = ".ndjson";
+/// The name of a frames file being written (`frames`); `.binpb` once complete.
+pub(super) const FRAMES_OPEN: &str = ".binpb.open";
+
+/// What a sink's files hold, as their names say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Format {
+    /// One record or dead letter per line: `….ndjson`.
+    Ndjson,
+    /// Protobuf frames, one record each (`frames`): `….binpb`.
+    Frames,
+}
+
+impl Format {
+    fn open_suffix(self) -> &'static str {
+        match self {
+            Format::Ndjson => OPEN_SUFFIX,
+            Format::Frames => FRAMES_OPEN,
+        }
+    }
+}
 
 /// The file being written.
 pub(super) struct Current {
@@ -28,9 +49,10 @@ pub(super) struct Current {
     torn: bool,
 }
 
-/// An append-only NDJSON file that rotates by size and age.
+/// An append-only file that rotates by size and age.
 pub(super) struct RotatingFile {
     pub(super) config: FileSinkConfig,
+    pub(super) format: Format,
     pub(super) storage: Arc<dyn Storage>,
     /// Held for the sink's life: a second process must not write (or recover) here.
     _lock: LockGuard,
@@ -51,17 +73,17 @@ pub(super) fn millis_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// `….ndjson.open` → `….ndjson`.
+/// `….ndjson.open` → `….ndjson`, `….binpb.open` → `….binpb`.
 pub(super) fn done_path(open: &Path) -> PathBuf {
     let path = open.to_string_lossy();
-    PathBuf::from(format!("{}{DONE_SUFFIX}", path.strip_suffix(OPEN_SUFFIX).unwrap_or(&path)))
+    PathBuf::from(path.strip_suffix(".open").unwrap_or(&path))
 }
 
 impl RotatingFile {
     pub(super) fn open(
         storage: Arc<dyn Storage>,
         config: FileSinkConfig,
-        prefix: &'static str,
+        (prefix, format): (&'static str, Format),
     ) -> io::Result<RotatingFile> {
         storage.create_dir_all(&config.dir, config.dir_mode)?;
         let lock = storage.lock(&config.dir.join(format!(".{prefix}.lock")), config.file_mode)?;
@@ -71,6 +93,7 @@ impl RotatingFile {
         }
         Ok(RotatingFile {
             config,
+            format,
             storage,
             _lock: lock,
             prefix,
@@ -86,7 +109,8 @@ impl RotatingFile {
     fn current(&mut self) -> io::Result<&mut Current> {
         if self.current.is_none() {
             self.seq += 1;
-            let name = format!("{}-{:013}-{:06}{OPEN_SUFFIX}", self.prefix, millis_now(), self.seq);
+            let suffix = self.format.open_suffix();
+            let name = format!("{}-{:013}-{:06}{suffix}", self.prefix, millis_now(), self.seq);
             let path = self.config.dir.join(name);
             let file = self.storage.create(&path, self.config.file_mode)?;
             if self.config.fsync != FsyncPolicy::Never && !self.defer_dir_sync {
@@ -105,8 +129,8 @@ impl RotatingFile {
         Ok(self.current.as_mut().expect("current was just set"))
     }
 
-    /// Appends `pieces` (together, whole lines) with as few `writev` calls as the kernel allows.
-    /// On failure the file is cut back to where it was, so that no partial line of an
+    /// Appends `pieces` (together, whole lines or frames) with as few `writev` calls as the kernel allows.
+    /// On failure the file is cut back to where it was, so that no partial line or frame of an
     /// unacknowledged write remains.
     pub(super) fn append(&mut self, mut pieces: &mut [IoSlice<'_>]) -> io::Result<u64> {
         let current = self.current()?;
@@ -164,7 +188,8 @@ impl RotatingFile {
         })
     }
 
-    /// Syncs (unless the policy is `Never`), closes and renames the current file to `.ndjson`.
+    /// Syncs (unless the policy is `Never`), closes and renames the current file to `.ndjson`
+    /// (`.binpb`).
     /// A file that cannot be completed is remembered and completed again later.
     pub(super) fn complete(&mut self) -> io::Result<()> {
         let Some(current) = self.current.take() else { return Ok(()) };
@@ -181,7 +206,7 @@ impl RotatingFile {
 /// A file whose completion failed: where it is, and how far its completion got.
 #[derive(Debug)]
 pub(super) struct Incomplete {
-    /// The `.ndjson.open` path.
+    /// The `….open` path.
     pub(super) path: PathBuf,
     /// Renamed already; only the directory sync is missing.
     pub(super) renamed: bool,
@@ -190,7 +215,7 @@ pub(super) struct Incomplete {
     pub(super) error: io::Error,
 }
 
-/// Completes a file: syncs it (when `sync`), closes it and renames it to `.ndjson`, then syncs
+/// Completes a file: syncs it (when `sync`), closes it and renames it to its complete name, then syncs
 /// the directory; an empty file is removed instead.
 pub(super) fn finish(
     storage: &dyn Storage,
@@ -209,7 +234,7 @@ pub(super) fn finish(
             error,
         });
     }
-    // A completed file holds whole lines only: cut what a failed write left.
+    // A completed file holds whole lines (frames) only: cut what a failed write left.
     if let Err(error) = if torn { file.set_len(len) } else { Ok(()) } {
         return Err(Incomplete { path, renamed: false, cut: Some(len), error });
     }
@@ -222,7 +247,7 @@ pub(super) fn finish(
     complete_path(storage, path, false, sync, dir)
 }
 
-/// Renames a closed, synced `.ndjson.open` file to `.ndjson` (unless `renamed`) and syncs the
+/// Renames a closed, synced `….open` file to its complete name (unless `renamed`) and syncs the
 /// directory (when `sync`).
 pub(super) fn complete_path(
     storage: &dyn Storage,
