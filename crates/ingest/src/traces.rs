@@ -101,11 +101,18 @@ pub(crate) fn stored(answer: &TraceAnswer) -> Response<Full<Bytes>> {
         rejected_spans: answer.rejected_spans as i64,
         error_message: message.clone(),
     });
-    let response = ExportTraceServiceResponse { partial_success };
-    let body = match answer.encoding {
-        OtlpEncoding::Protobuf => response.encode_to_vec(),
-        // Serializing plain message fields cannot fail.
-        OtlpEncoding::Json => serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec()),
+    let body = match (answer.encoding, partial_success) {
+        (OtlpEncoding::Protobuf, partial_success) => {
+            ExportTraceServiceResponse { partial_success }.encode_to_vec()
+        }
+        (OtlpEncoding::Json, None) => b"{}".to_vec(),
+        // The protobuf JSON mapping writes an int64 as a string.
+        (OtlpEncoding::Json, Some(partial)) => serde_json::json!({"partialSuccess": {
+            "rejectedSpans": partial.rejected_spans.to_string(),
+            "errorMessage": partial.error_message,
+        }})
+        .to_string()
+        .into_bytes(),
     };
     reply(StatusCode::OK, answer.encoding, body)
 }

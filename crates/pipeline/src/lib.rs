@@ -308,6 +308,10 @@ impl Dispatch for Pipeline {
         let permit = self.admission.try_admit(batch.pinned_bytes)?;
         let targets: Vec<&Lane> =
             self.lanes.iter().filter(|l| l.takes.holds_part_of(&batch)).collect();
+        // Records no sink takes would be acknowledged without being stored anywhere.
+        if !batch.records.is_empty() && targets.iter().all(|l| l.takes == Takes::Rejects) {
+            return Err(Refusal::SinkUnavailable("records"));
+        }
         let (parts, waiter) = Ack::split(targets.len());
         let shared = Arc::new(sink::Admitted { batch, _permit: permit });
         for (lane, ack) in targets.into_iter().zip(parts) {

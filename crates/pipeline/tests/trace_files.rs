@@ -366,3 +366,14 @@ fn an_invalid_frame_and_everything_after_it_are_set_aside() {
         assert_eq!(raw, [bad, &b].concat(), "{bad:?}");
     }
 }
+
+#[test]
+fn records_of_a_type_no_sink_takes_are_refused_not_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = PipelineMetrics::register(&mut Default::default());
+    let logs = FileSink::records_of(DataType::Logs, FileSinkConfig::new(dir.path()), &metrics);
+    let (pipeline, _workers) =
+        Pipeline::start(PipelineConfig::default(), vec![Box::new(logs.unwrap())], metrics).unwrap();
+    let refused = pipeline.try_submit(trace_batch(&[spans("p", "a", 0)], 1));
+    assert!(matches!(refused, Err(record::Refusal::SinkUnavailable("records"))));
+}

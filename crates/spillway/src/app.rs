@@ -189,11 +189,12 @@ async fn open_shared(config: PgConfig) -> anyhow::Result<PgStore> {
 }
 
 /// A records file sink per data type served, each in a directory of its own so that no file
-/// mixes types: logs where `sinks.file.dir` says (`<data dir>/logs`), the other JSON types in
-/// `<data dir>/<type slug>` (`speed-insights`, `analytics`, `audit-log`), with the same
-/// settings. Traces are not served yet, so they have none.
+/// mixes types: logs where `sinks.file.dir` says (`<data dir>/logs`), the other types in
+/// `<data dir>/<type slug>` (`traces`, `speed-insights`, `analytics`, `audit-log`), with the
+/// same settings (trace files are `.binpb`: one `ExportTraceServiceRequest` each).
 fn file_sinks_by_type(logs: FileSinkConfig, data_dir: &Path) -> Vec<(DataType, FileSinkConfig)> {
-    let others = [DataType::SpeedInsights, DataType::Analytics, DataType::AuditLog];
+    let others =
+        [DataType::Traces, DataType::SpeedInsights, DataType::Analytics, DataType::AuditLog];
     let mut sinks: Vec<_> = others
         .into_iter()
         .map(|t| (t, FileSinkConfig { dir: data_dir.join(t.slug()), ..logs.clone() }))
