@@ -166,16 +166,22 @@ impl<'a> Walker<'a> {
     /// Validates the string token at `k`; returns whether its contents hold an escape.
     #[inline]
     fn string(&self, k: usize) -> Walk<bool> {
+        self.string_contents(k).map(|(_, escaped)| escaped)
+    }
+
+    /// Validates the string token at `k`; returns its raw contents (without quotes) and whether
+    /// they hold an escape.
+    #[inline]
+    fn string_contents(&self, k: usize) -> Walk<(&'a [u8], bool)> {
         let start = self.pos(k);
         let end = self.token_end(k);
         if end < start + 2 || self.buf[end - 1] != b'"' {
             return Err(Invalid);
         }
+        let contents = &self.buf[start + 1..end - 1];
         match self.first_backslash(start + 1, end - 1) {
-            None => Ok(false),
-            Some(first) => {
-                validate_escapes(&self.buf[start + 1..end - 1], first - start - 1).map(|()| true)
-            }
+            None => Ok((contents, false)),
+            Some(first) => validate_escapes(contents, first - start - 1).map(|()| (contents, true)),
         }
     }
 
@@ -312,8 +318,8 @@ impl<'a> Walker<'a> {
             if self.byte(k)? != b'"' {
                 return Err(Invalid);
             }
-            let key_escaped = self.string(k)?;
-            let key = self.classify(k, key_escaped);
+            let (key, key_escaped) = self.string_contents(k)?;
+            let key = Self::classify(key, key_escaped);
             if self.byte(k + 1)? != b':' {
                 return Err(Invalid);
             }
@@ -352,7 +358,20 @@ impl<'a> Walker<'a> {
                     *slot = FieldAt::default();
                     k = self.value(k)?;
                 }
-                None => k = self.value(k)?,
+                // Most values of the other fields are strings and scalars: checked here at once,
+                // without the container walk's set-up.
+                None if value_is_string => {
+                    self.string(k)?;
+                    k += 1;
+                }
+                None => match self.byte(k)? {
+                    b'{' | b'[' => k = self.value(k)?,
+                    b'}' | b']' | b',' | b':' => return Err(Invalid),
+                    _ => {
+                        self.scalar(k)?;
+                        k += 1;
+                    }
+                },
             }
             match self.byte(k)? {
                 b',' => k += 1,
@@ -362,9 +381,8 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn classify(&self, k: usize, escaped: bool) -> Key {
-        let start = self.pos(k) + 1;
-        let raw = &self.buf[start..self.token_end(k) - 1];
+    /// Which routing field a key's raw contents name.
+    fn classify(raw: &[u8], escaped: bool) -> Key {
         let unescaped;
         let name: &[u8] = if escaped {
             match record::FieldSpan::new(0, raw.len() as u32, true).value(raw) {
