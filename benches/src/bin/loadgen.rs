@@ -103,6 +103,7 @@ impl Format {
         match (data_type, requested) {
             (DataType::Traces, None) => Ok(Format::Proto),
             (DataType::Traces, Some(Format::Ndjson)) => Err("traces are proto or json".into()),
+            (DataType::Traces, Some(format)) => Ok(format),
             (_, None) => Ok(Format::Ndjson),
             (_, Some(Format::Proto)) => Err(format!("{data_type} is ndjson or json, not proto")),
             (_, Some(format)) => Ok(format),
@@ -495,5 +496,23 @@ fn report(totals: &Totals, hist: &Histogram<u64>, elapsed: f64, json: bool) {
             non_2xx,
             totals.errors.load(Ordering::Relaxed)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each type's formats: an explicit `--format proto` for traces was once refused as not
+    /// being a JSON type's format, so only the default reached proto.
+    #[test]
+    fn every_type_takes_its_formats_and_refuses_the_others() {
+        assert_eq!(Format::of(None, DataType::Traces), Ok(Format::Proto));
+        assert_eq!(Format::of(Some(Format::Proto), DataType::Traces), Ok(Format::Proto));
+        assert_eq!(Format::of(Some(Format::Json), DataType::Traces), Ok(Format::Json));
+        assert!(Format::of(Some(Format::Ndjson), DataType::Traces).is_err());
+        assert_eq!(Format::of(None, DataType::Logs), Ok(Format::Ndjson));
+        assert_eq!(Format::of(Some(Format::Json), DataType::AuditLog), Ok(Format::Json));
+        assert!(Format::of(Some(Format::Proto), DataType::SpeedInsights).is_err());
     }
 }
