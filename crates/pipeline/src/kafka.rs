@@ -22,6 +22,7 @@
 //!
 //! rdkafka types never leave this module.
 
+mod borrowed;
 mod data_topics;
 mod message;
 mod spooled;
@@ -39,13 +40,14 @@ use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProdu
 use rdkafka::statistics::Statistics;
 use record::SinkFailure;
 
+use self::borrowed::{send_borrowed, TopicNames};
 use self::data_topics::route;
 pub use self::data_topics::DataTopics;
-use self::message::{error_code, send, Outgoing};
+use self::message::{error_code, Outgoing};
 use self::spooled::Spooled;
 use self::topics::{TopicCreator, TopicPlan};
 use crate::dedup::DedupWindow;
-use crate::sink::{Health, Job, Sink, Takes};
+use crate::sink::{Health, Job, SharedBatch, Sink, Takes};
 use crate::spool::SpoolConfig;
 use crate::{PipelineError, PipelineMetrics};
 
@@ -210,6 +212,9 @@ pub(crate) struct Tracker {
     started: Instant,
     /// Every report is in (what the spool's replay waits for).
     settled: AtomicBool,
+    /// The batch whose bytes the messages point into when produced without a copy
+    /// (`borrowed`): kept until the last message's report lets the tracker go.
+    keep: Option<SharedBatch>,
 }
 
 impl Tracker {
@@ -223,7 +228,22 @@ impl Tracker {
             job: Mutex::new(job),
             started: Instant::now(),
             settled: AtomicBool::new(false),
+            keep: None,
         }
+    }
+
+    /// A tracker of `job`'s batch, whose messages may point into the batch's bytes.
+    fn keeping(job: Job) -> Tracker {
+        let batch = job.shared();
+        let mut tracker =
+            Tracker::new(batch.batch().digest, batch.batch().records.len(), Some(job));
+        tracker.keep = Some(batch);
+        tracker
+    }
+
+    /// Whether messages may point into the batch this tracker keeps.
+    fn keeps(&self, _value: &[u8]) -> bool {
+        self.keep.is_some()
     }
 
     /// Whether every report is in, and the first failure if one failed.
@@ -325,6 +345,8 @@ pub struct KafkaSink {
     topics: Option<TopicCreator>,
     /// The disk spool, when configured.
     spooled: Option<Spooled>,
+    /// C strings of the topics produced to (`borrowed`).
+    topic_names: TopicNames,
 }
 
 impl fmt::Debug for KafkaSink {
@@ -375,16 +397,25 @@ impl KafkaSink {
             false => None,
         };
         let metrics = metrics.clone();
-        Ok(KafkaSink { config, producer, context_health: health, metrics, topics, spooled })
+        let topic_names = TopicNames::default();
+        Ok(KafkaSink {
+            config,
+            producer,
+            context_health: health,
+            metrics,
+            topics,
+            spooled,
+            topic_names,
+        })
     }
 
     /// Enqueues every record of `job`'s batch; the job is settled by the delivery reports.
-    fn enqueue(&self, job: Job) {
+    fn enqueue(&mut self, job: Job) {
         let ctx = self.producer.context();
         let shared = job.shared();
         let batch = shared.batch();
         let total = batch.records.len();
-        let tracker = Arc::new(Tracker::new(batch.digest, total, Some(job)));
+        let tracker = Arc::new(Tracker::keeping(job));
         for (i, record) in batch.records.iter().enumerate() {
             let (key, source, level) = (record.project_id(), record.source(), record.level());
             let message = Outgoing {
@@ -396,7 +427,9 @@ impl KafkaSink {
                 level: level.as_deref().map(str::as_bytes),
                 value: record.bytes(),
             };
-            if let Err(code) = send(&self.producer, message, &tracker) {
+            if let Err(code) =
+                send_borrowed(&self.producer, &mut self.topic_names, message, &tracker)
+            {
                 // The rest of the batch is never enqueued: the batch fails now, without waiting
                 // for the reports of what was enqueued (those may still be delivered: at least
                 // once), and the client gets its 503 at once.

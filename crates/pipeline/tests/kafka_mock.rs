@@ -1,6 +1,7 @@
 //! The Kafka sink against librdkafka's in-process mock cluster (fast; the real-broker tests live
 //! in `crates/spillway/tests/kafka_broker.rs`): every record becomes one message with the right
-//! value, key and headers on the right topic, a full producer queue fails a batch at once, and
+//! value, key and headers on the right topic (produced without a copy of the value), a full
+//! producer queue fails a batch at once and still delivers what it had enqueued, and
 //! creating topics never blocks the sink's thread. (The mock cluster has no CreateTopics: topic
 //! creation itself is tested against the real broker.)
 
@@ -185,6 +186,15 @@ fn a_full_producer_queue_fails_the_batch_at_once() {
     let failure = block_on(pipeline.try_submit(batch(records)).unwrap().wait()).unwrap_err();
     assert_eq!((failure.sink, failure.code), ("kafka", "queue_full"));
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    // The messages enqueued before the queue filled point into the failed batch's bytes (no
+    // copy): they are still delivered whole, after the batch was let go everywhere else.
+    let delivered = consume_all(&cluster.bootstrap_servers(), "vercel-logs", 1, 5);
+    let values: Vec<String> = delivered.into_iter().map(|(_, value, _)| value).collect();
+    let sent: Vec<String> = (0..5)
+        .map(|i| String::from_utf8(record(&format!("q{i}"), "prj", "lambda").bytes().to_vec()))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(values, sent);
     drop(pipeline);
     workers.join(Duration::from_secs(10));
 }
