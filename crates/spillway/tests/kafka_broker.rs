@@ -267,6 +267,13 @@ fn missing_topics_are_created_with_the_configured_partitions_and_properties() {
 
 /// Every (key, value, `data_type` header) in `topic`, until `expect` arrived or a minute passed.
 fn consume_typed(brokers: &str, topic: &str, expect: usize) -> Vec<(String, String, String)> {
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    let raw = consume_raw(brokers, topic, expect);
+    raw.into_iter().map(|(key, value, data_type)| (key, text(value), data_type)).collect()
+}
+
+/// [`consume_typed`] with each value as its bytes (a trace is protobuf).
+fn consume_raw(brokers: &str, topic: &str, expect: usize) -> Vec<(String, Vec<u8>, String)> {
     use rdkafka::message::Headers;
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -289,7 +296,7 @@ fn consume_typed(brokers: &str, topic: &str, expect: usize) -> Vec<(String, Stri
                 .headers()
                 .and_then(|h| h.iter().find(|h| h.key == "data_type").map(|h| text(h.value)))
                 .unwrap_or_default();
-            out.push((text(m.key()), text(m.payload()), data_type));
+            out.push((text(m.key()), m.payload().unwrap_or_default().to_vec(), data_type));
         }
     }
     out
@@ -338,6 +345,54 @@ fn each_data_type_reaches_its_own_topic_with_its_header() {
         expected.sort();
         assert_eq!(produced, expected, "{topic}");
     }
+    // Nothing of theirs reached the logs' topic.
+    assert!(consume(&broker.brokers(), 0).is_empty());
+}
+
+#[test]
+fn each_trace_resource_reaches_the_traces_topic_as_its_protobuf_keyed_by_project() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+    use prost::Message as _;
+
+    let Some(tansu) = tansu() else { return };
+    let broker = Broker::start(&tansu, free_port(), "memory://tansu/".into());
+    let app = kafka_app(&broker.brokers(), |_| {});
+    assert!(wait_ready(app.addr, Duration::from_secs(30)), "never ready");
+    let sent = spillway_benches::otlp_request(5, 3, 4).resource_spans;
+    let body = ExportTraceServiceRequest { resource_spans: sent.clone() }.encode_to_vec();
+    let sig = sign(&body);
+    let headers =
+        [("x-vercel-signature", sig.as_str()), ("content-type", "application/x-protobuf")];
+    let reply = poll_until(
+        Duration::from_secs(30),
+        || send(app.addr, "POST", "/vercel/traces", &headers, &body),
+        |reply| reply.status == 200,
+    );
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+
+    // Read back with prost (an independent decoder): one message per resource, its bytes.
+    let project_of = |r: &ResourceSpans| {
+        let attributes = &r.resource.as_ref().unwrap().attributes;
+        let id = attributes.iter().find(|kv| kv.key == "vercel.projectId").unwrap();
+        match id.value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => {
+                s.clone()
+            }
+            other => panic!("not a string project id: {other:?}"),
+        }
+    };
+    let mut expected: Vec<(String, Vec<u8>, String)> =
+        sent.iter().map(|r| (project_of(r), r.encode_to_vec(), "traces".to_owned())).collect();
+    let mut produced = consume_raw(&broker.brokers(), "vercel-traces", sent.len());
+    for (_, value, _) in &produced {
+        let resource = ResourceSpans::decode(&value[..]).expect("a message is a ResourceSpans");
+        assert!(sent.contains(&resource), "a resource that was not sent: {resource:?}");
+    }
+    produced.sort();
+    expected.sort();
+    assert_eq!(produced.len(), 3);
+    assert!(produced == expected, "the topic holds other resources than were sent");
     // Nothing of theirs reached the logs' topic.
     assert!(consume(&broker.brokers(), 0).is_empty());
 }
