@@ -1,16 +1,23 @@
 //! `spillway drains create --type …` for every data type, against the Vercel API simulator over
 //! real sockets on 127.0.0.1: the `schemas` and delivery variant the simulator received (it
 //! refuses what Vercel refuses, so an accepted body is a valid one), `--sample` rules, the type
-//! and status in `drains list` and `get`, the type's sample in a test delivery, and the usage
-//! errors of flags that do not fit the type.
+//! and status in `drains list` and `get`, the type's sample in a test delivery (a trace drain's,
+//! in protobuf and in OTLP/JSON, stored by Spillway itself), and the usage errors of flags that
+//! do not fit the type.
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use common::Run;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use prost::Message as _;
 use serde_json::{json, Value};
-use testkit::Receiver;
+use testkit::{poll_until, Receiver};
 use vercel_sim::Simulator;
 
 /// A simulator on its own runtime, a data directory, and the binary.
@@ -230,4 +237,57 @@ fn a_test_delivery_carries_a_signed_sample_of_the_drains_type() {
             }
         }
     }
+}
+
+/// Every resource in the trace files under `dir` (each file is one request: its frames are
+/// `resource_spans` entries), read with prost, an independent decoder.
+fn stored_resources(dir: &Path) -> Vec<ResourceSpans> {
+    let mut names: Vec<_> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.map(|e| e.unwrap().path()).collect(),
+        Err(_) => return Vec::new(),
+    };
+    names.retain(|p| p.to_string_lossy().contains(".binpb"));
+    names.sort();
+    let decode = |bytes: Vec<u8>| ExportTraceServiceRequest::decode(&bytes[..]).unwrap();
+    names.iter().flat_map(|p| decode(std::fs::read(p).unwrap()).resource_spans).collect()
+}
+
+fn project_of(resource: &ResourceSpans) -> String {
+    let attributes = &resource.resource.as_ref().unwrap().attributes;
+    let id = attributes.iter().find(|kv| kv.key == "vercel.projectId").unwrap();
+    match id.value.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        other => panic!("not a string project id: {other:?}"),
+    }
+}
+
+#[test]
+fn a_trace_drain_s_test_delivery_is_stored_by_the_receiver_in_either_encoding() {
+    let h = Harness::new();
+    // Spillway serving the drain registry this CLI writes.
+    let registry = h.dir.path().to_owned();
+    let app = common::TestApp::start(|c| c.data_dir = registry);
+    let url = format!("http://{}/vercel/traces", app.addr);
+    let mut projects = Vec::new();
+    for encoding in ["proto", "json"] {
+        let (id, drain) = h.create(&["--type", "traces", "--url", &url, "--encoding", encoding]);
+        assert_eq!(drain["delivery"]["encoding"], encoding);
+        // The receiver picks a new drain up within a quarter of a second (404 until then).
+        let tested =
+            poll_until(Duration::from_secs(5), || h.drains(&["test", &id]), |t| t.code == 0);
+        assert_eq!(tested.code, 0, "{encoding}: {tested:?}");
+        // The sample's two resources (two projects, three spans each), stored as protobuf.
+        projects.extend(["prj_sample", "prj_sample_api"]);
+        // Each data type's files sit in its directory under the data dir (the registry's here).
+        let stored = stored_resources(&h.dir.path().join("traces"));
+        let mut got: Vec<String> = stored.iter().map(project_of).collect();
+        got.sort();
+        projects.sort();
+        assert_eq!(got, projects, "{encoding}");
+        for resource in &stored {
+            let spans: usize = resource.scope_spans.iter().map(|s| s.spans.len()).sum();
+            assert_eq!(spans, 3, "{encoding}: {resource:?}");
+        }
+    }
+    assert!(common::lines_in(&app.dir("dead-letter")).is_empty(), "nothing refused");
 }
