@@ -18,6 +18,7 @@ use crate::drains::{check_headers, DrainDirectory, RequiredHeader};
 use crate::gate::{check_raw, is_probe, is_unsigned_probe, unverified_permit, Signed};
 use crate::inflate::gunzip;
 use crate::live::{verifies_any, Live, LiveCell};
+use crate::metrics::EdgeStage;
 use crate::metrics_server::metrics_response;
 use crate::traces::{self, OpenedTraces};
 use listener::SigningKey;
@@ -39,6 +40,10 @@ pub(crate) struct State {
     pub(crate) drains: Option<Arc<dyn DrainDirectory>>,
     /// Places among the gzip bodies inflated before their signature is known to match.
     pub(crate) unverified: Arc<tokio::sync::Semaphore>,
+    /// The request-body bytes (KiB) the edge may hold at once (`max_held_body_bytes`).
+    pub(crate) held: crate::hold::Held,
+    /// Places among the large bodies decoded at once (`max_concurrent_decodes`).
+    pub(crate) decodes: Arc<tokio::sync::Semaphore>,
     /// Set at the stop signal: `/readyz` answers `503` from then on, deliveries are still served.
     pub(crate) draining: AtomicBool,
     /// Record ids acknowledged recently (`dedup_ids`), when turned on.
@@ -176,6 +181,7 @@ async fn deliver(
     }
     // Refuse before reading when the pipeline is full: a fast 503 instead of a stalled socket.
     state.dispatch.admissible(declared.unwrap_or(0))?;
+    let _held = state.held.hold(declared.unwrap_or(config.max_body_bytes))?;
     let (parts, body) = req.into_parts();
     let raw = tokio::time::timeout(
         config.body_read_timeout,
@@ -207,8 +213,12 @@ async fn deliver(
         let auth = (signed, signature.as_deref());
         open_delivery(&state, &target, (raw, gzip, content_type), auth, headers_checked)?
     } else {
+        let slot = Arc::clone(&state.decodes).acquire_owned().await;
         let state = Arc::clone(&state);
+        let spawned = Instant::now();
         tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            state.metrics.stage(EdgeStage::BlockingPool, spawned.elapsed().as_secs_f64());
             let auth = (signed, signature.as_deref());
             let body = (raw, gzip, content_type);
             let opened = open_delivery(&state, &target, body, auth, headers_checked);
@@ -308,9 +318,27 @@ fn open_delivery(
     (signed, signature): (Signed, Option<&[u8]>),
     headers_checked: Result<(), IngestError>,
 ) -> Result<Opened, IngestError> {
+    let started = Instant::now();
+    let opened =
+        open_body(state, target, (raw, gzip, content_type), (signed, signature), headers_checked);
+    state.metrics.stage(EdgeStage::Decode, started.elapsed().as_secs_f64());
+    opened
+}
+
+/// [`open_delivery`]'s work, timed there.
+fn open_body(
+    state: &State,
+    target: &Target,
+    (raw, gzip, content_type): (PaddedBody, bool, Option<HeaderValue>),
+    (signed, signature): (Signed, Option<&[u8]>),
+    headers_checked: Result<(), IngestError>,
+) -> Result<Opened, IngestError> {
+    let inflated_held;
     let body = if gzip {
         let inflated = gunzip(raw.as_slice(), target.live.max_inflated_bytes)?;
         state.metrics.inflated(inflated.len());
+        // The inflated bytes count too while this body is decoded.
+        inflated_held = state.held.hold(inflated.len())?;
         inflated
     } else {
         raw

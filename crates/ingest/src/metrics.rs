@@ -21,6 +21,28 @@ pub struct IngestMetrics {
     duplicates: Family<Label, Counter>,
     ack_seconds: Histogram,
     request_seconds: Histogram,
+    stage_seconds: Family<Label, Histogram>,
+}
+
+/// The stages of a delivery at the edge, as `stage` label values (a closed set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EdgeStage {
+    /// Waiting for a thread of the blocking pool (large or gzip bodies are opened there).
+    BlockingPool,
+    /// Opening the body: inflate, finish verifying the signature, decode.
+    Decode,
+    /// From the hand-off to the pipeline to every sink's acknowledgement.
+    Ack,
+}
+
+impl EdgeStage {
+    fn label(self) -> &'static str {
+        match self {
+            EdgeStage::BlockingPool => "blocking_pool",
+            EdgeStage::Decode => "decode",
+            EdgeStage::Ack => "ack",
+        }
+    }
 }
 
 impl IngestMetrics {
@@ -37,6 +59,10 @@ impl IngestMetrics {
             duplicates: Family::default(),
             ack_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             request_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            // 50 µs to 6.5 s, the same buckets as the sinks' stages.
+            stage_seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
+            }),
         };
         let r = registry.sub_registry_with_prefix("spillway");
         r.register("http_requests", "HTTP requests answered, by status", m.requests.clone());
@@ -76,6 +102,12 @@ impl IngestMetrics {
             "Time from a request's headers to its answer (body read, verify, decode, sinks)",
             m.request_seconds.clone(),
         );
+        r.register(
+            "edge_stage_seconds",
+            "Time a delivery spent in an edge stage (blocking_pool: waiting for a blocking \
+             thread; decode: inflate, verify, decode; ack: waiting for the sinks), by stage",
+            m.stage_seconds.clone(),
+        );
         for reason in RejectReason::ALL {
             let _ = m.records_dead_lettered.get_or_create(&[("reason", reason.code())]);
         }
@@ -85,6 +117,10 @@ impl IngestMetrics {
     pub(crate) fn request(&self, status: http::StatusCode, seconds: f64) {
         self.requests.get_or_create(&[("status", status_label(status))]).inc();
         self.request_seconds.observe(seconds);
+    }
+
+    pub(crate) fn stage(&self, stage: EdgeStage, seconds: f64) {
+        self.stage_seconds.get_or_create(&[("stage", stage.label())]).observe(seconds);
     }
 
     pub(crate) fn received(&self, bytes: usize) {
@@ -113,6 +149,7 @@ impl IngestMetrics {
             self.records_dead_lettered.get_or_create(&[("reason", reason.code())]).inc();
         }
         self.ack_seconds.observe(seconds);
+        self.stage(EdgeStage::Ack, seconds);
     }
 }
 

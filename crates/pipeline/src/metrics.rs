@@ -10,6 +10,29 @@ use prometheus_client::registry::Registry;
 
 type Labels = [(&'static str, &'static str); 1];
 type ErrorLabels = [(&'static str, &'static str); 2];
+type StageLabels = [(&'static str, &'static str); 2];
+
+/// The stages of a batch in a file sink, as `stage` label values (a closed set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// Waiting in the sink's queue until its group's write starts.
+    Queue,
+    /// Its group's write to the OS.
+    Write,
+    /// From its group's hand-over to the syncer until the sync covering it succeeded: the wait
+    /// for the lane's earlier syncs and its own.
+    Sync,
+}
+
+impl Stage {
+    fn label(self) -> &'static str {
+        match self {
+            Stage::Queue => "queue",
+            Stage::Write => "write",
+            Stage::Sync => "sync",
+        }
+    }
+}
 
 /// Counters and histograms the pipeline and its sinks update.
 #[derive(Debug, Clone)]
@@ -26,11 +49,18 @@ pub struct PipelineMetrics {
     kafka_queue: Gauge,
     kafka_delivery_seconds: Histogram,
     bytes_written: Family<Labels, Counter<u64, AtomicU64>>,
+    stage_seconds: Family<StageLabels, Histogram>,
+    fdatasync_seconds: Family<Labels, Histogram>,
     pub(crate) kafka_spool: crate::spool::SpoolMetrics,
 }
 
 fn write_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+/// 50 µs to 6.5 s: a page-cache write at the low end, a stalled `fdatasync` at the high end.
+fn stage_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
 }
 
 impl PipelineMetrics {
@@ -49,6 +79,8 @@ impl PipelineMetrics {
             retries_skipped: Family::default(),
             kafka_queue: Gauge::default(),
             kafka_delivery_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            stage_seconds: Family::new_with_constructor(stage_histogram),
+            fdatasync_seconds: Family::new_with_constructor(stage_histogram),
             kafka_spool: Default::default(),
         };
         let r = registry.sub_registry_with_prefix("spillway");
@@ -73,6 +105,18 @@ impl PipelineMetrics {
             "sink_write_seconds",
             "Time to write and sync one group, by sink",
             m.write_seconds.clone(),
+        );
+        r.register(
+            "sink_stage_seconds",
+            "Time each batch spent in a file sink's stage (queue: waiting for its group's \
+             write; write: the group's write; sync: from the write to the fdatasync covering \
+             it), by sink and stage",
+            m.stage_seconds.clone(),
+        );
+        r.register(
+            "sink_fdatasync_seconds",
+            "Duration of each fdatasync of a file sink with fsync per batch, by sink",
+            m.fdatasync_seconds.clone(),
         );
         r.register(
             "sink_write_errors",
@@ -138,6 +182,19 @@ impl PipelineMetrics {
         self.records_written.get_or_create(&[("sink", sink)]).inc_by(records);
         self.bytes_written.get_or_create(&[("sink", sink)]).inc_by(bytes);
         self.write_seconds.get_or_create(&[("sink", sink)]).observe(seconds);
+    }
+
+    /// `batches` batches spent `seconds` in `stage` of `sink` (one observation each: the
+    /// histograms count batches, as the acknowledgements do).
+    pub(crate) fn stage(&self, sink: &'static str, stage: Stage, seconds: f64, batches: usize) {
+        let h = self.stage_seconds.get_or_create(&[("sink", sink), ("stage", stage.label())]);
+        for _ in 0..batches {
+            h.observe(seconds);
+        }
+    }
+
+    pub(crate) fn fdatasync(&self, sink: &'static str, seconds: f64) {
+        self.fdatasync_seconds.get_or_create(&[("sink", sink)]).observe(seconds);
     }
 
     pub(crate) fn write_error(&self, sink: &'static str, code: &'static str) {

@@ -20,11 +20,18 @@ pub(crate) struct Admitted {
 pub struct Job {
     shared: Arc<Admitted>,
     ack: Option<AckPart>,
+    /// When the job entered its sink's queue (the queue stage of the sink's metrics).
+    queued: Instant,
 }
 
 impl Job {
     pub(crate) fn new(shared: Arc<Admitted>, ack: AckPart) -> Job {
-        Job { shared, ack: Some(ack) }
+        Job { shared, ack: Some(ack), queued: Instant::now() }
+    }
+
+    /// When the job entered its sink's queue.
+    pub fn queued(&self) -> Instant {
+        self.queued
     }
 
     /// The batch.

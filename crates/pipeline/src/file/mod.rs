@@ -41,6 +41,7 @@ use std::time::{Duration, Instant};
 
 use record::DataType;
 
+use crate::metrics::Stage;
 use crate::sink::{Health, Job, Sink, Takes};
 use crate::storage::{Disk, Storage};
 use crate::{PipelineError, PipelineMetrics};
@@ -462,11 +463,20 @@ impl Sink for FileSink {
         if jobs.is_empty() {
             return;
         }
+        let writing = Instant::now();
+        for job in jobs.iter() {
+            let queued = writing.saturating_duration_since(job.queued()).as_secs_f64();
+            self.settler.metrics.stage(self.name, Stage::Queue, queued, 1);
+        }
         let (records, bytes) = match self.append_group(jobs) {
             Ok(appended) => appended,
             Err(e) => return self.abandon(jobs, &e),
         };
-        self.settle(Written { jobs: std::mem::take(jobs), records, bytes, started });
+        let written_at = Instant::now();
+        let wrote = (written_at - writing).as_secs_f64();
+        self.settler.metrics.stage(self.name, Stage::Write, wrote, jobs.len());
+        let jobs = std::mem::take(jobs);
+        self.settle(Written { jobs, records, bytes, started, written_at });
     }
 
     fn tick(&mut self, now: Instant) {

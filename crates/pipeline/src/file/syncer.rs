@@ -17,6 +17,7 @@ use super::io_code;
 use super::retry::Unfinished;
 use super::rotation::{copy_error, drop_pages, finish, Current};
 use crate::dedup::DedupWindow;
+use crate::metrics::Stage;
 use crate::sink::{Health, Job};
 use crate::storage::{Storage, StoredFile};
 use crate::PipelineMetrics;
@@ -33,6 +34,8 @@ pub(super) struct Written {
     pub(super) records: u64,
     pub(super) bytes: u64,
     pub(super) started: Instant,
+    /// When the write ended and the group went on to be synced (the sync stage's start).
+    pub(super) written_at: Instant,
 }
 
 /// Settles written groups: shared by the sink and its syncer.
@@ -61,6 +64,8 @@ impl Settler {
 
     pub(super) fn durable(&self, mut written: Written) {
         self.health.set_healthy(true);
+        let synced = written.written_at.elapsed().as_secs_f64();
+        self.metrics.stage(self.name, Stage::Sync, synced, written.jobs.len());
         self.metrics.written(
             self.name,
             written.records,
@@ -271,7 +276,12 @@ impl SyncWorker {
             result = self.storage.sync_dir(&self.dir);
             self.dir_synced = seq;
         }
-        let result = result.and_then(|()| file.sync_data());
+        let result = result.and_then(|()| {
+            let started = Instant::now();
+            let synced = file.sync_data();
+            self.settler.metrics.fdatasync(self.settler.name, started.elapsed().as_secs_f64());
+            synced
+        });
         let shared = result.as_ref().map(|_| ()).map_err(copy_error);
         self.synced = Some((seq, result));
         shared
