@@ -307,6 +307,8 @@ fn alien_field() -> impl Strategy<Value = Vec<u8>> {
         any::<[u8; 8]>().prop_map(|b| (WireType::SixtyFourBit, b.to_vec())),
         any::<[u8; 4]>().prop_map(|b| (WireType::ThirtyTwoBit, b.to_vec())),
         vec(any::<u8>(), 0..6).prop_map(|b| (WireType::LengthDelimited, b)),
+        // An empty group: skipped when its field is unknown, refused when the field is known.
+        Just((WireType::StartGroup, Vec::new())),
     ];
     (prop::sample::select(paths.to_vec()), 1..18u32, payload).prop_map(|(path, tag, payload)| {
         let mut msg = Vec::new();
@@ -319,6 +321,7 @@ fn alien_field() -> impl Strategy<Value = Vec<u8>> {
                 encode_varint(payload.1.len() as u64, &mut msg);
                 msg.extend_from_slice(&payload.1);
             }
+            WireType::StartGroup => encode_key(tag, WireType::EndGroup, &mut msg),
             _ => msg.extend_from_slice(&payload.1),
         }
         for number in path.iter().rev() {

@@ -38,10 +38,13 @@ enum Field<'a> {
     Fixed64,
     Fixed32,
     Bytes(&'a [u8]),
+    /// A group, skipped: only an unknown field may be one (prost refuses a known one).
+    Group,
 }
 
 /// Calls `each` with every field of the message `msg`, nested `depth` deep in the request
-/// (groups, a relic proto3 never writes, are skipped as prost skips them).
+/// (groups, a relic proto3 never writes, are skipped as prost skips them, then handed to `each`
+/// as [`Field::Group`], which only an unknown field's arm accepts).
 fn fields<'a>(msg: &'a [u8], depth: u32, mut each: impl FnMut(u32, Field<'a>) -> Walked) -> Walked {
     if depth >= MAX_DEPTH {
         return Err(Invalid);
@@ -63,7 +66,7 @@ fn fields<'a>(msg: &'a [u8], depth: u32, mut each: impl FnMut(u32, Field<'a>) ->
             }
             WireType::StartGroup => {
                 skip_group(&mut buf, tag, MAX_DEPTH - depth)?;
-                continue;
+                Field::Group
             }
             WireType::EndGroup => return Err(Invalid),
         };
