@@ -181,7 +181,9 @@ async fn deliver(
     }
     // Refuse before reading when the pipeline is full: a fast 503 instead of a stalled socket.
     state.dispatch.admissible(declared.unwrap_or(0))?;
-    let _held = state.held.hold(declared.unwrap_or(config.max_body_bytes))?;
+    // Room for the body before reading it; waiting for room counts against the body's time.
+    let wait = config.body_read_timeout;
+    let _held = state.held.wait_for(declared.unwrap_or(config.max_body_bytes), wait).await?;
     let (parts, body) = req.into_parts();
     let raw = tokio::time::timeout(
         config.body_read_timeout,
@@ -333,12 +335,13 @@ fn open_body(
     (signed, signature): (Signed, Option<&[u8]>),
     headers_checked: Result<(), IngestError>,
 ) -> Result<Opened, IngestError> {
-    let inflated_held;
+    // Held until the end of the decode (the batch then counts in the pipeline's in-flight bytes).
+    let _inflated_held;
     let body = if gzip {
         let inflated = gunzip(raw.as_slice(), target.live.max_inflated_bytes)?;
         state.metrics.inflated(inflated.len());
         // The inflated bytes count too while this body is decoded.
-        inflated_held = state.held.hold(inflated.len())?;
+        _inflated_held = state.held.hold(inflated.len())?;
         inflated
     } else {
         raw

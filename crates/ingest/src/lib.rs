@@ -22,6 +22,7 @@ mod drains;
 mod error;
 mod gate;
 mod handler;
+mod hold;
 pub mod harness;
 mod inflate;
 mod live;

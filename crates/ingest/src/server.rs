@@ -102,6 +102,12 @@ pub(crate) fn new_state(
     let live = Arc::new(LiveCell::new(Live::new(&config)?));
     let no_secrets = Arc::from([]);
     let unverified = Arc::new(tokio::sync::Semaphore::new(config.max_unverified_inflations));
+    let held = crate::hold::Held::new(config.max_held_body_bytes);
+    let decodes = match config.max_concurrent_decodes {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let decodes = Arc::new(tokio::sync::Semaphore::new(decodes));
     let draining = AtomicBool::new(false);
     let seen = crate::seen::SeenIds::new(config.dedup_ids, config.dedup_window);
     Ok(State {
@@ -113,6 +119,8 @@ pub(crate) fn new_state(
         no_secrets,
         drains: None,
         unverified,
+        held,
+        decodes,
         draining,
         seen,
     })

@@ -173,7 +173,8 @@ impl Tls {
                 .http1()
                 .timer(TokioTimer::new())
                 .header_read_timeout(handshake_timeout)
-                .keep_alive(true);
+                .keep_alive(true)
+                .max_buf_size(crate::accept::READ_BUFFER_BYTES);
             builder.http2().timer(TokioTimer::new());
             let conn = builder.serve_connection(TokioIo::new(stream), service);
             if let Err(e) = watcher.watch(conn).await {

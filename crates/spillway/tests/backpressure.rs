@@ -46,16 +46,24 @@ struct Edge {
 }
 
 fn edge(stub: Stub, ack_timeout: Duration) -> Edge {
+    edge_with(Arc::new(stub), ack_timeout, |_| {})
+}
+
+fn edge_with(
+    stub: Arc<Stub>,
+    ack_timeout: Duration,
+    adjust: impl FnOnce(&mut IngestConfig),
+) -> Edge {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let mut config = IngestConfig::new("127.0.0.1:0".parse().unwrap());
     config.ack_timeout = ack_timeout;
+    adjust(&mut config);
     config.retry_after_secs = 3;
     config.drain_secret = Some(listener::SigningKey::new(SECRET));
     let metrics = IngestMetrics::register(&mut Default::default());
-    let server = runtime
-        .block_on(Server::bind(config, Arc::new(stub), metrics, Arc::new(String::new)))
-        .unwrap();
+    let server =
+        runtime.block_on(Server::bind(config, stub, metrics, Arc::new(String::new))).unwrap();
     let addr = server.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     runtime.spawn(server.serve(async move {
@@ -102,4 +110,39 @@ fn sinks_that_never_confirm_are_503_after_the_ack_timeout() {
     assert_eq!(reply.header("retry-after"), Some("3"));
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(3), "took {took:?}");
+}
+
+#[test]
+fn bodies_past_the_held_bytes_budget_wait_unread_then_are_503() {
+    // A sink that never confirms keeps the first delivery, and its 1 MiB (the whole budget), held.
+    let stub = Arc::new(Stub { capacity: true, admit: true, held: Mutex::default() });
+    let e = edge_with(Arc::clone(&stub), Duration::from_secs(30), |c| {
+        c.max_held_body_bytes = 1 << 20;
+        c.body_read_timeout = Duration::from_millis(500);
+    });
+    let mut body = Vec::new();
+    while body.len() < 1 << 20 {
+        body.extend_from_slice(&fixture("logs.ndjson"));
+    }
+    let first = std::thread::spawn({
+        let (addr, body) = (e.addr, body.clone());
+        move || deliver(addr, &body)
+    });
+    let submitted = || !stub.held.lock().unwrap().is_empty();
+    assert!(testkit::wait_until(Duration::from_secs(10), submitted));
+    // No room until the first is answered: the second waits its body's time, then is refused.
+    let started = Instant::now();
+    let reply = deliver(e.addr, &fixture("logs.ndjson"));
+    assert_eq!((reply.status, reply.error_code().as_str()), (503, "overloaded"));
+    assert!(started.elapsed() >= Duration::from_millis(500), "took {:?}", started.elapsed());
+    // The held part settled: room again.
+    stub.held.lock().unwrap().drain(..).for_each(AckPart::complete);
+    assert_eq!(first.join().unwrap().status, 200);
+    let next = std::thread::spawn({
+        let addr = e.addr;
+        move || deliver(addr, &fixture("logs.ndjson"))
+    });
+    assert!(testkit::wait_until(Duration::from_secs(10), submitted));
+    stub.held.lock().unwrap().drain(..).for_each(AckPart::complete);
+    assert_eq!(next.join().unwrap().status, 200);
 }

@@ -50,12 +50,22 @@ pub(crate) fn with_structurals<R>(
             Ok(()) => false,
         }
     });
-    if !stage1_ok {
+    let walked = if stage1_ok {
+        SCRATCH.with(|cell| walk(&buf[..len], Some(cell.borrow().buffers.structural_indexes())))
+    } else {
         // The scratch is released: the walk may run stage 1 again on parts of the input.
-        return walk(&buf[..len], None);
+        walk(&buf[..len], None)
+    };
+    if len > KEEP_SCRATCH_BYTES {
+        // A thread's buffers grow to its largest body (a few times its size) and would stay so;
+        // after a rare large one they go back to their usual size.
+        SCRATCH.with(|cell| cell.borrow_mut().buffers = Buffers::new(64 * 1024));
     }
-    SCRATCH.with(|cell| walk(&buf[..len], Some(cell.borrow().buffers.structural_indexes())))
+    walked
 }
+
+/// Bodies up to this size leave the thread's stage-1 buffers as they grew.
+const KEEP_SCRATCH_BYTES: usize = 4 << 20;
 
 #[cfg(test)]
 mod tests {

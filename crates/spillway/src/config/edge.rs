@@ -80,6 +80,20 @@ fn server_limits(s: &RawServer, ingest: &mut IngestConfig, problems: &mut Proble
         1,
         1024,
     ) as usize;
+    ingest.max_held_body_bytes = problems.range(
+        "server.max_held_body_bytes",
+        s.max_held_body_bytes,
+        d.max_held_body_bytes as u64,
+        1 << 20,
+        16 << 30,
+    ) as usize;
+    ingest.max_concurrent_decodes = problems.range(
+        "server.max_concurrent_decodes",
+        s.max_concurrent_decodes,
+        d.max_concurrent_decodes as u64,
+        0,
+        1024,
+    ) as usize;
     ingest.dedup_ids =
         problems.range("server.dedup_ids", s.dedup_ids, d.dedup_ids as u64, 0, 10_000_000) as usize;
     ingest.dedup_window = Duration::from_secs(problems.range(

@@ -153,6 +153,8 @@ pub struct RawServer {
     pub shutdown_timeout_secs: Option<u64>,
     pub drain_delay_secs: Option<u64>,
     pub max_unverified_inflations: Option<u64>,
+    pub max_held_body_bytes: Option<u64>,
+    pub max_concurrent_decodes: Option<u64>,
     pub dedup_ids: Option<u64>,
     pub dedup_window_secs: Option<u64>,
     pub v1_traces: Option<bool>,
