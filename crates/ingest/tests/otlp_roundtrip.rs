@@ -150,38 +150,6 @@ fn request() -> impl Strategy<Value = ExportTraceServiceRequest> {
         .prop_map(|resource_spans| ExportTraceServiceRequest { resource_spans })
 }
 
-/// Every double in `request` as serde_json reads back the text it writes: without its
-/// `float_roundtrip` feature (not enabled in this workspace) its parse may miss the closest
-/// double by one unit in the last place, so the OTLP/JSON path is exact only to that.
-fn as_json_reads_doubles(request: &mut ExportTraceServiceRequest) {
-    fn each(attributes: &mut [KeyValue]) {
-        for value in attributes.iter_mut().filter_map(|kv| kv.value.as_mut()) {
-            any(value);
-        }
-    }
-    fn any(value: &mut AnyValue) {
-        match &mut value.value {
-            Some(Value::DoubleValue(d)) => {
-                *d = serde_json::from_str(&serde_json::to_string(d).unwrap()).unwrap();
-            }
-            Some(Value::ArrayValue(a)) => a.values.iter_mut().for_each(any),
-            Some(Value::KvlistValue(l)) => each(&mut l.values),
-            _ => {}
-        }
-    }
-    for resource in &mut request.resource_spans {
-        resource.resource.iter_mut().for_each(|r| each(&mut r.attributes));
-        for scope_spans in &mut resource.scope_spans {
-            scope_spans.scope.iter_mut().for_each(|s| each(&mut s.attributes));
-            for span in &mut scope_spans.spans {
-                each(&mut span.attributes);
-                span.events.iter_mut().for_each(|e| each(&mut e.attributes));
-                span.links.iter_mut().for_each(|l| each(&mut l.attributes));
-            }
-        }
-    }
-}
-
 /// The project a resource is keyed by: its first `vercel.projectId` attribute holding a string.
 fn project_of(resource: &ResourceSpans) -> Option<&str> {
     resource.resource.as_ref()?.attributes.iter().find_map(|kv| {
@@ -368,10 +336,10 @@ proptest! {
     }
 
     #[test]
-    fn otlp_json_gives_the_same_resources_as_protobuf(mut sent in request()) {
+    fn otlp_json_gives_the_same_resources_as_protobuf(sent in request()) {
+        // Exact, doubles too: serde_json reads a double back as written (`float_roundtrip`).
         let body = Bytes::from(serde_json::to_vec(&sent).unwrap());
         let decoded = decode_otlp(body, OtlpEncoding::Json).unwrap();
-        as_json_reads_doubles(&mut sent);
         check_split(&sent, &decoded)?;
     }
 
