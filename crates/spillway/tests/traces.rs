@@ -244,3 +244,20 @@ fn a_json_partial_success_names_the_refused_spans() {
     assert_eq!(reply.json()["partialSuccess"]["rejectedSpans"], "1");
     assert_eq!(dead_letters(&app)[0]["reason"], "missing_project_id");
 }
+
+#[test]
+fn the_documented_example_is_stored_alike_from_protobuf_and_from_otlp_json() {
+    let app = TestApp::start(|_| {});
+    for (name, content_type) in [("traces.binpb", PROTOBUF), ("traces.json", "application/json")] {
+        let sig = fixture_signature(name);
+        let headers = [("x-vercel-signature", sig.as_str()), ("content-type", content_type)];
+        let reply = send(app.addr, "POST", "/vercel/traces", &headers, &fixture(name));
+        assert_eq!(reply.status, 200, "{name}");
+    }
+    let stored = stored(&app.dir("traces"));
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0], stored[1], "the OTLP/JSON form is stored as its protobuf");
+    let expected = ExportTraceServiceRequest::decode(&fixture("traces.binpb")[..]).unwrap();
+    assert_eq!(stored[0], expected.resource_spans[0]);
+    assert_eq!(stored[0].scope_spans[0].spans[0].kind, 2, "\"server\"");
+}
