@@ -56,7 +56,8 @@ fn environment_overrides_the_file() {
 fn every_problem_is_reported_at_once() {
     let raw = RawConfig::from_toml(
         "[server]\nlisten = \"nowhere\"\nmax_connections = 0\ndrain_path = \"logs\"\n\
-         [sinks.file]\nfsync = \"sometimes\"\nmax_file_bytes = 10\n",
+         [sinks.file]\nfsync = \"sometimes\"\nmax_file_bytes = 10\nsync_lanes = 0\n\
+         [sinks.dead_letter]\nsync_lanes = 17\n",
     )
     .unwrap();
     let mut problems = Vec::new();
@@ -69,6 +70,8 @@ fn every_problem_is_reported_at_once() {
         "server.drain_path",
         "sinks.file.fsync",
         "sinks.file.max_file_bytes",
+        "sinks.file.sync_lanes: 0 is not from 1 to 16",
+        "sinks.dead_letter.sync_lanes: 17 is not from 1 to 16",
         "SPILLWAY_MAX_BODY_BYTES",
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");

@@ -1,7 +1,8 @@
 //! File sinks: NDJSON files (protobuf frames for trace drains) on local disk, rotated by size
 //! and age, with a configurable fsync policy.
 //!
-//! A file being written is named `<prefix>-<unix ms>-<seq>.ndjson.open`; when it is rotated
+//! A file being written is named `<prefix>-<unix ms>-<lane><seq>.ndjson.open` (`<lane>`: none
+//! for the first sync lane, `b`, `c`… for the others, see `lanes`); when it is rotated
 //! (or the sink closes) it is synced per the policy and renamed to `….ndjson`. Readers take only
 //! `*.ndjson` files: those are complete and never change again. At start-up, `.open` files left
 //! by a crash are completed the same way, after cutting any partial last line (a write that was
@@ -24,10 +25,12 @@
 //!
 //! This module holds the configuration and [`FileSink`]; `rotation` the files themselves,
 //! `encode` and `frames` what goes into them, `syncer` how written groups become durable and settle,
-//! `recover` the start-up recovery and `retry` the files whose completion failed.
+//! `recover` the start-up recovery, `retry` the files whose completion failed and `lanes` the
+//! files written and synced in parallel.
 
 mod encode;
 mod frames;
+mod lanes;
 mod recover;
 mod retry;
 mod rotation;
@@ -35,7 +38,6 @@ mod syncer;
 
 use std::io::{self, IoSlice};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,8 +49,10 @@ use crate::storage::{Disk, Storage};
 use crate::{PipelineError, PipelineMetrics};
 use encode::{encode_rejects, record_lines};
 use frames::{frame_pieces, frame_prefixes};
+pub use lanes::MAX_SYNC_LANES;
+use lanes::{lane_tag, pick, Lane};
 pub use recover::RECOVERED_INVALID_PREFIX;
-use rotation::{finish, Format, RotatingFile};
+use rotation::{Format, RotatingFile};
 use syncer::{Settler, SyncOrder, SyncSetup, Syncer, Written};
 
 /// The records sink's name (the log drains' sink).
@@ -106,6 +110,11 @@ crate::named_setting! {
     }
 }
 
+/// The sync lanes of a file sink unless configured: two lanes already keep one slow
+/// `fdatasync` from holding every batch behind it (the next group goes to the other file, synced
+/// by its own thread), for one more open file and thread per sink.
+pub const DEFAULT_SYNC_LANES: usize = 2;
+
 /// Where and how a file sink writes.
 #[derive(Debug, Clone)]
 pub struct FileSinkConfig {
@@ -130,11 +139,15 @@ pub struct FileSinkConfig {
     /// Where crash recovery writes the lines of a crashed file that are not valid records, as
     /// dead letters (`recovered-invalid-<file>.ndjson`); `None`: this sink's own directory.
     pub invalid_dir: Option<PathBuf>,
+    /// With [`FsyncPolicy::Batch`], how many files are written and synced in parallel (1 to
+    /// [`MAX_SYNC_LANES`]; each a file open at a time and a syncer thread): a slow `fdatasync`
+    /// holds only the batches of its own lane. Ignored by the other policies.
+    pub sync_lanes: usize,
 }
 
 impl FileSinkConfig {
-    /// Defaults for `dir`: 128 MiB or 5 minutes per file, fsync per batch, synced pages dropped,
-    /// files 0640 and directories 0750.
+    /// Defaults for `dir`: 128 MiB or 5 minutes per file, fsync per batch on
+    /// [`DEFAULT_SYNC_LANES`] lanes, synced pages dropped, files 0640 and directories 0750.
     pub fn new(dir: impl Into<PathBuf>) -> FileSinkConfig {
         FileSinkConfig {
             dir: dir.into(),
@@ -145,6 +158,7 @@ impl FileSinkConfig {
             file_mode: 0o640,
             dir_mode: 0o750,
             invalid_dir: None,
+            sync_lanes: DEFAULT_SYNC_LANES,
         }
     }
 }
@@ -167,21 +181,24 @@ fn io_code(e: &io::Error) -> &'static str {
 ///
 /// With `FsyncPolicy::Batch` a syncer thread makes each written group durable and settles it
 /// while the sink already writes the next group: the disk is never idle while the CPU copies,
-/// nor the CPU while the disk flushes. Groups settle in the order they were written.
+/// nor the CPU while the disk flushes. With more than one sync lane (`lanes`), groups go to
+/// several files, each with its own syncer, so that one slow sync holds only its own lane's
+/// groups. Within a lane, groups settle in the order they were written.
 pub struct FileSink {
     name: &'static str,
     takes: Takes,
-    file: RotatingFile,
+    /// At least one; more only with `FsyncPolicy::Batch`.
+    lanes: Vec<Lane>,
     buf: Vec<u8>,
     settler: Settler,
-    syncer: Option<Syncer>,
 }
 
 impl std::fmt::Debug for FileSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FileSink")
             .field("name", &self.name)
-            .field("dir", &self.file.config.dir)
+            .field("dir", &self.lanes[0].file.config.dir)
+            .field("lanes", &self.lanes.len())
             .finish()
     }
 }
@@ -253,82 +270,40 @@ impl FileSink {
         let path = config.dir.display().to_string();
         let error = |source| PipelineError::Open { sink: name, path: path.clone(), source };
         let batch_sync = config.fsync == FsyncPolicy::Batch;
-        let drop_synced_pages = config.drop_synced_pages;
-        let dir = config.dir.clone();
+        // Lanes exist to sync in parallel: without a sync per batch there is nothing to spread.
+        let lanes = match batch_sync {
+            true => config.sync_lanes.clamp(1, MAX_SYNC_LANES),
+            false => 1,
+        };
+        let (drop_synced_pages, dir) = (config.drop_synced_pages, config.dir.clone());
         let format = match takes {
             Takes::RecordsOf(DataType::Traces) => Format::Frames,
             _ => Format::Ndjson,
         };
-        let mut file =
-            RotatingFile::open(Arc::clone(&storage), config, (prefix, format)).map_err(error)?;
-        file.defer_dir_sync = batch_sync;
+        let storage_ = Arc::clone(&storage);
+        let mut first =
+            RotatingFile::open(storage_, config, (prefix, format), lane_tag(0)).map_err(error)?;
+        first.defer_dir_sync = batch_sync;
+        let mut files = Vec::with_capacity(lanes);
+        files.extend((1..lanes).map(|lane| first.sibling(lane_tag(lane))));
+        files.insert(0, first);
         let settler = Settler::new(name, metrics);
-        let syncer = match batch_sync {
-            true => Some(
-                Syncer::start(SyncSetup {
-                    settler: settler.clone(),
-                    storage,
-                    unfinished: file.unfinished.clone(),
-                    dir,
-                    drop_synced_pages,
-                })
-                .map_err(error)?,
-            ),
-            false => None,
-        };
-        Ok(FileSink { name, takes, file, buf: Vec::new(), settler, syncer })
-    }
-
-    /// Stops the syncer once it has settled every group written so far.
-    fn stop_syncer(&mut self) {
-        if let Some(syncer) = self.syncer.take() {
-            if !syncer.stop() {
-                tracing::error!(sink = self.name, "the syncer thread panicked");
-            }
+        let mut built = Vec::with_capacity(lanes);
+        for (lane, file) in files.into_iter().enumerate() {
+            let setup = SyncSetup {
+                settler: settler.clone(),
+                storage: Arc::clone(&storage),
+                unfinished: file.unfinished.clone(),
+                dir: dir.clone(),
+                drop_synced_pages,
+            };
+            let syncer = match batch_sync {
+                true => Some(Syncer::start(setup, lane).map_err(error)?),
+                false => None,
+            };
+            built.push(Lane { file, syncer });
         }
-    }
-
-    /// Leaves the current file if the syncer could not make it durable: after a failed
-    /// `fdatasync`, data written before it may be lost without a word.
-    fn leave_file_whose_sync_failed(&mut self) {
-        if let Some(syncer) = &self.syncer {
-            if self.file.current.is_some() && syncer.failed.load(Ordering::Acquire) == self.file.seq
-            {
-                tracing::warn!(sink = self.name, "leaving a file whose sync failed");
-                let _ = self.file.complete();
-                self.file.current = None;
-            }
-        }
-    }
-
-    /// Completes the current file if it is over its size or age, through the syncer when there
-    /// is one (the writer goes on into a new file at once).
-    fn rotate_if_due(&mut self, now: Instant) -> io::Result<()> {
-        if !self.file.due(now) {
-            return Ok(());
-        }
-        match (&mut self.syncer, self.file.current.take()) {
-            (Some(syncer), Some(current)) => {
-                if let Err(SyncOrder::Finish(current)) = syncer.send(SyncOrder::Finish(current)) {
-                    let storage = &*self.file.storage;
-                    if let Err(incomplete) = finish(storage, current, true, &self.file.config.dir) {
-                        let error = rotation::copy_error(&incomplete.error);
-                        self.file.unfinished.push(incomplete);
-                        return Err(error);
-                    }
-                    self.settler.metrics.file_completed(self.name);
-                }
-            }
-            (_, current) => {
-                self.file.current = current;
-                if let Err(e) = self.file.complete() {
-                    self.settler.metrics.completion_failed(self.name, io_code(&e));
-                    return Err(e);
-                }
-                self.settler.metrics.file_completed(self.name);
-            }
-        }
-        Ok(())
+        Ok(FileSink { name, takes, lanes: built, buf: Vec::new(), settler })
     }
 
     /// Completes, without writing them again, the jobs whose batch this sink already wrote: a
@@ -344,12 +319,13 @@ impl FileSink {
         });
     }
 
-    /// Appends the jobs' records (or dead letters) to the current file, all in one go; returns
+    /// Appends the jobs' records (or dead letters) to lane `at`'s current file, all in one go; returns
     /// how many records and how many bytes.
-    fn append_group(&mut self, jobs: &[Job]) -> io::Result<(u64, u64)> {
+    fn append_group(&mut self, at: usize, jobs: &[Job]) -> io::Result<(u64, u64)> {
         let mut records = 0;
+        let file = &mut self.lanes[at].file;
         let appended = match self.takes {
-            _ if self.file.format == Format::Frames => {
+            _ if file.format == Format::Frames => {
                 // The small prefixes first, into one buffer; then the pieces, the records' own
                 // bytes pointing into their bodies.
                 self.buf.clear();
@@ -361,7 +337,7 @@ impl FileSink {
                 for job in jobs {
                     frame_pieces(job.batch(), &self.buf, &mut at, &mut pieces);
                 }
-                self.file.append(&mut pieces)
+                file.append(&mut pieces)
             }
             Takes::Records | Takes::RecordsOf(_) => {
                 let mut pieces =
@@ -369,14 +345,14 @@ impl FileSink {
                 for job in jobs {
                     records += record_lines(job.batch(), &mut pieces);
                 }
-                self.file.append(&mut pieces)
+                file.append(&mut pieces)
             }
             Takes::Rejects => {
                 self.buf.clear();
                 for job in jobs {
                     records += encode_rejects(job.batch(), &mut self.buf);
                 }
-                self.file.append(&mut [IoSlice::new(&self.buf)])
+                file.append(&mut [IoSlice::new(&self.buf)])
             }
         };
         // Keep memory flat after an unusually large group.
@@ -386,59 +362,46 @@ impl FileSink {
         Ok((records, appended?))
     }
 
-    /// Settles a written group once it is durable: the syncer's to do when there is one, else
-    /// done here after committing it as the fsync policy asks.
-    fn settle(&mut self, written: Written) {
-        match (&mut self.syncer, &self.file.current) {
-            (Some(syncer), Some(current)) => {
-                let order = SyncOrder::Group {
-                    file: Arc::clone(&current.file),
-                    seq: self.file.seq,
-                    end: current.len,
-                    written,
-                };
-                self.file.unsynced = false;
-                if let Err(SyncOrder::Group { written, .. }) = syncer.send(order) {
-                    // The syncer is gone (it panicked): nothing can make this group durable.
-                    let mut jobs = written.jobs;
-                    self.abandon(&mut jobs, &io::Error::other("the syncer thread stopped"));
-                }
-            }
-            _ => match self.file.commit(Instant::now()) {
-                Ok(()) => self.settler.durable(written),
-                Err(e) => {
-                    let mut jobs = written.jobs;
-                    self.abandon(&mut jobs, &e);
-                }
-            },
-        }
-    }
-
-    /// Tries again to complete the files whose completion failed, if some are due at `now` (all
-    /// of them when `now` is `None`): through the syncer when there is one (never waiting for
-    /// it: if it is busy, the next tick tries), else here.
+    /// Tries again to complete the files whose completion failed (shared by every lane), if
+    /// some are due at `now` (all of them when `now` is `None`): through the first lane's
+    /// syncer when there is one (never waiting for it: if it is busy, the next tick tries),
+    /// else here.
     fn retry_completions(&mut self, now: Option<Instant>) {
+        let first = &mut self.lanes[0];
         let due = match now {
-            Some(now) => self.file.unfinished.due(now),
+            Some(now) => first.file.unfinished.due(now),
             None => true,
         };
-        match (now, &mut self.syncer) {
+        match (now, &mut first.syncer) {
             _ if !due => {}
-            (Some(now), Some(syncer)) => syncer.try_send(SyncOrder::Retry(now)),
+            (Some(now), Some(syncer)) => {
+                let _ = syncer.try_send(SyncOrder::Retry(now));
+            }
             (_, _) => {
-                let sync = self.file.config.fsync != FsyncPolicy::Never;
-                let (storage, dir) = (&*self.file.storage, &self.file.config.dir);
-                self.file.unfinished.retry(storage, dir, sync, now, &self.settler);
+                let sync = first.file.config.fsync != FsyncPolicy::Never;
+                let (storage, dir) = (&*first.file.storage, &first.file.config.dir);
+                first.file.unfinished.retry(storage, dir, sync, now, &self.settler);
             }
         }
     }
 
-    /// Leaves the current file (completing it as it is) and fails `jobs`.
-    fn abandon(&mut self, jobs: &mut [Job], e: &io::Error) {
-        // Start afresh in a new file: the old one may be unusable (or the disk full).
-        let _ = self.file.complete();
-        self.file.current = None;
-        self.settler.fail(jobs, e);
+    /// Writes `jobs` into lane `at` and hands them on to be settled.
+    fn write_to(&mut self, at: usize, jobs: &mut Vec<Job>) {
+        let writing = Instant::now();
+        for job in jobs.iter() {
+            let queued = writing.saturating_duration_since(job.queued()).as_secs_f64();
+            self.settler.metrics.stage(self.name, Stage::Queue, queued, 1);
+        }
+        let (records, bytes) = match self.append_group(at, jobs) {
+            Ok(appended) => appended,
+            Err(e) => return self.lanes[at].abandon(jobs, &e, &self.settler),
+        };
+        let written_at = Instant::now();
+        let wrote = (written_at - writing).as_secs_f64();
+        self.settler.metrics.stage(self.name, Stage::Write, wrote, jobs.len());
+        let jobs = std::mem::take(jobs);
+        let written = Written { jobs, records, bytes, started: writing, written_at };
+        self.lanes[at].settle(written, &self.settler);
     }
 }
 
@@ -453,43 +416,36 @@ impl Sink for FileSink {
 
     fn write(&mut self, jobs: &mut Vec<Job>) {
         let started = Instant::now();
-        self.leave_file_whose_sync_failed();
-        if let Err(e) = self.rotate_if_due(started) {
-            self.file.current = None;
+        for lane in &mut self.lanes {
+            lane.leave_file_whose_sync_failed(&self.settler);
+        }
+        let at = pick(&self.lanes);
+        if let Err(e) = self.lanes[at].rotate_if_due(started, &self.settler, true) {
+            self.lanes[at].file.current = None;
             return self.settler.fail(jobs, &e);
         }
         // A retry of a batch this sink already wrote (it failed elsewhere) is not written again.
         self.skip_repeats(jobs);
-        if jobs.is_empty() {
-            return;
+        if !jobs.is_empty() {
+            self.write_to(at, jobs);
         }
-        let writing = Instant::now();
-        for job in jobs.iter() {
-            let queued = writing.saturating_duration_since(job.queued()).as_secs_f64();
-            self.settler.metrics.stage(self.name, Stage::Queue, queued, 1);
-        }
-        let (records, bytes) = match self.append_group(jobs) {
-            Ok(appended) => appended,
-            Err(e) => return self.abandon(jobs, &e),
-        };
-        let written_at = Instant::now();
-        let wrote = (written_at - writing).as_secs_f64();
-        self.settler.metrics.stage(self.name, Stage::Write, wrote, jobs.len());
-        let jobs = std::mem::take(jobs);
-        self.settle(Written { jobs, records, bytes, started, written_at });
     }
 
     fn tick(&mut self, now: Instant) {
-        if let FsyncPolicy::Interval(every) = self.file.config.fsync {
-            if self.file.unsynced && now.duration_since(self.file.last_sync) >= every {
-                if let Err(e) = self.file.sync(now) {
+        // Only `FsyncPolicy::Batch` has more than one lane.
+        let file = &mut self.lanes[0].file;
+        if let FsyncPolicy::Interval(every) = file.config.fsync {
+            if file.unsynced && now.duration_since(file.last_sync) >= every {
+                if let Err(e) = file.sync(now) {
                     self.settler.metrics.write_error(self.name, io_code(&e));
                 }
             }
         }
-        if let Err(e) = self.rotate_if_due(now) {
-            tracing::error!(sink = self.name, error = %e, "cannot complete file; will try again");
-            self.file.current = None;
+        for lane in &mut self.lanes {
+            if let Err(e) = lane.rotate_if_due(now, &self.settler, false) {
+                tracing::error!(sink = self.name, error = %e, "cannot complete file; will try again");
+                lane.file.current = None;
+            }
         }
         self.retry_completions(Some(now));
     }
@@ -499,11 +455,15 @@ impl Sink for FileSink {
     }
 
     fn close(&mut self) {
-        // Every written group is settled before the last file is completed.
-        self.stop_syncer();
-        if let Err(e) = self.file.complete() {
-            tracing::error!(sink = self.name, error = %e, "cannot complete file at shutdown");
-            self.settler.metrics.completion_failed(self.name, io_code(&e));
+        // Every written group is settled before the last files are completed.
+        for lane in &mut self.lanes {
+            lane.stop_syncer(&self.settler);
+        }
+        for lane in &mut self.lanes {
+            if let Err(e) = lane.file.complete() {
+                tracing::error!(sink = self.name, error = %e, "cannot complete file at shutdown");
+                self.settler.metrics.completion_failed(self.name, io_code(&e));
+            }
         }
         // A last try for every file whose completion failed; what still fails is completed by
         // the next start-up's recovery.

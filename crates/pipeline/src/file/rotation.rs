@@ -54,9 +54,13 @@ pub(super) struct RotatingFile {
     pub(super) config: FileSinkConfig,
     pub(super) format: Format,
     pub(super) storage: Arc<dyn Storage>,
-    /// Held for the sink's life: a second process must not write (or recover) here.
-    _lock: LockGuard,
+    /// Held for the sink's life by its first lane: a second process must not write (or
+    /// recover) here.
+    _lock: Option<LockGuard>,
     prefix: &'static str,
+    /// The lane's letter in file names (`records-<ms>-b000001…`), so that lanes' names never
+    /// collide; empty for the first lane, whose names are as they always were.
+    lane: &'static str,
     pub(super) current: Option<Current>,
     /// The number of the newest file opened.
     pub(super) seq: u64,
@@ -84,6 +88,7 @@ impl RotatingFile {
         storage: Arc<dyn Storage>,
         config: FileSinkConfig,
         (prefix, format): (&'static str, Format),
+        lane: &'static str,
     ) -> io::Result<RotatingFile> {
         storage.create_dir_all(&config.dir, config.dir_mode)?;
         let lock = storage.lock(&config.dir.join(format!(".{prefix}.lock")), config.file_mode)?;
@@ -95,8 +100,9 @@ impl RotatingFile {
             config,
             format,
             storage,
-            _lock: lock,
+            _lock: Some(lock),
             prefix,
+            lane,
             current: None,
             seq: 0,
             last_sync: Instant::now(),
@@ -106,11 +112,31 @@ impl RotatingFile {
         })
     }
 
+    /// Another lane's file in the same directory (after this one's lock and recovery), sharing
+    /// the files whose completion failed.
+    pub(super) fn sibling(&self, lane: &'static str) -> RotatingFile {
+        RotatingFile {
+            config: self.config.clone(),
+            format: self.format,
+            storage: Arc::clone(&self.storage),
+            _lock: None,
+            prefix: self.prefix,
+            lane,
+            current: None,
+            seq: 0,
+            last_sync: Instant::now(),
+            unsynced: false,
+            defer_dir_sync: self.defer_dir_sync,
+            unfinished: self.unfinished.clone(),
+        }
+    }
+
     fn current(&mut self) -> io::Result<&mut Current> {
         if self.current.is_none() {
             self.seq += 1;
             let suffix = self.format.open_suffix();
-            let name = format!("{}-{:013}-{:06}{suffix}", self.prefix, millis_now(), self.seq);
+            let (prefix, lane, ms, seq) = (self.prefix, self.lane, millis_now(), self.seq);
+            let name = format!("{prefix}-{ms:013}-{lane}{seq:06}{suffix}");
             let path = self.config.dir.join(name);
             let file = self.storage.create(&path, self.config.file_mode)?;
             if self.config.fsync != FsyncPolicy::Never && !self.defer_dir_sync {

@@ -5,12 +5,12 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use record::SinkFailure;
 
 use super::io_code;
@@ -116,6 +116,8 @@ pub(super) struct Syncer {
     /// The number of the last file whose sync failed (0: none). The sink leaves that file: after
     /// a failed `fdatasync` the kernel may have dropped its dirty pages and will not say so twice.
     pub(super) failed: Arc<AtomicU64>,
+    /// Groups handed over and not yet settled: how busy this lane is (see `lanes`).
+    pending: Arc<AtomicUsize>,
 }
 
 /// What the syncer needs besides its orders.
@@ -128,14 +130,17 @@ pub(super) struct SyncSetup {
 }
 
 impl Syncer {
-    pub(super) fn start(setup: SyncSetup) -> io::Result<Syncer> {
+    /// Starts the syncer of lane `lane` (which only names its thread).
+    pub(super) fn start(setup: SyncSetup, lane: usize) -> io::Result<Syncer> {
         let (tx, rx) = crossbeam_channel::bounded(SYNC_QUEUE);
         let failed = Arc::new(AtomicU64::new(0));
-        let name = format!("sync-{}", setup.settler.name);
+        let pending = Arc::new(AtomicUsize::new(0));
+        let name = format!("sync-{}-{lane}", setup.settler.name);
         let inline = setup.storage.single_threaded();
         let worker = SyncWorker {
             settler: setup.settler,
             failed: Arc::clone(&failed),
+            pending: Arc::clone(&pending),
             storage: setup.storage,
             unfinished: setup.unfinished,
             dir: setup.dir,
@@ -150,25 +155,45 @@ impl Syncer {
                 std::thread::Builder::new().name(name).spawn(move || worker.run(&rx))?,
             ),
         };
-        Ok(Syncer { tx, runner, failed })
+        Ok(Syncer { tx, runner, failed, pending })
+    }
+
+    /// Groups handed over and not yet settled.
+    pub(super) fn load(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
     }
 
     /// Hands `order` over (waiting while `SYNC_QUEUE` orders wait); gives it back if the syncer
     /// thread is gone.
     pub(super) fn send(&mut self, order: SyncOrder) -> Result<(), SyncOrder> {
-        self.tx.send(order).map_err(|crossbeam_channel::SendError(order)| order)?;
-        if let Runner::Inline(worker, rx) = &mut self.runner {
-            worker.round(rx.try_iter().collect());
+        let group = matches!(order, SyncOrder::Group { .. });
+        // Counted before the syncer can see it, so that its decrement never comes first.
+        if group {
+            self.pending.fetch_add(1, Ordering::AcqRel);
         }
+        if let Err(crossbeam_channel::SendError(order)) = self.tx.send(order) {
+            if group {
+                self.pending.fetch_sub(1, Ordering::AcqRel);
+            }
+            return Err(order);
+        }
+        self.run_inline();
         Ok(())
     }
 
-    /// Hands `order` over unless that would wait.
-    pub(super) fn try_send(&mut self, order: SyncOrder) {
-        if self.tx.try_send(order).is_ok() {
-            if let Runner::Inline(worker, rx) = &mut self.runner {
-                worker.round(rx.try_iter().collect());
-            }
+    /// Hands `order` (not a group) over unless that would wait; gives it back if it would, or
+    /// if the syncer thread is gone.
+    pub(super) fn try_send(&mut self, order: SyncOrder) -> Result<(), TrySendError<SyncOrder>> {
+        debug_assert!(!matches!(order, SyncOrder::Group { .. }), "groups are counted: send");
+        self.tx.try_send(order)?;
+        self.run_inline();
+        Ok(())
+    }
+
+    /// With an inline runner, does what was handed over now.
+    fn run_inline(&mut self) {
+        if let Runner::Inline(worker, rx) = &mut self.runner {
+            worker.round(rx.try_iter().collect());
         }
     }
 
@@ -186,6 +211,7 @@ impl Syncer {
 struct SyncWorker {
     settler: Settler,
     failed: Arc<AtomicU64>,
+    pending: Arc<AtomicUsize>,
     storage: Arc<dyn Storage>,
     unfinished: Unfinished,
     dir: PathBuf,
@@ -244,7 +270,11 @@ impl SyncWorker {
     /// Settles a group written to file `seq` up to `end`: durable once that file is synced,
     /// failed (and the file marked failed) if it cannot be.
     fn settle(&mut self, file: &dyn StoredFile, seq: u64, end: u64, mut written: Written) {
-        match self.make_durable(file, seq) {
+        let synced = self.make_durable(file, seq);
+        // Free before the acknowledgements go out: a client that sends its next batch once
+        // this one is acknowledged finds this lane free again (and a light load one file).
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+        match synced {
             Ok(()) => {
                 if self.drop_synced_pages {
                     let from = if self.dropped.0 == seq { self.dropped.1 } else { 0 };

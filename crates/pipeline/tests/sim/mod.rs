@@ -8,7 +8,7 @@
 
 // Each test binary uses part of it.
 #![allow(dead_code)]
-
+pub(crate) mod threaded;
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, IoSlice};
 use std::path::{Path, PathBuf};

@@ -321,6 +321,7 @@ pub struct RawFileSink {
     pub fsync: Option<String>,
     pub fsync_interval_ms: Option<u64>,
     pub drop_synced_pages: Option<bool>,
+    pub sync_lanes: Option<usize>,
     /// Octal, as a string: `"0640"`.
     pub file_mode: Option<String>,
     /// Octal, as a string: `"0750"`.

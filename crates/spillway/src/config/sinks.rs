@@ -3,7 +3,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use pipeline::file::{FileSinkConfig, FsyncMode, FsyncPolicy, DEFAULT_FSYNC_INTERVAL};
+use pipeline::file::{
+    FileSinkConfig, FsyncMode, FsyncPolicy, DEFAULT_FSYNC_INTERVAL, MAX_SYNC_LANES,
+};
 use pipeline::kafka::{KafkaSinkConfig, Route, RouteField};
 use pipeline::spool::SpoolConfig;
 
@@ -71,6 +73,12 @@ fn file_sink_config(
         Some(Err(e)) => problems.push(format!("{name}.fsync: {e}")),
     }
     config.drop_synced_pages = raw.drop_synced_pages.unwrap_or(config.drop_synced_pages);
+    if let Some(lanes) = raw.sync_lanes {
+        if !(1..=MAX_SYNC_LANES).contains(&lanes) {
+            problems.push(format!("{name}.sync_lanes: {lanes} is not from 1 to {MAX_SYNC_LANES}"));
+        }
+        config.sync_lanes = lanes;
+    }
     let key = format!("{name}.file_mode");
     config.file_mode = mode(&key, raw.file_mode.as_deref(), config.file_mode, 0o600, problems);
     let key = format!("{name}.dir_mode");
