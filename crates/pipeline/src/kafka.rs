@@ -241,8 +241,8 @@ impl Tracker {
         tracker
     }
 
-    /// Whether messages may point into the batch this tracker keeps.
-    fn keeps(&self, _value: &[u8]) -> bool {
+    /// Whether the tracker keeps a batch its messages may point into.
+    fn keeps_batch(&self) -> bool {
         self.keep.is_some()
     }
 

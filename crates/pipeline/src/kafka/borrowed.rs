@@ -49,7 +49,7 @@ pub(super) fn send_borrowed(
     m: Outgoing<'_>,
     tracker: &Arc<Tracker>,
 ) -> Result<(), &'static str> {
-    debug_assert!(tracker.keeps(m.value), "the value must live in the tracker's batch");
+    debug_assert!(tracker.keeps_batch(), "the value must live in the tracker's batch");
     let topic = topics.get(m.topic)?;
     let headers = headers(&m);
     let opaque = Arc::clone(tracker).into_ptr();
