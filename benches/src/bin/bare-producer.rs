@@ -2,10 +2,11 @@
 //! the same messages Spillway's Kafka sink makes (value, `projectId` key, drain/source/level
 //! headers) with the same producer settings (idempotence, `acks=all`, lz4, same batching), but
 //! with no HTTP and no parsing (keys and header values are taken out before the clock starts),
-//! and reports records/s once every delivery report is in.
+//! and reports records/s once every delivery report is in. `--no-headers` sends value and key
+//! only: the producer's own limit, which `scripts/bench` compares Spillway with.
 //!
 //! ```text
-//! bare-producer --brokers 127.0.0.1:9092 --topic bench --records 200000
+//! bare-producer --brokers 127.0.0.1:9092 --topic bench --records 200000 [--no-headers]
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +39,9 @@ struct Args {
     /// Print JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Send value and key only, without the drain/source/level headers.
+    #[arg(long)]
+    no_headers: bool,
 }
 
 struct Counts {
@@ -78,8 +82,21 @@ fn create_topic(args: &Args) {
     }
 }
 
+/// The drain/source/level headers Spillway puts on a record (absent fields are left out).
+fn headers(source: &Option<String>, level: &Option<String>) -> OwnedHeaders {
+    let mut headers = OwnedHeaders::new_with_capacity(3)
+        .insert(Header { key: "drain", value: Some("default".as_bytes()) });
+    if let Some(source) = source {
+        headers = headers.insert(Header { key: "source", value: Some(source.as_bytes()) });
+    }
+    if let Some(level) = level {
+        headers = headers.insert(Header { key: "level", value: Some(level.as_bytes()) });
+    }
+    headers
+}
+
 /// Sends `args.records` messages cycling through the corpus, as Spillway would send them (key
-/// and headers); returns the payload bytes sent.
+/// and, unless `--no-headers`, headers); returns the payload bytes sent.
 fn produce(
     producer: &ThreadedProducer<Counts>,
     args: &Args,
@@ -90,18 +107,12 @@ fn produce(
     for i in 0..args.records {
         let j = i % records.len();
         let [key, source, level] = &fields[j];
-        let mut headers = OwnedHeaders::new_with_capacity(3)
-            .insert(Header { key: "drain", value: Some("default".as_bytes()) });
-        if let Some(source) = source {
-            headers = headers.insert(Header { key: "source", value: Some(source.as_bytes()) });
-        }
-        if let Some(level) = level {
-            headers = headers.insert(Header { key: "level", value: Some(level.as_bytes()) });
-        }
         let mut record = BaseRecord::to(&args.topic)
             .payload(records[j].as_bytes())
-            .key(key.as_deref().unwrap_or_default().as_bytes())
-            .headers(headers);
+            .key(key.as_deref().unwrap_or_default().as_bytes());
+        if !args.no_headers {
+            record = record.headers(headers(source, level));
+        }
         bytes += records[j].len() as u64;
         loop {
             match producer.send(record) {
@@ -154,6 +165,7 @@ fn main() {
         "failed": failed,
         "records_per_sec": ok as f64 / elapsed,
         "mb_per_sec": bytes as f64 / elapsed / 1e6,
+        "headers": !args.no_headers,
     });
     if args.json {
         println!("{summary}");

@@ -462,6 +462,11 @@ async fn main() {
     report(&totals, &hist, started.elapsed().as_secs_f64(), args.json);
 }
 
+/// Where `--json` samples the latency CDF: 0.00..=0.99 by 0.01, then 0.999 and 1.
+fn cdf_quantiles() -> impl Iterator<Item = f64> {
+    (0..100).map(|i| f64::from(i) / 100.0).chain([0.999, 1.0])
+}
+
 /// Prints the run's summary, as JSON with `--json`.
 fn report(totals: &Totals, hist: &Histogram<u64>, elapsed: f64, json: bool) {
     let records = totals.ok_records.load(Ordering::Relaxed);
@@ -478,6 +483,8 @@ fn report(totals: &Totals, hist: &Histogram<u64>, elapsed: f64, json: bool) {
         "accepted_records": records,
         "accepted_bytes": bytes,
         "latency_ms": {"p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "max": hist.max() as f64 / 1000.0},
+        // The latency CDF as [quantile, ms] points, for `plot`: every percentile, then the tail.
+        "latency_cdf_ms": cdf_quantiles().map(|q| [q, ms(q)]).collect::<Vec<_>>(),
         "non_2xx": non_2xx,
         "connection_errors": totals.errors.load(Ordering::Relaxed),
     });
