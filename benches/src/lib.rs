@@ -18,6 +18,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
+pub mod acked;
 mod otlp;
 mod types;
 pub use otlp::{otlp_batches, otlp_request, otlp_span_count, OtlpEncoding};

@@ -22,6 +22,10 @@
 //! protobuf (repeated fields concatenate), or the last element of OTLP/JSON's `resourceSpans`,
 //! which it closes.
 //!
+//! `--acked-out PATH` writes what was answered 2xx as a multiset of record digests
+//! ([`spillway_benches::acked`]), for `topic-check` to find every acknowledged record in Kafka
+//! (NDJSON bodies only; digests are taken before the clock starts, the file written after it).
+//!
 //! ```text
 //! loadgen --url http://127.0.0.1:8080/vercel/logs --secret S --connections 16 --duration-secs 10
 //! loadgen --type speed-insights --format json --secret S --batches 1000
@@ -40,6 +44,7 @@ use hdrhistogram::Histogram;
 use hmac::{Hmac, Mac};
 use record::DataType;
 use sha1::Sha1;
+use spillway_benches::acked::{digest, Acked};
 use spillway_benches::{Corpus, OtlpEncoding};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -88,6 +93,9 @@ struct Args {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Write the records of the batches answered 2xx here, as digests (NDJSON bodies only).
+    #[arg(long)]
+    acked_out: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -153,6 +161,8 @@ struct Prepared {
     mac: Option<Hmac<Sha1>>,
     records: u64,
     body_bytes: u64,
+    /// The digest of each record of the body less its nonce, with `--acked-out`.
+    digests: Vec<u64>,
 }
 
 impl Prepared {
@@ -232,6 +242,10 @@ fn bodies(args: &Args, format: Format) -> Vec<(Vec<u8>, u64, u64)> {
 fn prepare(args: &Args, format: Format, host: &str, path: &str) -> Vec<Prepared> {
     let mut out = Vec::new();
     for (mut body, records, body_bytes) in bodies(args, format) {
+        let digests = match args.acked_out {
+            Some(_) => body.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(digest).collect(),
+            None => Vec::new(),
+        };
         let content_type = format.content_type();
         let mut head =
             format!("POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: {content_type}\r\n");
@@ -247,7 +261,7 @@ fn prepare(args: &Args, format: Format, host: &str, path: &str) -> Vec<Prepared>
             mac.update(&body);
             mac
         });
-        out.push(Prepared { head, body, mac, records, body_bytes });
+        out.push(Prepared { head, body, mac, records, body_bytes, digests });
     }
     out
 }
@@ -323,9 +337,10 @@ impl Plan {
 }
 
 /// One keep-alive connection's loop: sends batches until the plan is done, recording each
-/// answer in `totals` and its latency in the returned histogram.
-async fn connection(plan: Arc<Plan>, totals: Arc<Totals>) -> Histogram<u64> {
+/// answer in `totals`; returns the latencies and the sequence numbers answered 2xx.
+async fn connection(plan: Arc<Plan>, totals: Arc<Totals>) -> (Histogram<u64>, Vec<u64>) {
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+    let mut acked = Vec::new();
     let mut stream: Option<TcpStream> = None;
     let mut buf = Vec::with_capacity(4096);
     loop {
@@ -360,6 +375,9 @@ async fn connection(plan: Arc<Plan>, totals: Arc<Totals>) -> Histogram<u64> {
                 let micros = scheduled.elapsed().as_micros().clamp(1, 60_000_000) as u64;
                 let _ = hist.record(micros);
                 totals.answered(status, p);
+                if (200..300).contains(&status) {
+                    acked.push(i);
+                }
                 if status == 503 || status == 0 {
                     stream = None; // the receiver may have closed it
                 }
@@ -370,7 +388,7 @@ async fn connection(plan: Arc<Plan>, totals: Arc<Totals>) -> Histogram<u64> {
             }
         }
     }
-    hist
+    (hist, acked)
 }
 
 impl Totals {
@@ -409,6 +427,10 @@ async fn main() {
         eprintln!("loadgen: --format: {e}");
         std::process::exit(2)
     });
+    if args.acked_out.is_some() && format != Format::Ndjson {
+        eprintln!("loadgen: --acked-out takes NDJSON bodies only");
+        std::process::exit(2)
+    }
     let url = args
         .url
         .clone()
@@ -452,14 +474,30 @@ async fn main() {
         .collect();
     let progress = tokio::spawn(progress(Arc::clone(&totals), started));
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+    let mut acked = Vec::new();
     for t in tasks {
-        if let Ok(h) = t.await {
+        if let Ok((h, seqs)) = t.await {
             let _ = hist.add(h);
+            acked.extend(seqs);
         }
     }
     progress.abort();
     eprintln!();
+    if let Some(path) = &args.acked_out {
+        write_acked(path, &plan, &acked);
+    }
     report(&totals, &hist, started.elapsed().as_secs_f64(), args.json);
+}
+
+/// Writes the records of the batches numbered `acked` (each body's, then its nonce) to `path`.
+fn write_acked(path: &std::path::Path, plan: &Plan, acked: &[u64]) {
+    let mut out = Acked::default();
+    for &seq in acked {
+        let p = &plan.prepared[(seq as usize) % plan.prepared.len()];
+        let nonce = spillway_benches::nonce(plan.data_type, seq);
+        out.add_batch(p.digests.iter().copied().chain([digest(nonce.as_bytes())]));
+    }
+    std::fs::write(path, out.to_json().to_string()).expect("write --acked-out");
 }
 
 /// Where `--json` samples the latency CDF: 0.00..=0.99 by 0.01, then 0.999 and 1.
