@@ -28,6 +28,8 @@
 //! ```
 
 mod data_types;
+mod escapes;
+mod ndjson;
 mod otlp;
 mod stage1;
 mod walk;
@@ -155,12 +157,13 @@ pub fn decode_as(body: PaddedBody, data_type: DataType) -> Decoded {
         _ => Format::Ndjson,
     };
     let mut out = Output::new(data_type);
-    with_structurals(&mut buf, len, |input, idx| match (format, idx) {
-        (Format::Ndjson, Some(idx)) => ndjson(input, idx, &mut out),
-        (Format::JsonArray, Some(idx)) => array(input, idx, &mut out),
-        (Format::Ndjson, None) => ndjson_line_by_line(input, &mut out),
-        (Format::JsonArray, None) => array_element_by_element(input, &mut out),
-    });
+    match format {
+        Format::Ndjson => ndjson::decode_chunks(&mut buf, len, &mut out),
+        Format::JsonArray => with_structurals(&mut buf, len, |input, idx| match idx {
+            Some(idx) => array(input, idx, &mut out),
+            None => array_element_by_element(input, &mut out),
+        }),
+    }
     buf.truncate(len);
     let whole = Bytes::from(buf).slice(1..);
     out.finish(format, &whole)
@@ -178,6 +181,9 @@ enum Source {
 }
 
 struct Output {
+    /// Where the walked input starts in the sentinel-prefixed body: the offsets handed to
+    /// [`Output::push`] and [`Output::reject`] are the input's.
+    base: usize,
     /// The drain's data type, which every record must be of.
     data_type: DataType,
     /// Each record's source, fields, and whether its source range ends with its `\n`.
@@ -188,11 +194,25 @@ struct Output {
 
 impl Output {
     fn new(data_type: DataType) -> Output {
-        Output { data_type, records: Vec::new(), rejects: Vec::new(), compacted: BytesMut::new() }
+        Output {
+            base: 0,
+            data_type,
+            records: Vec::new(),
+            rejects: Vec::new(),
+            compacted: BytesMut::new(),
+        }
+    }
+
+    fn push(&mut self, (source, meta, terminated): (Source, RecordMeta, bool)) {
+        let source = match source {
+            Source::Body(start, end) => Source::Body(self.base + start, self.base + end),
+            other => other,
+        };
+        self.records.push((source, meta, terminated));
     }
 
     fn reject(&mut self, start: usize, end: usize, reason: RejectReason) {
-        self.rejects.push((start, end, reason));
+        self.rejects.push((self.base + start, self.base + end, reason));
     }
 
     fn finish(self, format: Format, whole: &Bytes) -> Decoded {
@@ -260,24 +280,6 @@ fn trim(input: &[u8], mut start: usize, mut end: usize) -> (usize, usize) {
     (start, end)
 }
 
-/// The non-blank lines of `input[1..]`: each line's bounds with surrounding whitespace trimmed,
-/// and where its newline sits (the input's end for a last line without one).
-fn lines(input: &[u8]) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
-    let mut line_start = 1;
-    std::iter::from_fn(move || {
-        while line_start < input.len() {
-            let line_end =
-                memchr::memchr(b'\n', &input[line_start..]).map_or(input.len(), |i| line_start + i);
-            let (start, end) = trim(input, line_start, line_end);
-            line_start = line_end + 1;
-            if start < end {
-                return Some((start, end, line_end));
-            }
-        }
-        None
-    })
-}
-
 /// Classifies one record whose structurals are `k..lim` and bytes `start..end`: accepted with
 /// its fields, or rejected with a reason.
 fn classify(
@@ -296,32 +298,9 @@ fn classify(
     }
 }
 
-fn ndjson(input: &[u8], idx: &[u32], out: &mut Output) {
-    let mut w = Walker::new(input, idx);
-    let mut k = 0;
-    // Skip the sentinel's own structural.
-    while k < idx.len() && idx[k] == 0 {
-        k += 1;
-    }
-    for (start, end, line_end) in lines(input) {
-        let first = k;
-        // The line's structurals end where the first one past `end` is: found by bisecting
-        // rather than stepping over each (the walk reads them all anyway, once).
-        k += idx[k..].partition_point(|&at| (at as usize) < end);
-        match classify(&mut w, (first, k, end), out.data_type) {
-            Ok(fields) => {
-                // A line that ends right at its newline keeps it, so files get whole lines.
-                let terminated = end == line_end && line_end < input.len();
-                let stop = if terminated { end + 1 } else { end };
-                out.records.push((Source::Body(start, stop), meta(&w, &fields, start), terminated))
-            }
-            Err(reason) => out.reject(start, end, reason),
-        }
-    }
-}
-
 fn array(input: &[u8], idx: &[u32], out: &mut Output) {
     let mut w = Walker::new(input, idx);
+    w.check_escapes();
     let n = idx.len();
     let body_end = trim(input, 1, input.len()).1;
     let ends_element = |w: &Walker<'_>, k: usize| k < n && matches!(input[w.pos(k)], b',' | b']');
@@ -386,7 +365,7 @@ fn accept_element(
     out: &mut Output,
 ) {
     if w.is_compact(k, after) {
-        out.records.push((Source::Body(start, end), meta(w, fields, start), false));
+        out.push((Source::Body(start, end), meta(w, fields, start), false));
         return;
     }
     let base = out.compacted.len();
@@ -416,15 +395,7 @@ fn accept_element(
         out.compacted.extend_from_slice(&w.input()[from..to]);
     }
     out.compacted.extend_from_slice(b"\n");
-    out.records.push((Source::Compacted(base, out.compacted.len()), meta, true));
-}
-
-/// The slow path for NDJSON whose body failed stage 1: each line through stage 1 alone.
-fn ndjson_line_by_line(input: &[u8], out: &mut Output) {
-    for (start, end, line_end) in lines(input) {
-        let terminated = end == line_end && line_end < input.len();
-        one_value(input, start, end, Framing::Line { terminated }, out);
-    }
+    out.push((Source::Compacted(base, out.compacted.len()), meta, true));
 }
 
 /// What one value decoded alone is.
@@ -519,7 +490,7 @@ fn one_value(input: &[u8], start: usize, end: usize, framing: Framing, out: &mut
         })
     });
     match outcome {
-        Ok(record) => out.records.push(record),
+        Ok(record) => out.push(record),
         Err(reason) => out.reject(start, end, reason),
     }
 }
