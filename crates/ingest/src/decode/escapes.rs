@@ -96,6 +96,14 @@ mod blocks {
         cs.iter().fold(eq(lane, cs[0]), |m, &c| unsafe { _mm_or_si128(m, eq(lane, c)) })
     }
 
+    /// Whether any byte of the four lanes is set.
+    fn any(lanes: &[__m128i; 4]) -> bool {
+        let all = unsafe {
+            _mm_or_si128(_mm_or_si128(lanes[0], lanes[1]), _mm_or_si128(lanes[2], lanes[3]))
+        };
+        unsafe { _mm_movemask_epi8(all) != 0 }
+    }
+
     fn mask(lanes: &[__m128i; 4], test: impl Fn(__m128i) -> __m128i) -> u64 {
         lanes.iter().enumerate().fold(0, |m, (i, &lane)| {
             let bits = unsafe { _mm_movemask_epi8(test(lane)) } as u16;
@@ -116,10 +124,11 @@ mod blocks {
             };
             let lanes =
                 [lane(&block[0..]), lane(&block[16..]), lane(&block[32..]), lane(&block[48..])];
-            let backslashes = mask(&lanes, |lane| eq(lane, b'\\'));
-            if backslashes == 0 && prev == 0 {
+            let is_backslash = lanes.map(|lane| eq(lane, b'\\'));
+            if prev == 0 && !any(&is_backslash) {
                 continue;
             }
+            let backslashes = mask(&is_backslash, |eq| eq);
             let escaped = escaped(backslashes, &mut prev);
             let allowed = mask(&lanes, |lane| any_of(lane, b"\"\\/bfnrtu"));
             if escaped & !allowed != 0 {
