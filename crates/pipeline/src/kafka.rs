@@ -25,6 +25,7 @@
 mod borrowed;
 mod data_topics;
 mod message;
+mod reports;
 mod spooled;
 mod topics;
 
@@ -36,7 +37,7 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
 use rdkafka::statistics::Statistics;
 use record::SinkFailure;
 
@@ -44,6 +45,7 @@ use self::borrowed::{send_borrowed, TopicNames};
 use self::data_topics::route;
 pub use self::data_topics::DataTopics;
 use self::message::{error_code, Outgoing};
+use self::reports::Reports;
 use self::spooled::Spooled;
 use self::topics::{TopicCreator, TopicPlan};
 use crate::dedup::DedupWindow;
@@ -338,7 +340,9 @@ const SPOOLED_FLUSH: Duration = Duration::from_secs(5);
 /// The Kafka sink.
 pub struct KafkaSink {
     config: KafkaSinkConfig,
-    producer: ThreadedProducer<Context>,
+    /// Delivery reports, served on the sink's thread; declared (so dropped) before the producer.
+    reports: Reports,
+    producer: BaseProducer<Context>,
     context_health: Health,
     metrics: PipelineMetrics,
     /// Creating missing topics, until done (or given up).
@@ -381,14 +385,14 @@ impl KafkaSink {
             brokers_up: AtomicBool::new(false),
             spooling: spooled.is_some(),
         };
-        let producer: ThreadedProducer<Context> = config
+        let producer: BaseProducer<Context> = config
             .client_config()
             .create_with_context(context)
             .map_err(|e| PipelineError::Open {
-                sink: KAFKA,
-                path: config.brokers.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
+            sink: KAFKA,
+            path: config.brokers.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
         let topics = match config.create_topics {
             true => Some(
                 TopicCreator::spawn(config.admin_config(), config.topic_plan())
@@ -400,6 +404,7 @@ impl KafkaSink {
         let topic_names = TopicNames::default();
         Ok(KafkaSink {
             config,
+            reports: Reports::new(&producer),
             producer,
             context_health: health,
             metrics,
@@ -479,9 +484,11 @@ impl Sink for KafkaSink {
             spooled.append(&mut to_spool, &self.config, self.producer.context());
         }
         self.metrics.kafka_queue(i64::from(self.producer.in_flight_count()));
+        self.reports.serve(&self.producer);
     }
 
     fn tick(&mut self, now: Instant) {
+        self.reports.serve(&self.producer);
         // Never blocks: the creating thread runs on its own and is only looked at here.
         if self.topics.as_mut().is_some_and(TopicCreator::poll) {
             self.topics = None;
@@ -489,6 +496,10 @@ impl Sink for KafkaSink {
         if let Some(spooled) = self.spooled.as_mut() {
             spooled.replay(&self.producer, now);
         }
+    }
+
+    fn wakes(&self) -> Option<crossbeam_channel::Receiver<()>> {
+        Some(self.reports.woken())
     }
 
     fn health(&self) -> Health {

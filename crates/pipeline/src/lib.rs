@@ -347,8 +347,9 @@ impl Worker {
         }
         let _unready = Unready(self.health.clone());
         let mut jobs = Vec::with_capacity(self.group);
+        let wakes = self.sink.wakes();
         loop {
-            match self.rx.recv_timeout(self.tick) {
+            match self.next(wakes.as_ref()) {
                 Ok(job) => {
                     jobs.push(job);
                     while jobs.len() < self.group {
@@ -367,5 +368,19 @@ impl Worker {
             self.sink.tick(Instant::now());
         }
         self.sink.close();
+    }
+
+    /// The next job; `Timeout` after a tick without one, or when the sink's wake-up came first.
+    fn next(&self, wakes: Option<&Receiver<()>>) -> Result<Job, RecvTimeoutError> {
+        let Some(wakes) = wakes else { return self.rx.recv_timeout(self.tick) };
+        crossbeam_channel::select! {
+            recv(self.rx) -> job => job.map_err(|_| RecvTimeoutError::Disconnected),
+            recv(wakes) -> woken => match woken {
+                Ok(()) => Err(RecvTimeoutError::Timeout),
+                // The sink dropped its side: wait for jobs alone.
+                Err(_) => self.rx.recv_timeout(self.tick),
+            },
+            default(self.tick) => Err(RecvTimeoutError::Timeout),
+        }
     }
 }

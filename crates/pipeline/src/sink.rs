@@ -122,8 +122,15 @@ pub trait Sink: Send + 'static {
     /// Writes a group of jobs, taken in queue order, and settles them.
     fn write(&mut self, jobs: &mut Vec<Job>);
 
-    /// Housekeeping, called after every write and at least every pipeline tick.
+    /// Housekeeping, called after every write, at least every pipeline tick, and whenever
+    /// [`Sink::wakes`] has something.
     fn tick(&mut self, now: Instant);
+
+    /// A channel the sink's worker waits on beside its jobs: something there means `tick` has
+    /// work now (the Kafka sink's delivery reports), not at the next pipeline tick.
+    fn wakes(&self) -> Option<crossbeam_channel::Receiver<()>> {
+        None
+    }
 
     /// The sink's health flag, shared with the pipeline for readiness. A sink updates it before
     /// settling the jobs of a write, so that a client told `200` or `503` sees a matching

@@ -1,9 +1,9 @@
 //! The Kafka sink against librdkafka's in-process mock cluster (fast; the real-broker tests live
 //! in `crates/spillway/tests/kafka_broker.rs`): every record becomes one message with the right
 //! value, key and headers on the right topic (produced without a copy of the value), a full
-//! producer queue fails a batch at once and still delivers what it had enqueued, and
-//! creating topics never blocks the sink's thread. (The mock cluster has no CreateTopics: topic
-//! creation itself is tested against the real broker.)
+//! producer queue fails a batch at once and still delivers what it had enqueued, creating
+//! topics never blocks the sink's thread, and delivery reports wake the sink's thread. (The mock
+//! cluster has no CreateTopics: topic creation itself is tested against the real broker.)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,10 +77,16 @@ fn consume_all(brokers: &str, topic: &str, partitions: i32, expect: usize) -> Ve
 }
 
 fn start(config: KafkaSinkConfig) -> (Pipeline, pipeline::Workers) {
+    start_ticking(config, PipelineConfig::default().tick)
+}
+
+/// [`start`] with the pipeline's worker ticking every `tick`.
+fn start_ticking(config: KafkaSinkConfig, tick: Duration) -> (Pipeline, pipeline::Workers) {
     let metrics = PipelineMetrics::register(&mut Default::default());
     let sink = KafkaSink::open(config, &metrics).unwrap();
+    let pipeline_config = PipelineConfig { tick, ..PipelineConfig::default() };
     let (pipeline, workers) =
-        Pipeline::start(PipelineConfig::default(), vec![Box::new(sink)], metrics).unwrap();
+        Pipeline::start(pipeline_config, vec![Box::new(sink)], metrics).unwrap();
     wait_until(Duration::from_secs(10), || pipeline.ready());
     assert!(pipeline.ready(), "the sink never saw its broker");
     (pipeline, workers)
@@ -125,6 +131,28 @@ fn every_record_is_one_message_with_key_headers_and_route() {
         assert!(headers.contains(&("source".into(), source.clone())), "{headers:?}");
         assert_eq!(edge.iter().any(|(_, v, _)| v == value), source == "edge");
     }
+    drop(pipeline);
+    workers.join(Duration::from_secs(10));
+}
+
+/// Delivery reports are served on the sink's thread, which librdkafka wakes when they arrive:
+/// with a pipeline tick of a minute, readiness (from librdkafka's statistics) and a batch's
+/// acknowledgement still come at once. Served only at ticks, both would wait out the minute.
+#[test]
+fn reports_wake_the_sink_thread_between_ticks() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("vercel-logs", 1, 1).unwrap();
+    let mut config = KafkaSinkConfig::new(cluster.bootstrap_servers());
+    config.create_topics = false;
+    let started = Instant::now();
+    let (pipeline, workers) = start_ticking(config, Duration::from_secs(60));
+    for round in 0..3 {
+        let submitted = Instant::now();
+        let records = vec![record(&format!("w{round}"), "prj_a", "lambda")];
+        block_on(pipeline.try_submit(batch(records)).unwrap().wait()).unwrap();
+        assert!(submitted.elapsed() < Duration::from_secs(10), "round {round} waited for a tick");
+    }
+    assert!(started.elapsed() < Duration::from_secs(30));
     drop(pipeline);
     workers.join(Duration::from_secs(10));
 }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use rdkafka::bindings as rdsys;
 use rdkafka::bindings::rd_kafka_vtype_t::*;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{Producer, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::util::IntoOpaque;
 
 use super::message::{error_code, Outgoing};
@@ -44,7 +44,7 @@ impl TopicNames {
 /// Enqueues `m` without copying its value; its report goes to `tracker`, which must keep the
 /// batch `m.value` points into (see the module's safety argument).
 pub(super) fn send_borrowed(
-    producer: &ThreadedProducer<Context>,
+    producer: &BaseProducer<Context>,
     topics: &mut TopicNames,
     m: Outgoing<'_>,
     tracker: &Arc<Tracker>,

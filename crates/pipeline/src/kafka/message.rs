@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use super::{Context, Tracker, KAFKA};
 
@@ -40,7 +40,7 @@ pub(super) struct Outgoing<'a> {
 
 /// Enqueues one message whose report goes to `tracker`; the error code if it cannot be.
 pub(super) fn send(
-    producer: &ThreadedProducer<Context>,
+    producer: &BaseProducer<Context>,
     m: Outgoing<'_>,
     tracker: &Arc<Tracker>,
 ) -> Result<(), &'static str> {

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::producer::{Producer, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, Producer};
 use record::SinkFailure;
 
 use super::message::{send, Outgoing};
@@ -184,7 +184,7 @@ impl Spooled {
 
     /// Commits what the broker acknowledged, persists the cursor now and then, and hands the
     /// next frames to the producer while a broker is up. Never waits on the broker.
-    pub(crate) fn replay(&mut self, producer: &ThreadedProducer<Context>, now: Instant) {
+    pub(crate) fn replay(&mut self, producer: &BaseProducer<Context>, now: Instant) {
         self.settle();
         if self.spool.drained() || now.duration_since(self.persisted_at) >= CURSOR_EVERY {
             self.persist(now);
@@ -247,7 +247,7 @@ impl Spooled {
     }
 
     /// Hands frames to the producer until the window is full or the spool is read to its end.
-    fn fill(&mut self, producer: &ThreadedProducer<Context>, now: Instant) {
+    fn fill(&mut self, producer: &BaseProducer<Context>, now: Instant) {
         while self.in_flight_records < self.max_records && self.in_flight_bytes < self.max_bytes {
             match self.spool.read(self.read) {
                 Ok(Read::Frame(payload, next)) => {
@@ -285,7 +285,7 @@ impl Spooled {
 
     fn produce(
         &mut self,
-        producer: &ThreadedProducer<Context>,
+        producer: &BaseProducer<Context>,
         batch: &SpooledBatch,
         end: Pos,
         bytes: usize,
