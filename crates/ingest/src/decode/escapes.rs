@@ -3,8 +3,8 @@
 //!
 //! Stage 1 leaves escapes unchecked. The walk used to check them string by string, scanning each
 //! gap between two escapes on its own; on log messages with an escape every few words that was a
-//! fifth of the decode. [`all_valid`] checks every backslash of a chunk in one scan instead: the
-//! walk then needs only to know whether a string holds one.
+//! fifth of the decode. [`scan`] checks every backslash of a chunk in one pass instead and keeps
+//! where they are: the walk then needs only to know whether a string holds one.
 
 use super::walk::Invalid;
 
@@ -34,85 +34,136 @@ fn escape_len(bytes: &[u8], at: usize) -> Result<usize, Invalid> {
     }
 }
 
-/// Whether every escape in `bytes` is well formed, reading them left to right from the first
-/// backslash as a JSON reader would.
+/// Finds every backslash of `bytes` (bit `i % 64` of `bits[i / 64]` for byte `i`) and checks
+/// every escape, reading them left to right from the first backslash as a JSON reader would.
+/// Returns whether all are well formed; only then is `bits` complete.
 ///
 /// Inside strings this is exactly each string's own check: a string's opening quote is never
 /// part of an escape (stage 1 would not have taken it for one), so the scan is at an escape's
 /// start wherever a string's first escape is. A backslash outside any string makes its record
 /// invalid whatever this says, and `false` only sends the caller back to the per-string check.
 ///
-/// On x86-64 the bytes go 64 at a time through SSE2 (every x86-64 has it): the escaped
-/// characters are found from the runs of backslashes as simdjson does, and all must be one of
-/// `"\/bfnrtu`; only a `\u` escape is then read on its own.
-pub(crate) fn all_valid(bytes: &[u8]) -> bool {
+/// The bytes go 64 at a time: their backslashes are one mask (two AVX2 compares where the CPU
+/// has AVX2), the escaped characters are found from the runs of backslashes as simdjson does,
+/// and each is looked up; a `\u` escape is then read on its own. The walk finds a string's
+/// first backslash in `bits` instead of scanning the string again.
+pub(crate) fn scan(bytes: &[u8], bits: &mut Vec<u64>) -> bool {
+    bits.clear();
+    bits.reserve(bytes.len().div_ceil(64));
     #[cfg(target_arch = "x86_64")]
-    {
-        blocks::all_valid(bytes)
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { avx2::scan(bytes, bits) };
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        memchr::memchr(b'\\', bytes).is_none_or(|first| validate(bytes, first).is_ok())
+    scan_portable(bytes, bits)
+}
+
+/// [`scan`] without SIMD, one byte at a time (and the reference the SIMD one is tested against).
+fn scan_portable(bytes: &[u8], bits: &mut Vec<u64>) -> bool {
+    let mut state = Blocks::default();
+    for (n, block) in bytes.chunks(64).enumerate() {
+        let mask_of = |test: &dyn Fn(u8) -> bool| {
+            block.iter().enumerate().fold(0u64, |m, (i, &b)| m | (u64::from(test(b)) << i))
+        };
+        let mask = mask_of(&|b| b == b'\\');
+        bits.push(mask);
+        let escaped = state.escaped(mask);
+        if escaped == 0 {
+            continue;
+        }
+        // Past the bytes' end nothing is escaped: a trailing odd run of backslashes is refused.
+        let past_end = if block.len() == 64 { 0 } else { !0u64 << block.len() };
+        let refused = mask_of(&|b| !ESCAPABLE.contains(&b)) | past_end;
+        if !state.check(bytes, n * 64, escaped, refused, mask_of(&|b| b == b'u')) {
+            return false;
+        }
+    }
+    state.done()
+}
+
+/// The characters a backslash may escape.
+const ESCAPABLE: &[u8] = b"\"\\/bfnrtu";
+
+/// The escape check carried from one 64-byte block to the next.
+#[derive(Default)]
+struct Blocks {
+    /// 1 when the previous block ended in an odd run of backslashes.
+    prev: u64,
+    /// Bytes before this were read as part of a `\u` escape (a surrogate pair's low half).
+    free_from: usize,
+}
+
+impl Blocks {
+    /// The escaped characters of a block whose backslashes are `mask` (bit i set where the byte
+    /// at i follows an odd run of backslashes), carrying a run that ends the block into the
+    /// next: simdjson's `find_escaped`.
+    #[inline(always)]
+    fn escaped(&mut self, mask: u64) -> u64 {
+        const EVEN_BITS: u64 = 0x5555_5555_5555_5555;
+        if self.prev == 0 && mask == 0 {
+            return 0;
+        }
+        let backslashes = mask & !self.prev;
+        let follows_escape = (backslashes << 1) | self.prev;
+        let odd_starts = backslashes & !EVEN_BITS & !follows_escape;
+        let (even_starts, overflow) = odd_starts.overflowing_add(backslashes);
+        self.prev = u64::from(overflow);
+        (EVEN_BITS ^ (even_starts << 1)) & follows_escape
+    }
+
+    /// Checks the escaped characters of the block at `start`: none may be `refused`, and each
+    /// `\u` (in `units`) is read with its four hex digits (and a surrogate's pair).
+    #[inline(always)]
+    fn check(
+        &mut self,
+        bytes: &[u8],
+        start: usize,
+        escaped: u64,
+        refused: u64,
+        units: u64,
+    ) -> bool {
+        if escaped & refused != 0 {
+            return false;
+        }
+        let mut units = escaped & units;
+        while units != 0 {
+            let backslash = start + units.trailing_zeros() as usize - 1;
+            units &= units - 1;
+            if backslash < self.free_from {
+                // The low half of a surrogate pair, already read with its high half.
+                continue;
+            }
+            match escape_len(bytes, backslash) {
+                Ok(len) => self.free_from = backslash + len,
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    /// Whether the bytes ended outside an escape.
+    fn done(&self) -> bool {
+        self.prev == 0
     }
 }
 
 #[cfg(target_arch = "x86_64")]
-mod blocks {
+mod avx2 {
     use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8, _mm_set_epi64x,
+        __m256i, _mm256_and_si256, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8,
+        _mm256_set1_epi8, _mm256_setr_epi8, _mm256_setzero_si256, _mm256_shuffle_epi8,
+        _mm256_srli_epi16,
     };
 
-    use super::escape_len;
+    use super::Blocks;
 
-    /// Bit i set where the byte at i follows an odd run of backslashes: the escaped characters.
-    /// `prev` carries a run that ends a block into the next (simdjson's `find_escaped`).
-    fn escaped(backslashes: u64, prev: &mut u64) -> u64 {
-        const EVEN_BITS: u64 = 0x5555_5555_5555_5555;
-        let backslashes = backslashes & !*prev;
-        let follows_escape = (backslashes << 1) | *prev;
-        let odd_starts = backslashes & !EVEN_BITS & !follows_escape;
-        let (even_starts, overflow) = odd_starts.overflowing_add(backslashes);
-        *prev = u64::from(overflow);
-        (EVEN_BITS ^ (even_starts << 1)) & follows_escape
-    }
-
-    // SAFETY (each `unsafe` below): these intrinsics need only SSE2, which every x86-64 has; they
-    // take values, not pointers.
-
-    fn lane(bytes: &[u8]) -> __m128i {
-        let word = |i: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&bytes[i..i + 8]);
-            i64::from_le_bytes(w)
-        };
-        unsafe { _mm_set_epi64x(word(8), word(0)) }
-    }
-
-    fn eq(lane: __m128i, c: u8) -> __m128i {
-        unsafe { _mm_cmpeq_epi8(lane, _mm_set1_epi8(c as i8)) }
-    }
-
-    fn any_of(lane: __m128i, cs: &[u8]) -> __m128i {
-        cs.iter().fold(eq(lane, cs[0]), |m, &c| unsafe { _mm_or_si128(m, eq(lane, c)) })
-    }
-
-    /// Whether any byte of the four lanes is set.
-    fn any(lanes: &[__m128i; 4]) -> bool {
-        let all = unsafe {
-            _mm_or_si128(_mm_or_si128(lanes[0], lanes[1]), _mm_or_si128(lanes[2], lanes[3]))
-        };
-        unsafe { _mm_movemask_epi8(all) != 0 }
-    }
-
-    fn mask(lanes: &[__m128i; 4], test: impl Fn(__m128i) -> __m128i) -> u64 {
-        lanes.iter().enumerate().fold(0, |m, (i, &lane)| {
-            let bits = unsafe { _mm_movemask_epi8(test(lane)) } as u16;
-            m | (u64::from(bits) << (16 * i))
-        })
-    }
-
-    pub(super) fn all_valid(bytes: &[u8]) -> bool {
-        let (mut prev, mut free_from) = (0u64, 0usize);
+    /// [`super::scan`] with AVX2.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn scan(bytes: &[u8], bits: &mut Vec<u64>) -> bool {
+        let mut state = Blocks::default();
         let mut tail = [b' '; 64];
         for start in (0..bytes.len()).step_by(64) {
             let block = match bytes.get(start..start + 64) {
@@ -122,35 +173,80 @@ mod blocks {
                     &tail[..]
                 }
             };
-            let lanes =
-                [lane(&block[0..]), lane(&block[16..]), lane(&block[32..]), lane(&block[48..])];
-            let is_backslash = lanes.map(|lane| eq(lane, b'\\'));
-            if prev == 0 && !any(&is_backslash) {
+            // SAFETY: `block` holds 64 bytes; each unaligned load reads 32 of them.
+            let halves = unsafe {
+                [
+                    _mm256_loadu_si256(block.as_ptr().cast::<__m256i>()),
+                    _mm256_loadu_si256(block.as_ptr().add(32).cast::<__m256i>()),
+                ]
+            };
+            let backslashes = mask(halves, b'\\');
+            bits.push(backslashes);
+            let escaped = state.escaped(backslashes);
+            if escaped == 0 {
                 continue;
             }
-            let backslashes = mask(&is_backslash, |eq| eq);
-            let escaped = escaped(backslashes, &mut prev);
-            let allowed = mask(&lanes, |lane| any_of(lane, b"\"\\/bfnrtu"));
-            if escaped & !allowed != 0 {
+            // The tail's padding is spaces, refused: so is a trailing odd run of backslashes.
+            let refused = movemask(refused(halves[0]), refused(halves[1]));
+            if !state.check(bytes, start, escaped, refused, mask(halves, b'u')) {
                 return false;
             }
-            // A `\u` needs its four hex digits (and a surrogate its pair): read on its own.
-            let mut units = escaped & mask(&lanes, |lane| eq(lane, b'u'));
-            while units != 0 {
-                let backslash = start + units.trailing_zeros() as usize - 1;
-                units &= units - 1;
-                if backslash < free_from {
-                    // The low half of a surrogate pair already read.
-                    continue;
-                }
-                match escape_len(bytes, backslash) {
-                    Ok(len) => free_from = backslash + len,
-                    Err(_) => return false,
-                }
-            }
         }
-        // A run of backslashes that ends the bytes escapes nothing.
-        prev == 0
+        state.done()
+    }
+
+    /// The bytes of a block's two halves equal to `c`, a bit each.
+    #[target_feature(enable = "avx2")]
+    fn mask(halves: [__m256i; 2], c: u8) -> u64 {
+        let c = _mm256_set1_epi8(c as i8);
+        movemask(_mm256_cmpeq_epi8(halves[0], c), _mm256_cmpeq_epi8(halves[1], c))
+    }
+
+    /// The top bits of the bytes of two halves, as 64 bits.
+    #[target_feature(enable = "avx2")]
+    fn movemask(low: __m256i, high: __m256i) -> u64 {
+        let low = _mm256_movemask_epi8(low) as u32;
+        let high = _mm256_movemask_epi8(high) as u32;
+        u64::from(low) | (u64::from(high) << 32)
+    }
+
+    /// 0xff where a byte is not one of `"\/bfnrtu`: a lookup by each nibble (a bit per high
+    /// nibble 2, 5, 6, 7, set in the low nibble's entry when that pair is one of them).
+    #[target_feature(enable = "avx2")]
+    fn refused(v: __m256i) -> __m256i {
+        #[rustfmt::skip]
+        let by_low = _mm256_setr_epi8(
+            0, 0, 0b1101, 0, 0b1000, 0b1000, 0b0100, 0, 0, 0, 0, 0, 0b0010, 0, 0b0100, 0b0001,
+            0, 0, 0b1101, 0, 0b1000, 0b1000, 0b0100, 0, 0, 0, 0, 0, 0b0010, 0, 0b0100, 0b0001,
+        );
+        #[rustfmt::skip]
+        let by_high = _mm256_setr_epi8(
+            0, 0, 0b0001, 0, 0, 0b0010, 0b0100, 0b1000, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0b0001, 0, 0, 0b0010, 0b0100, 0b1000, 0, 0, 0, 0, 0, 0, 0, 0,
+        );
+        let nibbles = _mm256_set1_epi8(0x0f);
+        let low = _mm256_shuffle_epi8(by_low, _mm256_and_si256(v, nibbles));
+        let high =
+            _mm256_shuffle_epi8(by_high, _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibbles));
+        _mm256_cmpeq_epi8(_mm256_and_si256(low, high), _mm256_setzero_si256())
+    }
+}
+
+/// The first backslash at or after `from` and before `to`, from the bits of [`scan`].
+#[inline(always)]
+pub(crate) fn first_in(bits: &[u64], from: usize, to: usize) -> Option<usize> {
+    let mut word = from / 64;
+    let mut mask = bits.get(word)? & (!0u64 << (from % 64));
+    loop {
+        if mask != 0 {
+            let at = word * 64 + mask.trailing_zeros() as usize;
+            return (at < to).then_some(at);
+        }
+        word += 1;
+        if word * 64 >= to {
+            return None;
+        }
+        mask = *bits.get(word)?;
     }
 }
 
@@ -226,6 +322,58 @@ mod tests {
         }
     }
 
+    /// [`scan`] of `bytes`, checked against the portable scan: same answer, and when valid the
+    /// same bits, one per backslash.
+    fn all_valid(bytes: &[u8]) -> bool {
+        let (mut bits, mut reference) = (Vec::new(), Vec::new());
+        let valid = scan(bytes, &mut bits);
+        assert_eq!(scan_portable(bytes, &mut reference), valid);
+        if valid {
+            assert_eq!(bits, reference);
+            let backslashes: Vec<usize> = (0..bytes.len()).filter(|&i| bytes[i] == b'\\').collect();
+            let from_bits: Vec<usize> =
+                (0..bytes.len()).filter(|&i| bits[i / 64] >> (i % 64) & 1 == 1).collect();
+            assert_eq!(from_bits, backslashes);
+        }
+        valid
+    }
+
+    #[test]
+    fn first_in_finds_the_first_backslash_of_a_range() {
+        let mut bytes = vec![b'a'; 300];
+        for at in [0, 63, 64, 65, 130, 299] {
+            bytes[at] = b'\\';
+        }
+        let mut bits = Vec::new();
+        assert!(!scan(&bytes, &mut bits), "a backslash that ends the bytes escapes nothing");
+        bits = bytes
+            .chunks(64)
+            .map(|c| c.iter().enumerate().fold(0, |m, (i, &b)| m | (u64::from(b == b'\\') << i)))
+            .collect();
+        for from in 0..=300 {
+            for to in from..=300 {
+                let expect = (from..to).find(|&i| bytes[i] == b'\\');
+                assert_eq!(first_in(&bits, from, to), expect, "{from}..{to}");
+            }
+        }
+    }
+
+    /// Every byte after a backslash, at every offset in a block: only `"\/bfnrtu` pass.
+    #[test]
+    fn each_escaped_byte_is_looked_up_right() {
+        for c in 0..=255u8 {
+            for pad in 0..66 {
+                let mut bytes = vec![b' '; pad];
+                bytes.extend_from_slice(&[b'\\', c]);
+                if c == b'u' {
+                    bytes.extend_from_slice(b"00e9");
+                }
+                bytes.extend_from_slice(&[b' '; 70]);
+                assert_eq!(all_valid(&bytes), ESCAPABLE.contains(&c), "{c:#x} at {pad}");
+            }
+        }
+    }
+
     #[test]
     fn a_chunk_is_valid_exactly_when_each_of_its_strings_is() {
         for ok in GOOD {
@@ -251,6 +399,7 @@ mod tests {
                 proptest::sample::select(vec![
                     "\\", "\"", "u", "n", "x", "a", " ", "0", "D8", "3d", "DC", "DE80",
                     "\\u", "\\ud83d", "\\ude80", "\\\\", "\\\"", "\\n", "\\u00e9",
+                    "\\R", "\\B", "\\N", "\\U", "\\\u{e9}", "\\/", "\\t", "\\r", "\\b", "\\f",
                 ]),
                 0..60,
             ),

@@ -91,8 +91,10 @@ pub(crate) struct Walker<'a> {
     /// No backslash lies in `buf[bs_from..bs_at]`; `bs_at` is one (or `buf.len()`).
     bs_from: Cell<usize>,
     bs_at: Cell<usize>,
-    /// Every escape in `buf` is known to be well formed ([`escapes::all_valid`]).
+    /// Every escape in `buf` is known to be well formed ([`escapes::scan`]).
     escapes_valid: bool,
+    /// When `escapes_valid`, where `buf`'s backslashes are, a bit per byte.
+    backslashes: Vec<u64>,
 }
 
 impl<'a> Walker<'a> {
@@ -106,13 +108,14 @@ impl<'a> Walker<'a> {
             bs_from: Cell::new(0),
             bs_at: Cell::new(0),
             escapes_valid: false,
+            backslashes: Vec::new(),
         }
     }
 
     /// Checks every escape of the walked buffer at once, so that strings need not each check
     /// their own (when one is malformed, they still do, to find whose it is).
     pub(crate) fn check_escapes(&mut self) {
-        self.escapes_valid = escapes::all_valid(self.buf);
+        self.escapes_valid = escapes::scan(self.buf, &mut self.backslashes);
     }
 
     /// Restricts the walk to the structurals before `lim` and the bytes before `end`.
@@ -202,11 +205,15 @@ impl<'a> Walker<'a> {
 
     /// The first backslash in `buf[from..to]`.
     ///
-    /// Most strings hold none, and most are short, so one `memchr` per string would cost more in
+    /// After [`Self::check_escapes`] found every escape valid, its bits answer. Otherwise:
+    /// most strings hold none, and most are short, so one `memchr` per string would cost more in
     /// calls than in scanning. Instead the position of the next backslash is remembered: strings
     /// are visited in body order, so each byte is scanned about once per body.
-    #[inline]
+    #[inline(always)]
     fn first_backslash(&self, from: usize, to: usize) -> Option<usize> {
+        if self.escapes_valid {
+            return escapes::first_in(&self.backslashes, from, to);
+        }
         if from < self.bs_from.get() || self.bs_at.get() < from {
             let at = memchr::memchr(b'\\', &self.buf[from..]).map_or(self.buf.len(), |i| from + i);
             self.bs_from.set(from);
