@@ -5,7 +5,9 @@
 //!
 //! Every request is a distinct batch, as Vercel's are: each body ends with one extra record
 //! (the nonce) carrying the request's sequence number, so a receiver that recognises repeated
-//! batches cannot make a replayed corpus look faster than it is. The signature is finished from
+//! batches cannot make a replayed corpus look faster than it is. Sequence numbers start at the
+//! run's start time in nanoseconds, so two runs against one receiver (a maximum-rate run, then a
+//! fixed-rate one) never send the same batch either. The signature is finished from
 //! an HMAC state precomputed over the rest of the body, so a unique signed body costs the client
 //! almost nothing. With gzip, the nonce is its own gzip member after the compressed rest.
 //!
@@ -37,7 +39,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
@@ -312,6 +314,8 @@ struct Plan {
     format: Format,
     data_type: DataType,
     gzip: bool,
+    /// The sequence number of batch 0: the run's start in nanoseconds since the epoch.
+    first_seq: u64,
 }
 
 impl Plan {
@@ -337,7 +341,7 @@ impl Plan {
 }
 
 /// One keep-alive connection's loop: sends batches until the plan is done, recording each
-/// answer in `totals`; returns the latencies and the sequence numbers answered 2xx.
+/// answer in `totals`; returns the latencies and the numbers of the batches answered 2xx.
 async fn connection(plan: Arc<Plan>, totals: Arc<Totals>) -> (Histogram<u64>, Vec<u64>) {
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
     let mut acked = Vec::new();
@@ -361,7 +365,8 @@ async fn connection(plan: Arc<Plan>, totals: Arc<Totals>) -> (Histogram<u64>, Ve
             }
         }
         let s = stream.as_mut().expect("connected above");
-        let (head, nonce) = p.request(i, (plan.format, plan.data_type), plan.gzip);
+        let seq = plan.first_seq.wrapping_add(i);
+        let (head, nonce) = p.request(seq, (plan.format, plan.data_type), plan.gzip);
         let result = async {
             s.write_all(head.as_bytes()).await?;
             s.write_all(&p.body).await?;
@@ -468,6 +473,7 @@ async fn main() {
         format,
         data_type: args.data_type,
         gzip: args.gzip,
+        first_seq: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64),
     });
     let tasks: Vec<_> = (0..args.connections)
         .map(|_| tokio::spawn(connection(Arc::clone(&plan), Arc::clone(&totals))))
@@ -492,9 +498,9 @@ async fn main() {
 /// Writes the records of the batches numbered `acked` (each body's, then its nonce) to `path`.
 fn write_acked(path: &std::path::Path, plan: &Plan, acked: &[u64]) {
     let mut out = Acked::default();
-    for &seq in acked {
-        let p = &plan.prepared[(seq as usize) % plan.prepared.len()];
-        let nonce = spillway_benches::nonce(plan.data_type, seq);
+    for &i in acked {
+        let p = &plan.prepared[(i as usize) % plan.prepared.len()];
+        let nonce = spillway_benches::nonce(plan.data_type, plan.first_seq.wrapping_add(i));
         out.add_batch(p.digests.iter().copied().chain([digest(nonce.as_bytes())]));
     }
     std::fs::write(path, out.to_json().to_string()).expect("write --acked-out");

@@ -1,0 +1,92 @@
+//! `loadgen` against a recording HTTP server over a real socket: every batch it sends is distinct,
+//! within one run and across two runs against the same receiver, and each is correctly signed.
+//!
+//! A receiver that skips a repeated batch (the sinks' batch-digest window does) would otherwise
+//! answer a second run's batches without writing them, and a bench that measures latency in a
+//! second run right after a first would measure no writes at all.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use hmac::{Hmac, Mac};
+use sha1::Sha1;
+
+const SECRET: &str = "loadgen-test-secret";
+
+/// One request's body and signature header.
+type Received = (Vec<u8>, String);
+
+/// Serves keep-alive HTTP/1.1 connections, answering 200 and recording each request.
+fn recording_server() -> (String, Arc<Mutex<Vec<Received>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let addr = listener.local_addr().expect("local address");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || serve(stream, &log));
+        }
+    });
+    (format!("http://{addr}/vercel/logs"), seen)
+}
+
+fn serve(stream: TcpStream, log: &Mutex<Vec<Received>>) {
+    let mut writer = stream.try_clone().expect("clone the stream");
+    let mut reader = BufReader::new(stream);
+    loop {
+        let (mut length, mut signature) = (0usize, String::new());
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        loop {
+            line.clear();
+            reader.read_line(&mut line).expect("a header line");
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            let (name, value) = header.split_once(':').expect("a header");
+            match name.to_ascii_lowercase().as_str() {
+                "content-length" => length = value.trim().parse().expect("a length"),
+                "x-vercel-signature" => signature = value.trim().to_string(),
+                _ => {}
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).expect("the body");
+        log.lock().expect("log lock").push((body, signature));
+        writer.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").expect("answer");
+    }
+}
+
+fn run_loadgen(url: &str, batches: u32) {
+    let status = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--url", url, "--secret", SECRET, "--connections", "2", "--records", "200"])
+        .args(["--batch-bytes", "16384", "--batches", &batches.to_string(), "--json"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run loadgen");
+    assert!(status.success(), "loadgen failed: {status}");
+}
+
+#[test]
+fn every_batch_is_distinct_across_runs_and_signed() {
+    let (url, seen) = recording_server();
+    run_loadgen(&url, 12);
+    run_loadgen(&url, 12);
+    let seen = seen.lock().expect("log lock");
+    assert_eq!(seen.len(), 24, "every batch of both runs arrived");
+    let distinct: HashSet<&[u8]> = seen.iter().map(|(body, _)| body.as_slice()).collect();
+    assert_eq!(distinct.len(), 24, "a batch was sent twice");
+    for (body, signature) in seen.iter() {
+        let mut mac = Hmac::<Sha1>::new_from_slice(SECRET.as_bytes()).expect("any key");
+        mac.update(body);
+        assert_eq!(signature, &hex::encode(mac.finalize().into_bytes()), "a bad signature");
+        assert!(body.ends_with(b"\n"), "NDJSON lines end with a newline");
+    }
+}
