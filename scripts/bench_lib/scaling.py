@@ -1,0 +1,69 @@
+"""ONLY=scaling: maximum MB/s against connections for the discard ceiling, the file sink and the
+Kafka sink, and its plot."""
+import os, shutil, statistics, sys, tempfile
+
+from .common import BATCH_BYTES, DURATION, ROUNDS, ceiling, spillway, stop
+from .latency import draw_plot
+from .kafka import start_tansu
+
+
+def scaling_main():
+    """ONLY=scaling: max-rate MB/s against connections (SCALING_CONNECTIONS) for the discard
+    ceiling, Spillway with the file sink and, with a tansu binary, Spillway -> Kafka (a fresh
+    broker per run); medians over ROUNDS; with PLOT_DIR also as an SVG."""
+    conns_list = [int(x) for x in os.environ.get("SCALING_CONNECTIONS", "4 16 64").replace(",", " ").split()]
+    tansu = os.environ.get("SPILLWAY_TANSU") or shutil.which("tansu")
+    work = tempfile.mkdtemp(prefix="spillway-bench-")
+    runs = {}  # (name, connections) -> [(summary, rss)]
+    kconfig = os.path.join(work, "kafka.toml")
+
+    def kafka_run(conns):
+        broker, port = start_tansu()
+        try:
+            with open(kconfig, "w") as f:
+                f.write("[sinks.file]\nenabled = false\n[sinks.kafka]\nbrokers = \"127.0.0.1:%d\"\n" % port)
+            peak, _h, rss = spillway(False, work, config=kconfig, connections=conns, half_rate_run=False)
+            return peak, rss
+        finally:
+            stop(broker)
+
+    try:
+        for round_no in range(1, ROUNDS + 1):
+            for conns in conns_list:
+                runs.setdefault(("ceiling", conns), []).append((ceiling(False, conns), None))
+                peak, _h, rss = spillway(False, work, connections=conns, half_rate_run=False)
+                runs.setdefault(("spillway file sink", conns), []).append((peak, rss))
+                if tansu:
+                    runs.setdefault(("spillway -> kafka", conns), []).append(kafka_run(conns))
+                print(f"round {round_no}, {conns} connections: " + "; ".join(
+                    f"{k[0]} {v[-1][0]['mb_per_sec']:.0f} MB/s" for k, v in runs.items() if k[1] == conns), file=sys.stderr)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    med = statistics.median
+    names = sorted({k[0] for k in runs}, key=["ceiling", "spillway file sink", "spillway -> kafka"].index)
+    print()
+    print(f"throughput against connections: {DURATION} s max-rate runs, ~{BATCH_BYTES // 1024} KiB signed NDJSON batches, "
+          f"medians of {ROUNDS} rounds; MB/s of bodies, peak RSS the largest")
+    print(f"{'run':24} {'conns':>5} {'MB/s':>8} {'records/s':>10} {'of ceiling':>10} {'p99 ms':>8} {'RSS MiB':>8} {'non-2xx'}")
+    series = []
+    for name in names:
+        points = []
+        for conns in conns_list:
+            rs = runs[(name, conns)]
+            mb = med(r[0]["mb_per_sec"] for r in rs)
+            ceil = med(r[0]["mb_per_sec"] for r in runs[("ceiling", conns)])
+            rss = [r[1] for r in rs if r[1]]
+            non_2xx = {}
+            for r in rs:
+                for status, n in r[0]["non_2xx"].items():
+                    non_2xx[status] = non_2xx.get(status, 0) + n
+            print(f"{name:24} {conns:5} {mb:8.1f} {med(r[0]['records_per_sec'] for r in rs):10.0f} {mb / ceil:10.1%} "
+                  f"{med(r[0]['latency_ms']['p99'] for r in rs):8.1f} {(f'{max(rss):.0f}' if rss else '-'):>8} {non_2xx}")
+            points.append([conns, mb])
+        series.append({"name": name, "points": points})
+    if os.environ.get("PLOT_DIR"):
+        title = f"max-rate throughput against connections ({BATCH_BYTES // 1024} KiB signed batches, {DURATION} s runs)"
+        draw_plot(os.environ["PLOT_DIR"], "throughput", {"kind": "xy", "title": title, "x": "loadgen connections",
+                                                          "y": "MB/s (uncompressed bodies)", "series": series},
+                  "throughput-connections.svg")
+    return 0
