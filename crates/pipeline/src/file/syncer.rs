@@ -276,11 +276,13 @@ impl SyncWorker {
         self.pending.fetch_sub(1, Ordering::AcqRel);
         match synced {
             Ok(()) => {
+                self.settler.durable(written);
+                // After the acknowledgements: dropping a group's pages takes a fraction of a
+                // millisecond that no batch needs to wait for.
                 if self.drop_synced_pages {
                     let from = if self.dropped.0 == seq { self.dropped.1 } else { 0 };
                     self.dropped = (seq, drop_pages(file, from, end));
                 }
-                self.settler.durable(written);
             }
             Err(e) => {
                 self.failed.store(seq, Ordering::Release);
