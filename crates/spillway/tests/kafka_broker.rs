@@ -12,11 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::tansu::{tansu, Broker};
 use common::*;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use testkit::tansu::{tansu, Broker};
 use testkit::{free_port, poll_until, wait_until};
 
 const TOPIC: &str = "vercel-logs";

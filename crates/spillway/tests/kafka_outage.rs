@@ -17,13 +17,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::tansu::{tansu, Broker};
 use common::*;
 use pipeline::spool::{SpoolConfig, SpoolMode};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use spillway::config::{ConfigError, RawConfig};
+use testkit::tansu::{tansu, Broker};
 use testkit::{eventually, free_addr, free_port, poll_until, wait_until};
 
 const PARTITIONS: i32 = 3;

@@ -1,7 +1,8 @@
 //! Test support shared by Spillway's test suites, and nothing else: free loopback ports, a
 //! bounded poll of an observable condition, `block_on` on a throwaway runtime, one loopback
-//! HTTP [`Receiver`] that records what it is sent, and a throwaway PostgreSQL cluster
-//! ([`Postgres`]) for the store tests.
+//! HTTP [`Receiver`] that records what it is sent, a throwaway PostgreSQL cluster
+//! ([`Postgres`]) for the store tests, and the tansu Kafka-protocol broker ([`tansu`]) for the
+//! real-broker tests.
 //!
 //! This crate is test support only. No product crate may depend on it except as a
 //! dev-dependency, and it depends on no workspace crate, so any crate's tests can use it.
@@ -10,6 +11,7 @@ mod poll;
 mod ports;
 mod postgres;
 mod receiver;
+pub mod tansu;
 
 pub use poll::{eventually, poll_until, wait_until};
 pub use ports::{free_addr, free_port};

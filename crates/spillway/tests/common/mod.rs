@@ -11,7 +11,6 @@ use spillway::config::{self, Config};
 use tokio::sync::oneshot;
 
 pub mod fleet;
-pub mod tansu;
 
 pub const SECRET: &str = "drain-secret-0123456789";
 pub const VERIFY_CODE: &str = "verify-code-42";

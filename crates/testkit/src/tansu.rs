@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use testkit::eventually;
+use crate::eventually;
 
 /// The tansu binary. A run without one fails, unless it opts out with `SPILLWAY_SKIP_KAFKA=1`
 /// (then `None`, and the skip is printed): a missing broker never passes silently.
@@ -27,6 +27,7 @@ pub fn tansu() -> Option<PathBuf> {
 
 /// A tansu broker process, killed on drop. `storage` is relative to `dir` (tansu resolves
 /// `sqlite://` paths against its working directory).
+#[derive(Debug)]
 pub struct Broker {
     child: Child,
     port: u16,
@@ -36,10 +37,13 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// Starts `binary` on `port` with `storage` (`memory://tansu/`, `sqlite://…`) in the
+    /// temporary directory, and waits until it listens.
     pub fn start(binary: &Path, port: u16, storage: String) -> Broker {
         Broker::start_in(binary, port, storage, std::env::temp_dir())
     }
 
+    /// [`Broker::start`] in `dir`, against which tansu resolves a `sqlite://` path.
     pub fn start_in(binary: &Path, port: u16, storage: String, dir: PathBuf) -> Broker {
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(binary)
@@ -57,15 +61,18 @@ impl Broker {
         Broker { child, port, binary: binary.to_owned(), storage, dir }
     }
 
+    /// The broker's bootstrap address, `127.0.0.1:<port>`.
     pub fn brokers(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// Kills the broker and waits for it to exit.
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
+    /// Stops the broker and starts it again on the same port and storage.
     pub fn restart(&mut self) {
         self.stop();
         *self = Broker::start_in(
