@@ -422,14 +422,16 @@ impl KafkaSink {
         let total = batch.records.len();
         let tracker = Arc::new(Tracker::keeping(job));
         for (i, record) in batch.records.iter().enumerate() {
-            let (key, source, level) = (record.project_id(), record.source(), record.level());
+            let (meta, bytes) = (record.meta(), record.bytes());
+            let key = meta.project_id.value_bytes(bytes);
+            let (source, level) = (meta.source.value_bytes(bytes), meta.level.value_bytes(bytes));
             let message = Outgoing {
                 topic: route(&self.config, record, &batch.drain, batch.data_type),
-                key: key.as_deref().unwrap_or_default().as_bytes(),
+                key: key.as_deref().unwrap_or_default(),
                 drain: batch.drain.as_bytes(),
                 data_type: batch.data_type.as_str().as_bytes(),
-                source: source.as_deref().map(str::as_bytes),
-                level: level.as_deref().map(str::as_bytes),
+                source: source.as_deref(),
+                level: level.as_deref(),
                 value: record.bytes(),
             };
             if let Err(code) =

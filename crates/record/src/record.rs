@@ -50,6 +50,18 @@ impl FieldSpan {
             std::str::from_utf8(raw).ok().map(Cow::Borrowed)
         }
     }
+
+    /// The decoded value of the field inside `line` as bytes, if present: the raw contents
+    /// themselves when they hold no escape, not checked as UTF-8 again (the decoder checked the
+    /// whole body), for a sink that hands the value on as bytes (a Kafka key or header).
+    pub fn value_bytes<'a>(&self, line: &'a [u8]) -> Option<Cow<'a, [u8]>> {
+        let raw = self.raw(line)?;
+        if self.escaped {
+            unescape(raw).map(|s| Cow::Owned(s.into_bytes()))
+        } else {
+            Some(Cow::Borrowed(raw))
+        }
+    }
 }
 
 impl Default for FieldSpan {
@@ -201,6 +213,16 @@ mod tests {
         let span = FieldSpan::new(14, 23, true);
         assert_eq!(span.raw(line), Some(&br#"pr\u006a_\ud83d\ude80\n"#[..]));
         assert_eq!(span.value(line).as_deref(), Some("prj_\u{1F680}\n"));
+        assert_eq!(span.value_bytes(line).as_deref(), Some("prj_\u{1F680}\n".as_bytes()));
+    }
+
+    #[test]
+    fn unescaped_field_bytes_are_borrowed() {
+        let line = br#"{"projectId":"prj_1"}"#;
+        let span = FieldSpan::new(14, 5, false);
+        assert!(matches!(span.value_bytes(line), Some(Cow::Borrowed(b"prj_1"))));
+        assert_eq!(FieldSpan::ABSENT.value_bytes(line), None);
+        assert_eq!(FieldSpan::new(1, 6, true).value_bytes(br#""\ud83d""#), None);
     }
 
     #[test]

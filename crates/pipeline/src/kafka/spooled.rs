@@ -337,12 +337,14 @@ fn encode(out: &mut Vec<u8>, spooled_at: u64, job: &Job, config: &KafkaSinkConfi
     let names = (&*batch.drain, batch.data_type.as_str());
     let start = frame::begin(out, spooled_at, batch.digest, names, batch.records.len());
     for record in &batch.records {
-        let (key, source, level) = (record.project_id(), record.source(), record.level());
+        let (meta, bytes) = (record.meta(), record.bytes());
+        let key = meta.project_id.value_bytes(bytes);
+        let (source, level) = (meta.source.value_bytes(bytes), meta.level.value_bytes(bytes));
         let record_ref = RecordRef {
             topic: route(config, record, &batch.drain, batch.data_type),
-            key: key.as_deref().unwrap_or_default().as_bytes(),
-            source: source.as_deref().map(str::as_bytes),
-            level: level.as_deref().map(str::as_bytes),
+            key: key.as_deref().unwrap_or_default(),
+            source: source.as_deref(),
+            level: level.as_deref(),
             value: record.bytes(),
         };
         frame::put_record(out, record_ref);
