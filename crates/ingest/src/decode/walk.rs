@@ -81,11 +81,14 @@ enum Key {
     Other,
 }
 
-/// A walker over the structurals `idx[..lim]` of `buf`, whose current record ends at byte `end`.
+/// A walker over the structurals `idx` (a prefix of `all`) of `buf`, whose current record ends
+/// at byte `end`.
 pub(crate) struct Walker<'a> {
     buf: &'a [u8],
+    /// Every structural of `buf`.
+    all: &'a [u32],
+    /// The structurals the walk may visit: one bounds check tells a structural is inside.
     idx: &'a [u32],
-    lim: usize,
     end: usize,
     stack: Vec<u8>,
     /// No backslash lies in `buf[bs_from..bs_at]`; `bs_at` is one (or `buf.len()`).
@@ -101,8 +104,8 @@ impl<'a> Walker<'a> {
     pub(crate) fn new(buf: &'a [u8], idx: &'a [u32]) -> Walker<'a> {
         Walker {
             buf,
+            all: idx,
             idx,
-            lim: idx.len(),
             end: buf.len(),
             stack: Vec::with_capacity(16),
             bs_from: Cell::new(0),
@@ -120,7 +123,7 @@ impl<'a> Walker<'a> {
 
     /// Restricts the walk to the structurals before `lim` and the bytes before `end`.
     pub(crate) fn bound(&mut self, lim: usize, end: usize) {
-        self.lim = lim.min(self.idx.len());
+        self.idx = &self.all[..lim.min(self.all.len())];
         self.end = end.min(self.buf.len());
     }
 
@@ -132,16 +135,15 @@ impl<'a> Walker<'a> {
     /// Byte position of structural `k`.
     #[inline]
     pub(crate) fn pos(&self, k: usize) -> usize {
-        self.idx[k] as usize
+        self.all[k] as usize
     }
 
     /// The byte at structural `k`, or `Invalid` past the bound.
     #[inline]
     fn byte(&self, k: usize) -> Walk<u8> {
-        if k < self.lim {
-            Ok(self.buf[self.idx[k] as usize])
-        } else {
-            Err(Invalid)
+        match self.idx.get(k) {
+            Some(&at) => Ok(self.buf[at as usize]),
+            None => Err(Invalid),
         }
     }
 
@@ -149,8 +151,8 @@ impl<'a> Walker<'a> {
     /// end), less any whitespace before it.
     #[inline]
     pub(crate) fn token_end(&self, k: usize) -> usize {
-        let start = self.idx[k] as usize;
-        let mut end = if k + 1 < self.lim { self.idx[k + 1] as usize } else { self.end };
+        let start = self.all[k] as usize;
+        let mut end = self.idx.get(k + 1).map_or(self.end, |&next| next as usize);
         while end > start + 1 && is_ws(self.buf[end - 1]) {
             end -= 1;
         }
@@ -174,7 +176,7 @@ impl<'a> Walker<'a> {
 
     /// Whether no whitespace separates the tokens of structurals `from..to`.
     pub(crate) fn is_compact(&self, from: usize, to: usize) -> bool {
-        (from..to.saturating_sub(1)).all(|k| !is_ws(self.buf[self.idx[k + 1] as usize - 1]))
+        (from..to.saturating_sub(1)).all(|k| !is_ws(self.buf[self.all[k + 1] as usize - 1]))
     }
 
     /// Validates the string token at `k`; returns whether its contents hold an escape.
@@ -439,7 +441,7 @@ impl<'a> Walker<'a> {
     /// ends the element at array depth, or `None` if the array never closes.
     pub(crate) fn resync(&self, mut k: usize) -> Option<usize> {
         let mut depth = 0usize;
-        while k < self.lim {
+        while k < self.idx.len() {
             match self.buf[self.pos(k)] {
                 b'{' | b'[' => depth += 1,
                 b'}' => depth = depth.saturating_sub(1),
