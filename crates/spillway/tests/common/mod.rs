@@ -284,7 +284,7 @@ pub fn spawn_receiver(data: &Path, addr: SocketAddr, config: Option<&Path>) -> s
     if let Some(config) = config {
         command.arg("--config").arg(config);
     }
-    let child = command
+    let mut child = command
         .env("SPILLWAY_LISTEN", addr.to_string())
         .env("SPILLWAY_DATA_DIR", data)
         .env("SPILLWAY_DRAIN_SECRET", SECRET)
@@ -296,6 +296,9 @@ pub fn spawn_receiver(data: &Path, addr: SocketAddr, config: Option<&Path>) -> s
     testkit::eventually(Duration::from_secs(20), "spillway to start listening", || {
         TcpStream::connect(addr).ok()
     });
+    // What listens must be this child, not another process on a reused port.
+    let exited = child.try_wait().unwrap();
+    assert!(exited.is_none(), "spillway exited at start ({exited:?}) yet {addr} accepts");
     child
 }
 
