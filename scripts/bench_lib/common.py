@@ -31,10 +31,11 @@ def wait_http(url, timeout=30):
     return False
 
 
-def peak_rss_mib(pid):
+def status_mib(pid, field):
+    """A memory field of /proc/<pid>/status in MiB: VmHWM (peak RSS) or VmRSS (RSS now)."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -105,7 +106,7 @@ def spillway(gzip, work, extra_env=None, config=None, data_root=None, path="/ver
         flags = (["--gzip"] if gzip else []) + list(load)
         cpu = cpu_seconds(proc.pid)
         peak = loadgen(base + path, *flags, connections=connections)
-        rss = peak_rss_mib(proc.pid)
+        rss = status_mib(proc.pid, "VmHWM")
         moved = peak["mb_per_sec"] * 1e6 * peak["seconds"]
         peak["cpu_ns_per_byte"] = (cpu_seconds(proc.pid) - cpu) * 1e9 / moved if moved else float("nan")
         if not half_rate_run:
@@ -160,11 +161,3 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")

@@ -3,7 +3,7 @@ Kafka per connection count, the topic read back by topic-check, and the stalled-
 import json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
 from .common import (
-    BATCH_BYTES, BIN, CONNECTIONS, DURATION, ROUNDS, SECRET, free_port, rss_mib, run_measured, settle, spillway, start, stop, wait_http,
+    BATCH_BYTES, BIN, CONNECTIONS, DURATION, ROUNDS, SECRET, free_port, run_measured, settle, spillway, start, status_mib, stop, wait_http,
 )
 
 
@@ -54,7 +54,7 @@ def stalled(work):
             if not frozen and time.time() - t0 > 2:
                 broker.send_signal(signal.SIGSTOP)
                 frozen = True
-            samples.append((round(time.time() - t0, 1), round(rss_mib(proc.pid))))
+            samples.append((round(time.time() - t0, 1), round(status_mib(proc.pid, "VmRSS"))))
             time.sleep(0.5)
         summary = json.loads(gen.stdout.read())
         broker.send_signal(signal.SIGCONT)
