@@ -44,7 +44,7 @@ use record::SinkFailure;
 use self::borrowed::{send_borrowed, TopicNames};
 use self::data_topics::route;
 pub use self::data_topics::DataTopics;
-use self::message::{error_code, Outgoing};
+use self::message::{error_code, Outgoing, RecordFields};
 use self::reports::Reports;
 use self::spooled::Spooled;
 use self::topics::{TopicCreator, TopicPlan};
@@ -422,16 +422,14 @@ impl KafkaSink {
         let total = batch.records.len();
         let tracker = Arc::new(Tracker::keeping(job));
         for (i, record) in batch.records.iter().enumerate() {
-            let (meta, bytes) = (record.meta(), record.bytes());
-            let key = meta.project_id.value_bytes(bytes);
-            let (source, level) = (meta.source.value_bytes(bytes), meta.level.value_bytes(bytes));
+            let fields = RecordFields::of(record);
             let message = Outgoing {
                 topic: route(&self.config, record, &batch.drain, batch.data_type),
-                key: key.as_deref().unwrap_or_default(),
+                key: fields.key(),
                 drain: batch.drain.as_bytes(),
                 data_type: batch.data_type.as_str().as_bytes(),
-                source: source.as_deref(),
-                level: level.as_deref(),
+                source: fields.source.as_deref(),
+                level: fields.level.as_deref(),
                 value: record.bytes(),
             };
             if let Err(code) =

@@ -1,11 +1,13 @@
 //! One message to the producer (value, key, headers `drain`, `data_type`, `source`, `level`,
 //! topic), and the bounded codes of Kafka errors.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use record::Record;
 
 use super::{Context, Tracker, KAFKA};
 
@@ -36,6 +38,30 @@ pub(super) struct Outgoing<'a> {
     pub(super) source: Option<&'a [u8]>,
     pub(super) level: Option<&'a [u8]>,
     pub(super) value: &'a [u8],
+}
+
+/// What a record's message carries besides its value: the key (`projectId`, empty when absent)
+/// and the `source` and `level` header values, as the record's bytes (the decoder checked them
+/// as UTF-8 already; escaped values are decoded).
+pub(super) struct RecordFields<'a> {
+    key: Option<Cow<'a, [u8]>>,
+    pub(super) source: Option<Cow<'a, [u8]>>,
+    pub(super) level: Option<Cow<'a, [u8]>>,
+}
+
+impl<'a> RecordFields<'a> {
+    pub(super) fn of(record: &'a Record) -> RecordFields<'a> {
+        let (meta, bytes) = (record.meta(), record.bytes());
+        RecordFields {
+            key: meta.project_id.value_bytes(bytes),
+            source: meta.source.value_bytes(bytes),
+            level: meta.level.value_bytes(bytes),
+        }
+    }
+
+    pub(super) fn key(&self) -> &[u8] {
+        self.key.as_deref().unwrap_or_default()
+    }
 }
 
 /// Enqueues one message whose report goes to `tracker`; the error code if it cannot be.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rdkafka::producer::{BaseProducer, Producer};
 use record::SinkFailure;
 
-use super::message::{send, Outgoing};
+use super::message::{send, Outgoing, RecordFields};
 use super::{route, Context, KafkaSinkConfig, Tracker, KAFKA};
 use crate::spool::frame::{self, RecordRef, SpooledBatch};
 use crate::spool::{Pos, Read, Spool, SpoolConfig, SpoolMode};
@@ -337,14 +337,12 @@ fn encode(out: &mut Vec<u8>, spooled_at: u64, job: &Job, config: &KafkaSinkConfi
     let names = (&*batch.drain, batch.data_type.as_str());
     let start = frame::begin(out, spooled_at, batch.digest, names, batch.records.len());
     for record in &batch.records {
-        let (meta, bytes) = (record.meta(), record.bytes());
-        let key = meta.project_id.value_bytes(bytes);
-        let (source, level) = (meta.source.value_bytes(bytes), meta.level.value_bytes(bytes));
+        let fields = RecordFields::of(record);
         let record_ref = RecordRef {
             topic: route(config, record, &batch.drain, batch.data_type),
-            key: key.as_deref().unwrap_or_default(),
-            source: source.as_deref(),
-            level: level.as_deref(),
+            key: fields.key(),
+            source: fields.source.as_deref(),
+            level: fields.level.as_deref(),
             value: record.bytes(),
         };
         frame::put_record(out, record_ref);
