@@ -83,8 +83,8 @@ fn previous_secrets_verify_raw_and_inflated_bodies_during_a_rotation() {
     let other = SigningKey::new("another-secret");
     let answer = exchange(&harness, post(Some(&other.sign(&body)), &body));
     assert!(answer.starts_with("HTTP/1.1 403 "), "{answer}");
-    // A body read in many frames: the current secret's HMAC is computed as they come, a
-    // previous secret's after (on the blocking pool, past 256 KiB).
+    // A body past 256 KiB, read in many frames, is checked on the blocking pool: under the
+    // current secret and, when that fails, under a previous one.
     let large = body.repeat(300 * 1024 / body.len() + 1);
     for (key, status) in [(&new, "200"), (&old, "200"), (&other, "403")] {
         let answer = exchange(&harness, post(Some(&key.sign(&large)), &large));
