@@ -319,6 +319,11 @@ struct Plan {
 }
 
 impl Plan {
+    /// The sequence number batch `i` carries in its nonce.
+    fn seq(&self, i: u64) -> u64 {
+        self.first_seq.wrapping_add(i)
+    }
+
     /// The start time batch `i` is scheduled for, or `None` when the run is over. Open loop:
     /// latency counts from the scheduled start, so a slow receiver cannot hide its queueing (no
     /// coordinated omission).
@@ -365,8 +370,7 @@ async fn connection(plan: Arc<Plan>, totals: Arc<Totals>) -> (Histogram<u64>, Ve
             }
         }
         let s = stream.as_mut().expect("connected above");
-        let seq = plan.first_seq.wrapping_add(i);
-        let (head, nonce) = p.request(seq, (plan.format, plan.data_type), plan.gzip);
+        let (head, nonce) = p.request(plan.seq(i), (plan.format, plan.data_type), plan.gzip);
         let result = async {
             s.write_all(head.as_bytes()).await?;
             s.write_all(&p.body).await?;
@@ -500,7 +504,7 @@ fn write_acked(path: &std::path::Path, plan: &Plan, acked: &[u64]) {
     let mut out = Acked::default();
     for &i in acked {
         let p = &plan.prepared[(i as usize) % plan.prepared.len()];
-        let nonce = spillway_benches::nonce(plan.data_type, plan.first_seq.wrapping_add(i));
+        let nonce = spillway_benches::nonce(plan.data_type, plan.seq(i));
         out.add_batch(p.digests.iter().copied().chain([digest(nonce.as_bytes())]));
     }
     std::fs::write(path, out.to_json().to_string()).expect("write --acked-out");
