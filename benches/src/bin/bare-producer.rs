@@ -128,6 +128,10 @@ fn produce(
     bytes
 }
 
+/// jemalloc serves every allocation of the process, librdkafka's included.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
     let args = Args::parse();
     let corpus = Corpus::new(args.seed, args.corpus);

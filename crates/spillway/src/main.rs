@@ -51,6 +51,10 @@ enum Command {
     Store(StoreArgs),
 }
 
+/// jemalloc serves every allocation of the process, librdkafka's included.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let log = init_logging(cli.log_format);
