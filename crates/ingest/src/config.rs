@@ -115,7 +115,7 @@ impl Default for IngestConfig {
             shutdown_timeout: Duration::from_secs(30),
             drain_delay: Duration::from_secs(5),
             max_unverified_inflations: 2,
-            max_held_body_bytes: 32 << 20,
+            max_held_body_bytes: 24 << 20,
             max_concurrent_decodes: 0,
             tls: None,
             trusted_proxies: Vec::new(),
