@@ -128,7 +128,7 @@ fn produce(
     bytes
 }
 
-/// jemalloc serves every allocation of the process, librdkafka's included.
+/// jemalloc serves every allocation of the process, librdkafka's included, as in the receiver.
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
