@@ -19,8 +19,9 @@ const SECRET: &str = "loadgen-test-secret";
 /// One request's body and signature header.
 type Received = (Vec<u8>, String);
 
-/// Serves keep-alive HTTP/1.1 connections, answering 200 and recording each request.
-fn recording_server() -> (String, Arc<Mutex<Vec<Received>>>) {
+/// Serves HTTP/1.1 connections, answering 200 and recording each request; with `close`, each
+/// answer says `Connection: close` and the connection is closed after it.
+fn recording_server(close: bool) -> (String, Arc<Mutex<Vec<Received>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
     let addr = listener.local_addr().expect("local address");
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -28,13 +29,13 @@ fn recording_server() -> (String, Arc<Mutex<Vec<Received>>>) {
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let log = Arc::clone(&log);
-            std::thread::spawn(move || serve(stream, &log));
+            std::thread::spawn(move || serve(stream, &log, close));
         }
     });
     (format!("http://{addr}/vercel/logs"), seen)
 }
 
-fn serve(stream: TcpStream, log: &Mutex<Vec<Received>>) {
+fn serve(stream: TcpStream, log: &Mutex<Vec<Received>>, close: bool) {
     let mut writer = stream.try_clone().expect("clone the stream");
     let mut reader = BufReader::new(stream);
     loop {
@@ -60,23 +61,30 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Received>>) {
         let mut body = vec![0; length];
         reader.read_exact(&mut body).expect("the body");
         log.lock().expect("log lock").push((body, signature));
+        if close {
+            writer
+                .write_all(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n")
+                .expect("answer");
+            return;
+        }
         writer.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").expect("answer");
     }
 }
 
-fn run_loadgen(url: &str, batches: u32) {
-    let status = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+/// Runs loadgen for `batches` batches over two connections; its JSON summary.
+fn run_loadgen(url: &str, batches: u32) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(["--url", url, "--secret", SECRET, "--connections", "2", "--records", "200"])
         .args(["--batch-bytes", "16384", "--batches", &batches.to_string(), "--json"])
-        .stdout(std::process::Stdio::null())
-        .status()
+        .output()
         .expect("run loadgen");
-    assert!(status.success(), "loadgen failed: {status}");
+    assert!(out.status.success(), "loadgen failed: {}", out.status);
+    serde_json::from_slice(&out.stdout).expect("loadgen's JSON summary")
 }
 
 #[test]
 fn every_batch_is_distinct_across_runs_and_signed() {
-    let (url, seen) = recording_server();
+    let (url, seen) = recording_server(false);
     run_loadgen(&url, 12);
     run_loadgen(&url, 12);
     let seen = seen.lock().expect("log lock");
@@ -89,4 +97,14 @@ fn every_batch_is_distinct_across_runs_and_signed() {
         assert_eq!(signature, &hex::encode(mac.finalize().into_bytes()), "a bad signature");
         assert!(body.ends_with(b"\n"), "NDJSON lines end with a newline");
     }
+}
+
+#[test]
+fn a_connection_the_receiver_closes_is_opened_again() {
+    let (url, seen) = recording_server(true);
+    let summary = run_loadgen(&url, 8);
+    assert_eq!(summary["connection_errors"], 0, "a batch went to a closed connection: {summary}");
+    assert_eq!(summary["batches"], 8, "{summary}");
+    assert_eq!(summary["non_2xx"], serde_json::json!({}), "every batch answered 200: {summary}");
+    assert_eq!(seen.lock().expect("log lock").len(), 8, "every batch arrived");
 }

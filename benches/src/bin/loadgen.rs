@@ -1,7 +1,8 @@
 //! `loadgen`: replays realistic, signed Vercel deliveries against a receiver over many keep-alive
 //! connections, at the maximum rate or at a fixed rate (open loop), for a fixed time or a fixed
 //! number of batches; prints a live progress line and a summary (throughput, latency
-//! percentiles, non-2xx by status), or JSON with `--json`.
+//! percentiles, non-2xx by status), or JSON with `--json`. A connection the receiver closes
+//! (`Connection: close`, or a `503`) is opened again for the next batch.
 //!
 //! Every request is a distinct batch, as Vercel's are: each body ends with one extra record
 //! (the nonce) carrying the request's sequence number, so a receiver that recognises repeated
@@ -268,23 +269,23 @@ fn prepare(args: &Args, format: Format, host: &str, path: &str) -> Vec<Prepared>
     out
 }
 
-/// Reads one response; returns its status.
-async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<u16> {
+/// Reads one response; returns its status and whether the receiver closes the connection after
+/// it (`Connection: close`).
+async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<(u16, bool)> {
     buf.clear();
     let mut chunk = [0u8; 4096];
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = std::str::from_utf8(&buf[..end]).unwrap_or("");
             let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-            let length: usize = head
-                .lines()
-                .find_map(|l| {
+            let header = |name: &str| {
+                head.lines().skip(1).find_map(|l| {
                     let (k, v) = l.split_once(':')?;
-                    k.trim()
-                        .eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse().ok())?
+                    k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
                 })
-                .unwrap_or(0);
+            };
+            let length: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
             while buf.len() < end + 4 + length {
                 let n = stream.read(&mut chunk).await?;
                 if n == 0 {
@@ -292,7 +293,7 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Re
                 }
                 buf.extend_from_slice(&chunk[..n]);
             }
-            return Ok(status);
+            return Ok((status, close));
         }
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
@@ -380,15 +381,15 @@ async fn connection(plan: Arc<Plan>, totals: Arc<Totals>) -> (Histogram<u64>, Ve
         .await;
         totals.sent.fetch_add(1, Ordering::Relaxed);
         match result {
-            Ok(status) => {
+            Ok((status, close)) => {
                 let micros = scheduled.elapsed().as_micros().clamp(1, 60_000_000) as u64;
                 let _ = hist.record(micros);
                 totals.answered(status, p);
                 if (200..300).contains(&status) {
                     acked.push(i);
                 }
-                if status == 503 || status == 0 {
-                    stream = None; // the receiver may have closed it
+                if close || status == 503 || status == 0 {
+                    stream = None; // closed by the receiver, or it may have closed it
                 }
             }
             Err(_) => {
