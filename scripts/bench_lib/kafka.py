@@ -28,7 +28,9 @@ def start_tansu():
 
 def stalled(work):
     """Spillway -> Kafka at max rate; after 2 s the broker is frozen (SIGSTOP). Samples the
-    receiver's RSS: it must level off at the configured bounds while clients get 503s."""
+    receiver's RSS: it must level off at the configured bounds while clients get 503s. Then the
+    broker is thawed and the topic read back: every record answered 2xx, before or during the
+    freeze, must be in it (the summary's `topic_check`)."""
     broker, port = start_tansu()
     if not broker:
         return None
@@ -44,8 +46,10 @@ def stalled(work):
             stop(proc)
             raise SystemExit("spillway did not become ready")
         settle()
+        acked = os.path.join(work, "stall-acked.json")
         gen = subprocess.Popen([os.path.join(BIN, "loadgen"), "--url", f"http://127.0.0.1:{rport}/vercel/logs", "--secret", SECRET,
-                                "--connections", str(CONNECTIONS), "--duration-secs", str(DURATION), "--batch-bytes", str(BATCH_BYTES), "--json"],
+                                "--connections", str(CONNECTIONS), "--duration-secs", str(DURATION), "--batch-bytes", str(BATCH_BYTES), "--json",
+                                "--acked-out", acked],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         samples = []
         t0 = time.time()
@@ -59,6 +63,7 @@ def stalled(work):
         summary = json.loads(gen.stdout.read())
         broker.send_signal(signal.SIGCONT)
         stop(proc)
+        summary["topic_check"] = topic_check(port, "vercel-logs", acked)
         shutil.rmtree(data, ignore_errors=True)
         return samples, summary
     finally:

@@ -4,7 +4,7 @@ import os, shutil, statistics, sys, tempfile
 
 from .common import BATCH_BYTES, DURATION, ROUNDS, ceiling, spillway, stop
 from .latency import draw_plot
-from .kafka import start_tansu
+from .kafka import consumed_acked, start_tansu, topic_check
 
 
 def scaling_main():
@@ -22,7 +22,10 @@ def scaling_main():
         try:
             with open(kconfig, "w") as f:
                 f.write("[sinks.file]\nenabled = false\n[sinks.kafka]\nbrokers = \"127.0.0.1:%d\"\n" % port)
-            peak, _h, rss = spillway(False, work, config=kconfig, connections=conns, half_rate_run=False)
+            acked = os.path.join(work, "acked.json")
+            peak, _h, rss = spillway(False, work, config=kconfig, connections=conns, half_rate_run=False,
+                                     load=("--acked-out", acked))
+            peak["topic_check"] = topic_check(port, "vercel-logs", acked)
             return peak, rss
         finally:
             stop(broker)
@@ -44,7 +47,8 @@ def scaling_main():
     print()
     print(f"throughput against connections: {DURATION} s max-rate runs, ~{BATCH_BYTES // 1024} KiB signed NDJSON batches, "
           f"medians of {ROUNDS} rounds; MB/s of bodies, peak RSS the largest")
-    print(f"{'run':24} {'conns':>5} {'MB/s':>8} {'records/s':>10} {'of ceiling':>10} {'p99 ms':>8} {'RSS MiB':>8} {'non-2xx'}")
+    print(f"{'run':24} {'conns':>5} {'MB/s':>8} {'records/s':>10} {'of ceiling':>10} {'p99 ms':>8} {'RSS MiB':>8} {'non-2xx':8}  consumed/acked")
+    missing = []
     series = []
     for name in names:
         points = []
@@ -57,8 +61,11 @@ def scaling_main():
             for r in rs:
                 for status, n in r[0]["non_2xx"].items():
                     non_2xx[status] = non_2xx.get(status, 0) + n
+            checks = [r[0]["topic_check"] for r in rs if "topic_check" in r[0]]
+            missing += [f"{name}, {conns} connections: {c}" for c in checks if c.get("missing") != 0]
             print(f"{name:24} {conns:5} {mb:8.1f} {med(r[0]['records_per_sec'] for r in rs):10.0f} {mb / ceil:10.1%} "
-                  f"{med(r[0]['latency_ms']['p99'] for r in rs):8.1f} {(f'{max(rss):.0f}' if rss else '-'):>8} {non_2xx}")
+                  f"{med(r[0]['latency_ms']['p99'] for r in rs):8.1f} {(f'{max(rss):.0f}' if rss else '-'):>8} {str(non_2xx):8}  "
+                  f"{consumed_acked(checks)}")
             points.append([conns, mb])
         series.append({"name": name, "points": points})
     if os.environ.get("PLOT_DIR"):
@@ -66,4 +73,6 @@ def scaling_main():
         draw_plot(os.environ["PLOT_DIR"], "throughput", {"kind": "xy", "title": title, "x": "loadgen connections",
                                                           "y": "MB/s (uncompressed bodies)", "series": series},
                   "throughput-connections.svg")
-    return 0
+    for line in missing:
+        print(f"MISSING: acknowledged records not found in the topic: {line}")
+    return 1 if missing else 0
