@@ -99,7 +99,7 @@ def topic_check(port, topic, acked):
 
 def kafka(work):
     """One round of Spillway -> Kafka at max rate next to the bare producer, for each of
-    KAFKA_CONNECTIONS: the bare producer without headers (the limit), with Spillway's three
+    KAFKA_CONNECTIONS: the bare producer without headers (the limit), with Spillway's four
     headers, and Spillway at that many connections. Returns {connections: {row: (summary, rss)}}.
     By default each run gets a fresh broker (tansu keeps everything in memory, so a broker
     holding an earlier run's data handicaps the next); KAFKA_BROKER=shared runs the three on one
@@ -158,7 +158,7 @@ def kafka_table(kafka_rounds):
     print(f"{'kafka run':44} {'conns':>5} {'records/s':>11} {'ratio':>6} {'per round':>16} {'p99 ms':>7} {'RSS MiB':>8} "
           f"{'gen CPU s':>9} {'gen cores':>9}  consumed/acked")
     missing = []
-    names = (("bare", "bare rdkafka producer, no headers (limit)"), ("bare_headers", "bare rdkafka producer, 3 headers"),
+    names = (("bare", "bare rdkafka producer, no headers (limit)"), ("bare_headers", "bare rdkafka producer, 4 headers"),
              ("spillway", "spillway -> kafka (HTTP, verify, parse)"))
     for connections in KAFKA_CONNECTIONS:
         for key, label in names:

@@ -1,9 +1,9 @@
 //! `bare-producer`: the Kafka baseline. Produces the benchmark corpus's records to a broker as
-//! the same messages Spillway's Kafka sink makes (value, `projectId` key, drain/source/level
-//! headers) with the same producer settings (idempotence, `acks=all`, lz4, same batching), but
-//! with no HTTP and no parsing (keys and header values are taken out before the clock starts),
-//! and reports records/s once every delivery report is in. `--no-headers` sends value and key
-//! only: the producer's own limit, which `scripts/bench` compares Spillway with.
+//! the same messages Spillway's Kafka sink makes (value, `projectId` key, drain, data_type,
+//! source and level headers) with the same producer settings (idempotence, `acks=all`, lz4, same
+//! batching), but with no HTTP and no parsing (keys and header values are taken out before the
+//! clock starts), and reports records/s once every delivery report is in. `--no-headers` sends
+//! value and key only: the producer's own limit, which `scripts/bench` compares Spillway with.
 //!
 //! ```text
 //! bare-producer --brokers 127.0.0.1:9092 --topic bench --records 200000 [--no-headers]
@@ -39,7 +39,7 @@ struct Args {
     /// Print JSON on stdout.
     #[arg(long)]
     json: bool,
-    /// Send value and key only, without the drain/source/level headers.
+    /// Send value and key only, without the drain/data_type/source/level headers.
     #[arg(long)]
     no_headers: bool,
 }
@@ -82,10 +82,12 @@ fn create_topic(args: &Args) {
     }
 }
 
-/// The drain/source/level headers Spillway puts on a record (absent fields are left out).
+/// The drain/data_type/source/level headers Spillway puts on a record (absent fields are left
+/// out).
 fn headers(source: &Option<String>, level: &Option<String>) -> OwnedHeaders {
-    let mut headers = OwnedHeaders::new_with_capacity(3)
-        .insert(Header { key: "drain", value: Some("default".as_bytes()) });
+    let mut headers = OwnedHeaders::new_with_capacity(4)
+        .insert(Header { key: "drain", value: Some("default".as_bytes()) })
+        .insert(Header { key: "data_type", value: Some("logs".as_bytes()) });
     if let Some(source) = source {
         headers = headers.insert(Header { key: "source", value: Some(source.as_bytes()) });
     }
