@@ -97,6 +97,35 @@ def topic_check(port, topic, acked):
         return {"missing": None, "error": "topic-check failed", "acked_records": None}
 
 
+def spillway_to_kafka(work, port, connections):
+    """Spillway -> Kafka at max rate with `connections` loadgen connections, files off, into the
+    broker at `port`; then the topic read back. Returns (loadgen's summary with its `topic_check`,
+    peak RSS)."""
+    config = os.path.join(work, "kafka.toml")
+    with open(config, "w") as f:
+        f.write("[sinks.file]\nenabled = false\n[sinks.kafka]\nbrokers = \"127.0.0.1:%d\"\ntopic = \"bench-spillway\"\n" % port)
+    acked = os.path.join(work, "acked.json")
+    peak, _half, rss = spillway(False, work, config=config, connections=connections, half_rate_run=False,
+                                load=("--acked-out", acked))
+    peak["topic_check"] = topic_check(port, "bench-spillway", acked)
+    return peak, rss
+
+
+def on_fresh_broker(run):
+    """`run(port)` against a tansu broker started for it alone."""
+    broker, port = start_tansu()
+    try:
+        return run(port)
+    finally:
+        stop(broker)
+
+
+def unconsumed(label, checks):
+    """A MISSING line for each of topic-check's `checks` that did not find every acknowledged
+    record (or could not read the topic)."""
+    return [f"MISSING: acknowledged records not found in the topic: {label}: {c}" for c in checks if c.get("missing") != 0]
+
+
 def kafka(work):
     """One round of Spillway -> Kafka at max rate next to the bare producer, for each of
     KAFKA_CONNECTIONS: the bare producer without headers (the limit), with Spillway's four
@@ -105,23 +134,6 @@ def kafka(work):
     holding an earlier run's data handicaps the next); KAFKA_BROKER=shared runs the three on one
     broker per connection count, the bare producer first (BARE_RECORDS records)."""
     shared = os.environ.get("KAFKA_BROKER") == "shared"
-    config = os.path.join(work, "kafka.toml")
-
-    def spillway_side(port, connections):
-        with open(config, "w") as f:
-            f.write("[sinks.file]\nenabled = false\n[sinks.kafka]\nbrokers = \"127.0.0.1:%d\"\ntopic = \"bench-spillway\"\n" % port)
-        acked = os.path.join(work, "acked.json")
-        peak, _half, rss = spillway(False, work, config=config, connections=connections, half_rate_run=False,
-                                    load=("--acked-out", acked))
-        peak["topic_check"] = topic_check(port, "bench-spillway", acked)
-        return peak, rss
-
-    def fresh(run):
-        broker, port = start_tansu()
-        try:
-            return run(port)
-        finally:
-            stop(broker)
 
     if not (os.environ.get("SPILLWAY_TANSU") or shutil.which("tansu")):
         return None
@@ -134,15 +146,15 @@ def kafka(work):
                 records = int(os.environ.get("BARE_RECORDS", "1500000"))
                 rows["bare"] = (bare_producer(port, records, False), None)
                 rows["bare_headers"] = (bare_producer(port, records, True), None)
-                rows["spillway"] = spillway_side(port, connections)
+                rows["spillway"] = spillway_to_kafka(work, port, connections)
             finally:
                 stop(broker)
         else:
-            rows["spillway"] = fresh(lambda port: spillway_side(port, connections))
+            rows["spillway"] = on_fresh_broker(lambda port: spillway_to_kafka(work, port, connections))
             # As many records as Spillway moved, so both sides pay the same broker growth.
             records = max(int(rows["spillway"][0]["accepted_records"]), 20000)
-            rows["bare"] = (fresh(lambda port: bare_producer(port, records, False)), None)
-            rows["bare_headers"] = (fresh(lambda port: bare_producer(port, records, True)), None)
+            rows["bare"] = (on_fresh_broker(lambda port: bare_producer(port, records, False)), None)
+            rows["bare_headers"] = (on_fresh_broker(lambda port: bare_producer(port, records, True)), None)
         print(f"kafka, {connections} connections: " + "; ".join(f"{k} {v[0]['records_per_sec']:.0f} records/s"
                                                                 for k, v in rows.items()), file=sys.stderr)
     return out
@@ -173,14 +185,15 @@ def kafka_table(kafka_rounds):
             print(f"{label:44} {conns:>5} {med(x[0]['records_per_sec'] for x in runs):11.0f} {med(ratios):6.2f} "
                   f"{' '.join(f'{x:.2f}' for x in ratios):>16} {p99:>7} {(f'{max(rss):.0f}' if rss else '-'):>8} {cpu:9.1f} "
                   f"{cores:9.2f}  {consumed_acked(checks)}")
-            missing += [f"{connections} connections, round {i + 1}: {c}" for i, c in enumerate(checks) if c.get("missing") != 0]
+            for i, c in enumerate(checks):
+                missing += unconsumed(f"{connections} connections, round {i + 1}", [c])
     print("(ratio: records/s over the bare producer without headers in the same round; p99: acknowledgement latency at max rate;")
     print(" gen CPU s / cores: CPU seconds the load generator took (loadgen for Spillway, the bare producer itself for its rows),")
     print(" and that over the run's seconds; the load generator shares the machine's cores with the receiver and the broker;")
     print(" consumed/acked: the topic read back from the beginning after each Spillway run, every record of every batch")
     print(" answered 2xx looked for by its bytes' digest (topic-check); extra: records of batches not answered 2xx, at least once)")
     for line in missing:
-        print(f"MISSING: acknowledged records not found in the topic: {line}")
+        print(line)
     return missing
 
 
