@@ -82,11 +82,11 @@ fn scan_portable(bytes: &[u8], bits: &mut Vec<u64>) -> bool {
 }
 
 /// The characters a backslash may escape.
-const ESCAPABLE: &[u8] = b"\"\\/bfnrtu";
+pub(super) const ESCAPABLE: &[u8] = b"\"\\/bfnrtu";
 
 /// The escape check carried from one 64-byte block to the next.
 #[derive(Default)]
-struct Blocks {
+pub(super) struct Blocks {
     /// 1 when the previous block ended in an odd run of backslashes.
     prev: u64,
     /// Bytes before this were read as part of a `\u` escape (a surrogate pair's low half).
@@ -98,7 +98,7 @@ impl Blocks {
     /// at i follows an odd run of backslashes), carrying a run that ends the block into the
     /// next: simdjson's `find_escaped`.
     #[inline(always)]
-    fn escaped(&mut self, mask: u64) -> u64 {
+    pub(super) fn escaped(&mut self, mask: u64) -> u64 {
         const EVEN_BITS: u64 = 0x5555_5555_5555_5555;
         if self.prev == 0 && mask == 0 {
             return 0;
@@ -114,7 +114,7 @@ impl Blocks {
     /// Checks the escaped characters of the block at `start`: none may be `refused`, and each
     /// `\u` (in `units`) is read with its four hex digits (and a surrogate's pair).
     #[inline(always)]
-    fn check(
+    pub(super) fn check(
         &mut self,
         bytes: &[u8],
         start: usize,
@@ -142,7 +142,7 @@ impl Blocks {
     }
 
     /// Whether the bytes ended outside an escape.
-    fn done(&self) -> bool {
+    pub(super) fn done(&self) -> bool {
         self.prev == 0
     }
 }

@@ -38,7 +38,7 @@ use bytes::{Bytes, BytesMut};
 use record::{DataType, FieldSpan, Record, RecordMeta, Reject, RejectReason};
 
 pub use self::otlp::{decode_otlp, InvalidRequest, OtlpDecoded, OtlpEncoding};
-use self::stage1::{with_structurals, PADDING, SENTINEL};
+use self::stage1::{with_structurals, Structurals, PADDING, SENTINEL};
 use self::walk::{is_ws, FieldAt, Fields, Walker};
 
 /// A body buffer laid out for the SIMD stage: a sentinel byte, the body, then padding.
@@ -159,8 +159,8 @@ pub fn decode_as(body: PaddedBody, data_type: DataType) -> Decoded {
     let mut out = Output::new(data_type);
     match format {
         Format::Ndjson => ndjson::decode_chunks(&mut buf, len, &mut out),
-        Format::JsonArray => with_structurals(&mut buf, len, |input, idx| match idx {
-            Some(idx) => array(input, idx, &mut out),
+        Format::JsonArray => with_structurals(&mut buf, len, |input, found| match found {
+            Some(found) => array(input, found, &mut out),
             None => array_element_by_element(input, &mut out),
         }),
     }
@@ -298,9 +298,10 @@ fn classify(
     }
 }
 
-fn array(input: &[u8], idx: &[u32], out: &mut Output) {
+fn array(input: &[u8], found: Structurals<'_>, out: &mut Output) {
+    let idx = found.idx;
     let mut w = Walker::new(input, idx);
-    w.check_escapes();
+    w.check_escapes(found.backslashes);
     let n = idx.len();
     let body_end = trim(input, 1, input.len()).1;
     let ends_element = |w: &Walker<'_>, k: usize| k < n && matches!(input[w.pos(k)], b',' | b']');
@@ -470,8 +471,8 @@ fn one_value(input: &[u8], start: usize, end: usize, framing: Framing, out: &mut
     let len = copy.len();
     copy.resize(len + PADDING, b' ');
     let data_type = out.data_type;
-    let outcome = with_structurals(&mut copy, len, |line, idx| {
-        let Some(idx) = idx else { return Err(RejectReason::InvalidJson) };
+    let outcome = with_structurals(&mut copy, len, |line, found| {
+        let Some(Structurals { idx, .. }) = found else { return Err(RejectReason::InvalidJson) };
         let mut w = Walker::new(line, idx);
         let n = idx.len();
         let fields = classify(&mut w, (1, n, line.len()), data_type)?;

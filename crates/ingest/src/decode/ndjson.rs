@@ -6,7 +6,7 @@
 //! chunk that fails stage 1 (bad UTF-8, an unclosed string) is decoded line by line, so the
 //! damage of one line never slows the rest of the body.
 
-use super::stage1::{with_structurals, SENTINEL};
+use super::stage1::{with_structurals, Structurals, SENTINEL};
 use super::walk::Walker;
 use super::{classify, meta, one_value, trim, Framing, Output, Source};
 
@@ -26,8 +26,8 @@ pub(super) fn decode_chunks(buf: &mut [u8], len: usize, out: &mut Output) {
         let end = memchr::memchr(b'\n', &buf[target..len]).map_or(len, |i| target + i + 1);
         let held = std::mem::replace(&mut buf[from], SENTINEL);
         out.base = from;
-        with_structurals(&mut buf[from..], end - from, |input, idx| match idx {
-            Some(idx) => walk_lines(input, idx, out),
+        with_structurals(&mut buf[from..], end - from, |input, found| match found {
+            Some(found) => walk_lines(input, found, out),
             None => line_by_line(input, out),
         });
         buf[from] = held;
@@ -55,9 +55,10 @@ fn lines(input: &[u8]) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
 }
 
 /// Every line of a chunk that passed stage 1, walked over its structurals `idx`.
-fn walk_lines(input: &[u8], idx: &[u32], out: &mut Output) {
+fn walk_lines(input: &[u8], found: Structurals<'_>, out: &mut Output) {
+    let idx = found.idx;
     let mut w = Walker::new(input, idx);
-    w.check_escapes();
+    w.check_escapes(found.backslashes);
     let mut k = 0;
     // Skip the sentinel's own structural.
     while k < idx.len() && idx[k] == 0 {

@@ -97,7 +97,7 @@ pub(crate) struct Walker<'a> {
     /// Every escape in `buf` is known to be well formed ([`escapes::scan`]).
     escapes_valid: bool,
     /// When `escapes_valid`, where `buf`'s backslashes are, a bit per byte.
-    backslashes: Vec<u64>,
+    backslashes: std::borrow::Cow<'a, [u64]>,
 }
 
 impl<'a> Walker<'a> {
@@ -111,14 +111,25 @@ impl<'a> Walker<'a> {
             bs_from: Cell::new(0),
             bs_at: Cell::new(0),
             escapes_valid: false,
-            backslashes: Vec::new(),
+            backslashes: std::borrow::Cow::Borrowed(&[]),
         }
     }
 
     /// Checks every escape of the walked buffer at once, so that strings need not each check
-    /// their own (when one is malformed, they still do, to find whose it is).
-    pub(crate) fn check_escapes(&mut self) {
-        self.escapes_valid = escapes::scan(self.buf, &mut self.backslashes);
+    /// their own (when one is malformed, they still do, to find whose it is). `known` are the
+    /// buffer's backslashes when stage 1 already found every escape valid.
+    pub(crate) fn check_escapes(&mut self, known: Option<&'a [u64]>) {
+        match known {
+            Some(bits) => {
+                self.backslashes = std::borrow::Cow::Borrowed(bits);
+                self.escapes_valid = true;
+            }
+            None => {
+                let mut bits = Vec::new();
+                self.escapes_valid = escapes::scan(self.buf, &mut bits);
+                self.backslashes = std::borrow::Cow::Owned(bits);
+            }
+        }
     }
 
     /// Restricts the walk to the structurals before `lim` and the bytes before `end`.
