@@ -1,10 +1,12 @@
 //! Backslash escapes: the grammar of one (`\"`, `\n`, `\u00e9`, a surrogate pair), checked per
 //! string or over a whole chunk at once.
 //!
-//! Stage 1 leaves escapes unchecked. The walk used to check them string by string, scanning each
-//! gap between two escapes on its own; on log messages with an escape every few words that was a
-//! fifth of the decode. [`scan`] checks every backslash of a chunk in one pass instead and keeps
-//! where they are: the walk then needs only to know whether a string holds one.
+//! simd-json's stage 1 leaves escapes unchecked. The walk used to check them string by string,
+//! scanning each gap between two escapes on its own; on log messages with an escape every few
+//! words that was a fifth of the decode. [`scan`] checks every backslash of a chunk in one pass
+//! instead and keeps where they are: the walk then needs only to know whether a string holds one.
+//! The AVX-512 stage 1 does the same check with [`Blocks`] in its own pass, and [`scan`] then
+//! runs only when it found a bad escape (or on other CPUs).
 
 use super::walk::Invalid;
 
