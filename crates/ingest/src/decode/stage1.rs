@@ -120,6 +120,7 @@ pub(crate) fn with_kernel<R>(
                     backslashes: escapes_valid.then_some(&scratch.backslashes[..]),
                 },
                 Kernel::SimdJson => {
+                    debug_assert!(!escapes_valid, "simd-json's stage 1 checks no escape");
                     Structurals { idx: scratch.buffers.structural_indexes(), backslashes: None }
                 }
             };
@@ -179,6 +180,14 @@ mod tests {
     /// Every kernel this CPU has finds what simd-json's stage 1 finds.
     fn kernels_agree(body: &[u8]) {
         let reference = run_with(Kernel::SimdJson, body);
+        if let Some((idx, _)) = &reference {
+            // The sentinel first, then strictly increasing offsets inside the input.
+            assert_eq!(idx.first(), Some(&0));
+            assert!(
+                idx.windows(2).all(|w| w[0] < w[1])
+                    && idx.iter().all(|&i| i as usize <= body.len())
+            );
+        }
         #[cfg(target_arch = "x86_64")]
         if avx512::available() {
             let found = run_with(Kernel::Avx512, body);
@@ -251,9 +260,11 @@ mod tests {
             parts in proptest::collection::vec(
                 proptest::sample::select(vec![
                     &b"{"[..], b"}", b"[", b"]", b":", b",", b"\"", b"\"", b"\\", b"\\\"",
-                    b"\\u00e9", b"\\ud83d\\ude80", b"\\ud83d", b"\\ude80", b"\\u12", b"u", b"0", b" ", b"\n", b"\t", b"\r", b"1", b"-2.5e3",
+                    b"\\u00e9", b"\\ud83d\\ude80", b"\\ud83d", b"\\ude80", b"\\u12", b"u", b"0",
+                    b" ", b"\n", b"\t", b"\r", b"1", b"-2.5e3",
                     b"true", b"null", b"abc", "é".as_bytes(), "日本".as_bytes(),
-                    "🚀".as_bytes(), "»".as_bytes(), "˫".as_bytes(), b"\x01", b"\x7f", b"\xff", b"\xc3", b"\x80", b"\xbb",
+                    "🚀".as_bytes(), "»".as_bytes(), "˫".as_bytes(),
+                    b"\x01", b"\x7f", b"\xff", b"\xc3", b"\x80", b"\xbb",
                     b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
                 ]),
                 0..80,
