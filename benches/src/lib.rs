@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 
 pub mod acked;
 mod otlp;
+pub mod schedule;
 mod types;
 pub use otlp::{otlp_batches, otlp_request, otlp_span_count, OtlpEncoding};
 pub use types::nonce;

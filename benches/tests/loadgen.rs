@@ -71,11 +71,13 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Received>>, close: bool) {
     }
 }
 
-/// Runs loadgen for `batches` batches over two connections; its JSON summary.
-fn run_loadgen(url: &str, batches: u32) -> serde_json::Value {
+/// Runs loadgen for `batches` batches over two connections (with `extra` arguments); its JSON
+/// summary.
+fn run_loadgen(url: &str, batches: u32, extra: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(["--url", url, "--secret", SECRET, "--connections", "2", "--records", "200"])
         .args(["--batch-bytes", "16384", "--batches", &batches.to_string(), "--json"])
+        .args(extra)
         .output()
         .expect("run loadgen");
     assert!(out.status.success(), "loadgen failed: {}", out.status);
@@ -85,8 +87,11 @@ fn run_loadgen(url: &str, batches: u32) -> serde_json::Value {
 #[test]
 fn every_batch_is_distinct_across_runs_and_signed() {
     let (url, seen) = recording_server(false);
-    run_loadgen(&url, 12);
-    run_loadgen(&url, 12);
+    run_loadgen(&url, 12, &[]);
+    // A fixed-rate run sends every batch too, paced by its own thread.
+    let summary = run_loadgen(&url, 12, &["--rate", "400"]);
+    assert_eq!(summary["batches"], 12, "{summary}");
+    assert!(summary["seconds"].as_f64().expect("seconds") >= 0.0275, "batch 11 is due at 27.5 ms");
     let seen = seen.lock().expect("log lock");
     assert_eq!(seen.len(), 24, "every batch of both runs arrived");
     let distinct: HashSet<&[u8]> = seen.iter().map(|(body, _)| body.as_slice()).collect();
@@ -102,7 +107,7 @@ fn every_batch_is_distinct_across_runs_and_signed() {
 #[test]
 fn a_connection_the_receiver_closes_is_opened_again() {
     let (url, seen) = recording_server(true);
-    let summary = run_loadgen(&url, 8);
+    let summary = run_loadgen(&url, 8, &[]);
     assert_eq!(summary["connection_errors"], 0, "a batch went to a closed connection: {summary}");
     assert_eq!(summary["batches"], 8, "{summary}");
     assert_eq!(summary["non_2xx"], serde_json::json!({}), "every batch answered 200: {summary}");

@@ -48,6 +48,7 @@ use hmac::{Hmac, Mac};
 use record::DataType;
 use sha1::Sha1;
 use spillway_benches::acked::{digest, Acked};
+use spillway_benches::schedule::Schedule;
 use spillway_benches::{Corpus, OtlpEncoding};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -303,15 +304,11 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Re
     }
 }
 
-/// What every connection needs: where to send, what, how fast and until when.
+/// What every connection needs: where to send, what, and when.
 struct Plan {
     addr: SocketAddr,
     prepared: Arc<Vec<Prepared>>,
-    next: Arc<AtomicU64>,
-    started: Instant,
-    deadline: Instant,
-    limit: Option<u64>,
-    rate: f64,
+    schedule: Arc<Schedule>,
     format: Format,
     data_type: DataType,
     gzip: bool,
@@ -324,26 +321,6 @@ impl Plan {
     fn seq(&self, i: u64) -> u64 {
         self.first_seq.wrapping_add(i)
     }
-
-    /// The start time batch `i` is scheduled for, or `None` when the run is over. Open loop:
-    /// latency counts from the scheduled start, so a slow receiver cannot hide its queueing (no
-    /// coordinated omission).
-    async fn schedule(&self, i: u64) -> Option<Instant> {
-        if self.limit.is_some_and(|l| i >= l)
-            || (self.limit.is_none() && Instant::now() >= self.deadline)
-        {
-            return None;
-        }
-        if self.rate <= 0.0 {
-            return Some(Instant::now());
-        }
-        let at = self.started + Duration::from_secs_f64(i as f64 / self.rate);
-        if self.limit.is_none() && at >= self.deadline {
-            return None;
-        }
-        tokio::time::sleep_until(at.into()).await;
-        Some(at)
-    }
 }
 
 /// One keep-alive connection's loop: sends batches until the plan is done, recording each
@@ -354,8 +331,7 @@ async fn connection(plan: Arc<Plan>, totals: Arc<Totals>) -> (Histogram<u64>, Ve
     let mut stream: Option<TcpStream> = None;
     let mut buf = Vec::with_capacity(4096);
     loop {
-        let i = plan.next.fetch_add(1, Ordering::Relaxed);
-        let Some(scheduled) = plan.schedule(i).await else { break };
+        let Some((i, scheduled)) = plan.schedule.next().await else { break };
         let p = &plan.prepared[(i as usize) % plan.prepared.len()];
         if stream.is_none() {
             match TcpStream::connect(plan.addr).await {
@@ -466,15 +442,13 @@ async fn main() {
         statuses: Mutex::new(BTreeMap::new()),
         errors: AtomicU64::new(0),
     });
-    let started = Instant::now();
+    let schedule = Schedule::new(Duration::from_secs(args.duration_secs), args.batches, args.rate);
+    let started = schedule.started();
+    let pacer = schedule.pace();
     let plan = Arc::new(Plan {
         addr,
         prepared,
-        next: Arc::new(AtomicU64::new(0)),
-        started,
-        deadline: started + Duration::from_secs(args.duration_secs),
-        limit: args.batches,
-        rate: args.rate,
+        schedule,
         format,
         data_type: args.data_type,
         gzip: args.gzip,
@@ -493,6 +467,9 @@ async fn main() {
         }
     }
     progress.abort();
+    if let Some(pacer) = pacer {
+        pacer.join().expect("the pacer thread");
+    }
     eprintln!();
     if let Some(path) = &args.acked_out {
         write_acked(path, &plan, &acked);
