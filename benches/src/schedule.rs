@@ -79,6 +79,8 @@ impl Schedule {
         let schedule = Arc::clone(self);
         Some(std::thread::spawn(move || {
             let released = schedule.released.as_ref().expect("checked above");
+            // Should this thread panic, the connections waiting for a release end, not hang.
+            let _close_on_panic = CloseOnPanic(released);
             for i in 0.. {
                 let at = schedule.at(i);
                 if schedule.limit.map_or(at >= schedule.deadline, |l| i >= l) {
@@ -92,18 +94,32 @@ impl Schedule {
     }
 }
 
+/// Closes the semaphore when dropped by a panic, so every [`Schedule::next`] waiting on it
+/// returns `None`.
+struct CloseOnPanic<'a>(&'a Semaphore);
+
+impl Drop for CloseOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.close();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Takes every batch of `schedule` with `takers` concurrent tasks; returns each taken
-    /// batch's number, scheduled time and the time it was taken.
-    fn take_all(schedule: &Arc<Schedule>, takers: usize) -> Vec<(u64, Instant, Instant)> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_time()
-            .build()
-            .unwrap();
+    /// Takes every batch of the schedule `make` makes (once the runtime is up) with `takers`
+    /// concurrent tasks; returns the schedule and each taken batch's number, scheduled time and
+    /// the time it was taken.
+    fn take_all(
+        make: impl FnOnce() -> Arc<Schedule>,
+        takers: usize,
+    ) -> (Arc<Schedule>, Vec<(u64, Instant, Instant)>) {
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+        let schedule = &make();
         let pacer = schedule.pace();
         let taken = runtime.block_on(async {
             let tasks: Vec<_> = (0..takers)
@@ -127,13 +143,13 @@ mod tests {
         if let Some(pacer) = pacer {
             pacer.join().unwrap();
         }
-        taken
+        (Arc::clone(schedule), taken)
     }
 
     #[test]
     fn a_fixed_rate_releases_every_batch_once_and_none_before_its_time() {
-        let schedule = Schedule::new(Duration::from_secs(60), Some(40), 400.0);
-        let mut taken = take_all(&schedule, 4);
+        let (schedule, mut taken) =
+            take_all(|| Schedule::new(Duration::from_secs(60), Some(40), 400.0), 4);
         taken.sort_by_key(|t| t.0);
         assert_eq!(taken.iter().map(|t| t.0).collect::<Vec<_>>(), (0..40).collect::<Vec<_>>());
         for (i, at, when) in &taken {
@@ -144,8 +160,8 @@ mod tests {
 
     #[test]
     fn a_timed_fixed_rate_run_ends_at_its_deadline() {
-        let schedule = Schedule::new(Duration::from_millis(200), None, 100.0);
-        let taken = take_all(&schedule, 3);
+        let (schedule, taken) =
+            take_all(|| Schedule::new(Duration::from_millis(200), None, 100.0), 3);
         // Batches 0..20 are due before the deadline; none after it is taken, and the run ends.
         assert!(!taken.is_empty());
         let deadline = schedule.started() + Duration::from_millis(200);
@@ -154,9 +170,10 @@ mod tests {
 
     #[test]
     fn the_maximum_rate_takes_batches_at_once_up_to_the_limit() {
-        let schedule = Schedule::new(Duration::from_secs(60), Some(1_000), 0.0);
+        let (schedule, taken) =
+            take_all(|| Schedule::new(Duration::from_secs(60), Some(1_000), 0.0), 8);
         assert!(schedule.pace().is_none());
-        let mut taken: Vec<u64> = take_all(&schedule, 8).into_iter().map(|t| t.0).collect();
+        let mut taken: Vec<u64> = taken.into_iter().map(|t| t.0).collect();
         taken.sort_unstable();
         assert_eq!(taken, (0..1_000).collect::<Vec<_>>());
     }
