@@ -94,7 +94,7 @@ def latency_main():
                     stages[stage] = bucket_quantile(b, a, 0.99)
                 b, a = (histogram(t, "spillway_sink_fdatasync_seconds", sink="file") for t in scraped)
                 stages["fdatasync"] = bucket_quantile(b, a, 0.99)
-                for stage in ("blocking_pool", "decode", "ack"):
+                for stage in ("read", "verify", "blocking_pool", "decode", "ack"):
                     b, a = (histogram(t, "spillway_edge_stage_seconds", stage=stage) for t in scraped)
                     stages["edge " + stage] = bucket_quantile(b, a, 0.99)
                 rows.append((lanes, round_no, peak, half, disk, stages))

@@ -7,14 +7,15 @@
 //! pool only, at most `max_unverified_inflations` at once (past that, a fast `503`).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use listener::SigningKey;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::decode::PaddedBody;
 use crate::inflate::gunzip;
 use crate::live::verifies_any;
-use crate::IngestError;
+use crate::metrics::EdgeStage;
+use crate::{IngestError, IngestMetrics};
 
 /// How far a delivery's signature is established before its body is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +26,9 @@ pub(crate) enum Signed {
     Raw,
     /// The signature does not match the raw bytes; for gzip it may match the inflated bytes.
     Unverified,
+    /// The raw bytes are too many to check on a runtime thread: the blocking thread that opens
+    /// the body checks them first, before anything else.
+    Pending,
 }
 
 /// Above this many bytes an unsigned gzip body cannot be a probe (`{}` gzipped is about 22
@@ -51,31 +55,62 @@ pub(crate) fn is_probe(body: &[u8]) -> bool {
     trimmed.is_empty() || trimmed == b"{}"
 }
 
-/// Checks `signature` over the raw bytes, on the blocking pool when the body is large.
-/// `previous` are the secrets also accepted during a rotation (tried only when `secret` fails).
-pub(crate) async fn check_raw(
-    (secret, previous): (&SigningKey, &Arc<[SigningKey]>),
-    raw: PaddedBody,
+/// How far `signature` is checked over the raw bytes on a runtime thread: at once for a body
+/// of at most [`INLINE_HMAC_BYTES`], else left [`Signed::Pending`]. `previous` are the secrets
+/// also accepted during a rotation (tried only when `secret` fails).
+pub(crate) fn check_raw_inline(
+    metrics: &IngestMetrics,
+    keys: (&SigningKey, &Arc<[SigningKey]>),
+    raw: &[u8],
     signature: &[u8],
-) -> Result<(PaddedBody, Signed), IngestError> {
-    let signed = |ok: bool| if ok { Signed::Raw } else { Signed::Unverified };
+) -> Signed {
     if raw.len() <= INLINE_HMAC_BYTES {
-        let ok = verifies_any(secret, previous, raw.as_slice(), signature);
-        return Ok((raw, signed(ok)));
+        check_raw(metrics, keys, raw, signature)
+    } else {
+        Signed::Pending
     }
-    let (secret, previous, signature) = (secret.clone(), Arc::clone(previous), signature.to_vec());
-    tokio::task::spawn_blocking(move || {
-        let ok = verifies_any(&secret, &previous, raw.as_slice(), &signature);
-        (raw, signed(ok))
-    })
-    .await
-    .map_err(|_| IngestError::Overloaded)
+}
+
+/// Finishes the raw bytes' check where it was left [`Signed::Pending`] (on the blocking thread
+/// that opens the body, before anything else), and takes a place among the unverified
+/// inflations for a gzip body whose raw bytes did not match, held while the body is opened.
+pub(crate) fn authenticate_raw(
+    (metrics, unverified): (&IngestMetrics, &Arc<Semaphore>),
+    keys: Option<(&SigningKey, &Arc<[SigningKey]>)>,
+    (raw, signature): (&[u8], Option<&[u8]>),
+    (signed, gzip): (Signed, bool),
+) -> Result<(Signed, Option<OwnedSemaphorePermit>), IngestError> {
+    let signed = match (signed, keys, signature) {
+        (Signed::Pending, Some(keys), Some(sig)) => check_raw(metrics, keys, raw, sig),
+        (Signed::Pending, ..) => Signed::Unverified,
+        (signed, ..) => signed,
+    };
+    let permit = match signed {
+        Signed::Unverified if gzip => Some(unverified_permit(unverified)?),
+        _ => None,
+    };
+    Ok((signed, permit))
+}
+
+/// Checks `signature` over the raw bytes, whatever their size, timed as the `verify` stage.
+fn check_raw(
+    metrics: &IngestMetrics,
+    (secret, previous): (&SigningKey, &Arc<[SigningKey]>),
+    raw: &[u8],
+    signature: &[u8],
+) -> Signed {
+    let started = Instant::now();
+    let ok = verifies_any(secret, previous, raw, signature);
+    metrics.stage(EdgeStage::Verify, started.elapsed().as_secs_f64());
+    if ok {
+        Signed::Raw
+    } else {
+        Signed::Unverified
+    }
 }
 
 /// A place among the unverified inflations, or `503 overloaded` at once when none is free.
-pub(crate) fn unverified_permit(
-    places: &Arc<Semaphore>,
-) -> Result<OwnedSemaphorePermit, IngestError> {
+fn unverified_permit(places: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, IngestError> {
     Arc::clone(places).try_acquire_owned().map_err(|_| IngestError::Overloaded)
 }
 

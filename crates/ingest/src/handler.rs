@@ -12,10 +12,11 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use record::{Batch, DataType, Dispatch, Reject, RejectReason};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::decode::{decode_as, OtlpEncoding, PaddedBody};
 use crate::drains::{check_headers, DrainDirectory, RequiredHeader};
-use crate::gate::{check_raw, is_probe, is_unsigned_probe, unverified_permit, Signed};
+use crate::gate::{authenticate_raw, check_raw_inline, is_probe, is_unsigned_probe, Signed};
 use crate::inflate::gunzip;
 use crate::live::{verifies_any, Live, LiveCell};
 use crate::metrics::EdgeStage;
@@ -185,12 +186,14 @@ async fn deliver(
     let wait = config.body_read_timeout;
     let _held = state.held.wait_for(declared.unwrap_or(config.max_body_bytes), wait).await?;
     let (parts, body) = req.into_parts();
+    let reading = Instant::now();
     let raw = tokio::time::timeout(
         config.body_read_timeout,
         read_body(body, declared, config.max_body_bytes),
     )
     .await
     .map_err(|_| IngestError::BodyTimeout)??;
+    state.metrics.stage(EdgeStage::Read, reading.elapsed().as_secs_f64());
     state.metrics.received(raw.len());
     let signature = parts.headers.get(SIGNATURE).map(|v| v.as_bytes().to_vec());
     let headers_checked = check_headers(&target.headers, &parts.headers);
@@ -198,34 +201,34 @@ async fn deliver(
     let gzip = matches!(encoding, Encoding::Gzip);
 
     // Authentication before any inflating or decoding.
-    let (raw, signed) = match (&target.secret, signature.as_deref()) {
-        (None, _) => (raw, Signed::NotRequired),
+    let signed = match (&target.secret, signature.as_deref()) {
+        (None, _) => Signed::NotRequired,
         (Some(_), None) if is_unsigned_probe(raw.as_slice(), gzip) => return Ok(probe(&state)),
         (Some(_), None) => {
             headers_checked?;
             return Err(IngestError::MissingSignature);
         }
-        (Some(secret), Some(sig)) => check_raw((secret, &target.previous), raw, sig).await?,
-    };
-    let permit = match signed {
-        Signed::Unverified if gzip => Some(unverified_permit(&state.unverified)?),
-        _ => None,
+        (Some(secret), Some(sig)) => {
+            check_raw_inline(&state.metrics, (secret, &target.previous), raw.as_slice(), sig)
+        }
     };
     let opened = if !gzip && raw.len() <= INLINE_BYTES {
+        let (signed, _permit) = authenticate(&state, &target, (&raw, gzip), signed, &signature)?;
         let auth = (signed, signature.as_deref());
         open_delivery(&state, &target, (raw, gzip, content_type), auth, headers_checked)?
     } else {
         let slot = Arc::clone(&state.decodes).acquire_owned().await;
         let state = Arc::clone(&state);
         let spawned = Instant::now();
+        // One hop to the blocking pool: a large body's signature is checked there, then it is
+        // opened.
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
             state.metrics.stage(EdgeStage::BlockingPool, spawned.elapsed().as_secs_f64());
+            let (signed, _permit) =
+                authenticate(&state, &target, (&raw, gzip), signed, &signature)?;
             let auth = (signed, signature.as_deref());
-            let body = (raw, gzip, content_type);
-            let opened = open_delivery(&state, &target, body, auth, headers_checked);
-            drop(permit);
-            opened
+            open_delivery(&state, &target, (raw, gzip, content_type), auth, headers_checked)
         })
         .await
         .map_err(|_| IngestError::Overloaded)??
@@ -249,6 +252,19 @@ async fn deliver(
             Err(IngestError::InvalidOtlp(why))
         }
     }
+}
+
+/// [`authenticate_raw`] for `target`'s keys and the edge's places among unverified inflations.
+fn authenticate(
+    state: &State,
+    target: &Target,
+    (raw, gzip): (&PaddedBody, bool),
+    signed: Signed,
+    signature: &Option<Vec<u8>>,
+) -> Result<(Signed, Option<OwnedSemaphorePermit>), IngestError> {
+    let keys = target.secret.as_ref().map(|secret| (secret, &target.previous));
+    let found = (raw.as_slice(), signature.as_deref());
+    authenticate_raw((&state.metrics, &state.unverified), keys, found, (signed, gzip))
 }
 
 /// What a delivery's body turned out to be.

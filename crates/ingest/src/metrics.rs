@@ -27,6 +27,10 @@ pub struct IngestMetrics {
 /// The stages of a delivery at the edge, as `stage` label values (a closed set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum EdgeStage {
+    /// Reading the body, as fast as the client sends it.
+    Read,
+    /// Checking the signature over the raw bytes (on the blocking pool when the body is large).
+    Verify,
     /// Waiting for a thread of the blocking pool (large or gzip bodies are opened there).
     BlockingPool,
     /// Opening the body: inflate, finish verifying the signature, decode.
@@ -38,6 +42,8 @@ pub(crate) enum EdgeStage {
 impl EdgeStage {
     fn label(self) -> &'static str {
         match self {
+            EdgeStage::Read => "read",
+            EdgeStage::Verify => "verify",
             EdgeStage::BlockingPool => "blocking_pool",
             EdgeStage::Decode => "decode",
             EdgeStage::Ack => "ack",
@@ -104,8 +110,10 @@ impl IngestMetrics {
         );
         r.register(
             "edge_stage_seconds",
-            "Time a delivery spent in an edge stage (blocking_pool: waiting for a blocking \
-             thread; decode: inflate, verify, decode; ack: waiting for the sinks), by stage",
+            "Time a delivery spent in an edge stage (read: the body, as fast as the client \
+             sends it; verify: the signature over the raw bytes; blocking_pool: waiting for a \
+             blocking thread; decode: inflate, finish verifying, decode; ack: waiting for the \
+             sinks), by stage",
             m.stage_seconds.clone(),
         );
         for reason in RejectReason::ALL {

@@ -101,4 +101,26 @@ fn previous_secrets_verify_raw_and_inflated_bodies_during_a_rotation() {
     );
     let answer = exchange(&harness, [head.as_bytes(), &gz].concat());
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+
+    // A gzip body past 256 KiB (stored, not compressed): its raw bytes are checked on the
+    // blocking thread that then opens it, and its inflated bytes after inflating.
+    let mut stored = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+    std::io::Write::write_all(&mut stored, &large).unwrap();
+    let stored = stored.finish().unwrap();
+    assert!(stored.len() > 256 * 1024);
+    for (signature, status) in [
+        (new.sign(&stored), "200"),
+        (old.sign(&large), "200"),
+        (new.sign(&large), "200"),
+        (other.sign(&large), "403"),
+    ] {
+        let head = format!(
+            "POST /vercel/logs HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\
+             content-encoding: gzip\r\nx-vercel-signature: {signature}\r\n\
+             content-length: {}\r\n\r\n",
+            stored.len()
+        );
+        let answer = exchange(&harness, [head.as_bytes(), &stored].concat());
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status} ")), "{answer}");
+    }
 }

@@ -407,6 +407,11 @@ fn healthz_and_metrics_report() {
     assert!(text.contains("spillway_sink_write_seconds_count{sink=\"file\"} 1"), "{text}");
     // Every answered request is timed (the /metrics request itself is answered after this text).
     assert!(text.contains("spillway_request_seconds_count 3"), "{text}");
+    // The one delivery passed through each edge stage of a signed identity body once.
+    for stage in ["read", "verify", "decode", "ack"] {
+        let line = format!("spillway_edge_stage_seconds_count{{stage=\"{stage}\"}} 1");
+        assert!(text.contains(&line), "missing {line:?} in\n{text}");
+    }
     let received: u64 = text
         .lines()
         .find_map(|l| l.strip_prefix("spillway_received_bytes_total "))
