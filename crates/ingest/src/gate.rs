@@ -26,8 +26,8 @@ pub(crate) enum Signed {
     Raw,
     /// The signature does not match the raw bytes; for gzip it may match the inflated bytes.
     Unverified,
-    /// The raw bytes are too many to check on a runtime thread: the blocking thread that opens
-    /// the body checks them first, before anything else.
+    /// Signed, not yet checked: the thread that opens the body (a runtime thread for a small
+    /// identity body, else a blocking one) checks the raw bytes first, before anything else.
     Pending,
 }
 
@@ -36,9 +36,6 @@ pub(crate) enum Signed {
 const PROBE_GZIP_RAW_BYTES: usize = 256;
 /// The inflated bytes an unsigned gzip body may grow to while it is checked for a probe.
 const PROBE_INFLATED_BYTES: usize = 64;
-/// Raw bytes whose HMAC is computed on the runtime thread; larger bodies go to the blocking
-/// pool (SHA-1 runs at about 1 GB/s: 256 KiB is a quarter of a millisecond).
-const INLINE_HMAC_BYTES: usize = 256 * 1024;
 
 /// Whether an unsigned body is Vercel's endpoint verification probe, found with bounded work.
 pub(crate) fn is_unsigned_probe(raw: &[u8], gzip: bool) -> bool {
@@ -55,25 +52,10 @@ pub(crate) fn is_probe(body: &[u8]) -> bool {
     trimmed.is_empty() || trimmed == b"{}"
 }
 
-/// How far `signature` is checked over the raw bytes on a runtime thread: at once for a body
-/// of at most [`INLINE_HMAC_BYTES`], else left [`Signed::Pending`]. `previous` are the secrets
-/// also accepted during a rotation (tried only when `secret` fails).
-pub(crate) fn check_raw_inline(
-    metrics: &IngestMetrics,
-    keys: (&SigningKey, &Arc<[SigningKey]>),
-    raw: &[u8],
-    signature: &[u8],
-) -> Signed {
-    if raw.len() <= INLINE_HMAC_BYTES {
-        check_raw(metrics, keys, raw, signature)
-    } else {
-        Signed::Pending
-    }
-}
-
-/// Finishes the raw bytes' check where it was left [`Signed::Pending`] (on the blocking thread
-/// that opens the body, before anything else), and takes a place among the unverified
-/// inflations for a gzip body whose raw bytes did not match, held while the body is opened.
+/// Checks the raw bytes where the signature is [`Signed::Pending`] (on the thread that opens
+/// the body, before anything else; `previous` keys are tried only when the current one fails),
+/// and takes a place among the unverified inflations for a gzip body whose raw bytes did not
+/// match, held while the body is opened.
 pub(crate) fn authenticate_raw(
     (metrics, unverified): (&IngestMetrics, &Arc<Semaphore>),
     keys: Option<(&SigningKey, &Arc<[SigningKey]>)>,
@@ -92,7 +74,7 @@ pub(crate) fn authenticate_raw(
     Ok((signed, permit))
 }
 
-/// Checks `signature` over the raw bytes, whatever their size, timed as the `verify` stage.
+/// Checks `signature` over the raw bytes, timed as the `verify` stage.
 fn check_raw(
     metrics: &IngestMetrics,
     (secret, previous): (&SigningKey, &Arc<[SigningKey]>),

@@ -16,7 +16,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::decode::{decode_as, OtlpEncoding, PaddedBody};
 use crate::drains::{check_headers, DrainDirectory, RequiredHeader};
-use crate::gate::{authenticate_raw, check_raw_inline, is_probe, is_unsigned_probe, Signed};
+use crate::gate::{authenticate_raw, is_probe, is_unsigned_probe, Signed};
 use crate::inflate::gunzip;
 use crate::live::{verifies_any, Live, LiveCell};
 use crate::metrics::EdgeStage;
@@ -208,9 +208,8 @@ async fn deliver(
             headers_checked?;
             return Err(IngestError::MissingSignature);
         }
-        (Some(secret), Some(sig)) => {
-            check_raw_inline(&state.metrics, (secret, &target.previous), raw.as_slice(), sig)
-        }
+        // Checked where the body is opened, first.
+        (Some(_), Some(_)) => Signed::Pending,
     };
     let opened = if !gzip && raw.len() <= INLINE_BYTES {
         let (signed, _permit) = authenticate(&state, &target, (&raw, gzip), signed, &signature)?;
@@ -220,7 +219,7 @@ async fn deliver(
         let slot = Arc::clone(&state.decodes).acquire_owned().await;
         let state = Arc::clone(&state);
         let spawned = Instant::now();
-        // One hop to the blocking pool: a large body's signature is checked there, then it is
+        // One hop to the blocking pool: the body's signature is checked there, then it is
         // opened.
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
