@@ -62,13 +62,18 @@ impl Schedule {
         if self.released.is_none() {
             return Some((i, Instant::now()));
         }
-        let at = self.at(i);
-        (self.limit.is_some() || at < self.deadline).then_some((i, at))
+        self.is_in_run(i).then(|| (i, self.at(i)))
     }
 
     /// When batch `i` is scheduled to start at the fixed rate.
     fn at(&self, i: u64) -> Instant {
         self.started + Duration::from_secs_f64(i as f64 / self.rate)
+    }
+
+    /// At the fixed rate, whether batch `i` is one of the run's: below the limit, or without
+    /// one, due before the deadline.
+    fn is_in_run(&self, i: u64) -> bool {
+        self.limit.map_or_else(|| self.at(i) < self.deadline, |l| i < l)
     }
 
     /// At a fixed rate, starts the thread that releases each batch at its time and, at the
@@ -81,12 +86,8 @@ impl Schedule {
             let released = schedule.released.as_ref().expect("checked above");
             // Should this thread panic, the connections waiting for a release end, not hang.
             let _close_on_panic = CloseOnPanic(released);
-            for i in 0.. {
-                let at = schedule.at(i);
-                if schedule.limit.map_or(at >= schedule.deadline, |l| i >= l) {
-                    break;
-                }
-                std::thread::sleep(at.saturating_duration_since(Instant::now()));
+            for i in (0..).take_while(|&i| schedule.is_in_run(i)) {
+                std::thread::sleep(schedule.at(i).saturating_duration_since(Instant::now()));
                 released.add_permits(1);
             }
             released.add_permits(Semaphore::MAX_PERMITS / 2);
