@@ -250,6 +250,53 @@ mod tests {
         kernels_agree("[1»]".as_bytes());
     }
 
+    /// Every class of UTF-8 error (overlong, surrogate, too large, too short, too long, cut
+    /// off) in every split across two blocks: the AVX-512 kernel refuses exactly what the
+    /// standard library does.
+    #[test]
+    fn utf8_is_refused_as_the_standard_library_refuses_it() {
+        avx512_is_tested();
+        #[cfg(target_arch = "x86_64")]
+        if avx512::available() {
+            let firsts = [
+                0x41u8, 0x7f, 0x80, 0xbf, 0xc0, 0xc1, 0xc2, 0xdf, 0xe0, 0xe1, 0xec, 0xed, 0xee,
+                0xef, 0xf0, 0xf1, 0xf3, 0xf4, 0xf5, 0xff,
+            ];
+            let nexts = [0x41u8, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xff];
+            let opening = br#"{"m":""#;
+            for a in firsts {
+                for b in nexts {
+                    for c in nexts {
+                        for d in nexts {
+                            // The four bytes from input byte `at` (the sentinel is byte 0), so
+                            // from one byte before the second block to all four in it; then the
+                            // input ends in that block, or an ASCII block follows.
+                            for (at, after) in (60..=64).flat_map(|at| [(at, 0), (at, 70)]) {
+                                let mut body = opening.to_vec();
+                                body.resize(at - 1, b'x');
+                                body.extend_from_slice(&[a, b, c, d]);
+                                body.resize(body.len() + after, b'y');
+                                body.extend_from_slice(b"\"}");
+                                let valid = std::str::from_utf8(&body).is_ok();
+                                let found = run_with(Kernel::Avx512, &body).is_some();
+                                assert_eq!(found, valid, "{:x?} at {at}", [a, b, c, d]);
+                            }
+                        }
+                    }
+                }
+            }
+            // A character cut off by the end of the input, at and around a block's end.
+            for n in 56..=72 {
+                for tail in [&[0xc3u8][..], &[0xe6, 0x97], &[0xf0, 0x9f, 0x9a], &[0xc3, 0xa9]] {
+                    let mut body = vec![b'x'; n];
+                    body.extend_from_slice(tail);
+                    let valid = std::str::from_utf8(&body).is_ok();
+                    assert_eq!(run_with(Kernel::Avx512, &body).is_some(), valid, "{n} {tail:x?}");
+                }
+            }
+        }
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
         /// Bodies dense in what stage 1 must get right (quotes, backslash runs, escapes,
