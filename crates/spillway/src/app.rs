@@ -108,7 +108,9 @@ impl App {
     /// app (the log filter).
     pub fn reload_on(&self, hangups: Signal, path: Option<PathBuf>, extra: Option<Extra>) {
         let reloader = self.server.reloader();
-        ConfigReload { reloader, metrics: self.reloads.clone(), path, extra }.spawn(hangups);
+        let started = path.as_deref().and_then(crate::reload::read_table);
+        ConfigReload { reloader, metrics: self.reloads.clone(), path, started, extra }
+            .spawn(hangups);
     }
 
     /// Where `/metrics` is served when `server.metrics_listen` is set.

@@ -3,6 +3,8 @@
 //! verify code, body limits, TLS files) and the log filter. Everything or nothing: a new
 //! configuration with any problem changes nothing, each problem is logged, and
 //! `spillway_config_reloads_total{result="error"}` counts it (`result="ok"` counts the others).
+//! Every other key of the file that changed since the start is named in a warning (never its
+//! value): it applies only after a restart.
 
 use std::path::PathBuf;
 
@@ -66,6 +68,9 @@ pub struct ConfigReload {
     pub(crate) metrics: ReloadMetrics,
     /// The file read at start (`None`: the embedded defaults and the environment).
     pub(crate) path: Option<PathBuf>,
+    /// That file's keys and values when the server started, to name the changed keys that a
+    /// reload does not apply.
+    pub(crate) started: Option<toml::Table>,
     pub(crate) extra: Option<Extra>,
 }
 
@@ -112,12 +117,136 @@ impl ConfigReload {
         }
     }
 
-    fn apply(&self, config: &Config) -> Result<Vec<&'static str>, String> {
+    /// Applies `config`; returns the changed keys that apply only after a restart.
+    fn apply(&self, config: &Config) -> Result<Vec<String>, String> {
         let commit = self.extra.as_ref().map(|extra| extra(config)).transpose()?;
-        let restart = self.reloader.apply(&config.ingest)?;
+        let edge = self.reloader.apply(&config.ingest)?;
         if let Some(commit) = commit {
             commit();
         }
-        Ok(restart)
+        // The environment cannot change under a running process: only the file can.
+        let changed = match (&self.started, self.path.as_deref().and_then(read_table)) {
+            (Some(started), Some(now)) => changed_keys(started, &now),
+            _ => Vec::new(),
+        };
+        Ok(restart_keys(edge, changed))
+    }
+}
+
+/// The file's keys that a reload applies (to the requests that follow); every other changed key
+/// of the file applies only after a restart.
+const LIVE_KEYS: [&str; 8] = [
+    "log_level",
+    "vercel.drain_secret",
+    "vercel.previous_drain_secrets",
+    "vercel.required_headers",
+    "vercel.verify_code",
+    "server.body_read_timeout_secs",
+    "server.max_body_bytes",
+    "server.max_inflated_bytes",
+];
+
+/// A configuration file's keys and values, or `None` when it cannot be read as TOML (a reload
+/// of it fails before this matters).
+pub(crate) fn read_table(path: &std::path::Path) -> Option<toml::Table> {
+    std::fs::read_to_string(path).ok()?.parse().ok()
+}
+
+/// The dotted keys set, unset or changed between two readings of the file, in order: the keys of
+/// a table are named one by one, an array counts as one key (`sinks.kafka.routes`).
+fn changed_keys(before: &toml::Table, after: &toml::Table) -> Vec<String> {
+    fn walk(prefix: &str, before: &toml::Table, after: &toml::Table, out: &mut Vec<String>) {
+        // A table, or nothing (a table then on the other side only): its keys one by one.
+        fn table<'a>(
+            value: Option<&'a toml::Value>,
+            empty: &'a toml::Table,
+        ) -> Option<&'a toml::Table> {
+            match value {
+                Some(toml::Value::Table(t)) => Some(t),
+                None => Some(empty),
+                Some(_) => None,
+            }
+        }
+        let empty = toml::Table::new();
+        let keys: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+        for key in keys {
+            let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+            let (b, a) = (before.get(key), after.get(key));
+            if b == a {
+                continue;
+            }
+            match (table(b, &empty), table(a, &empty)) {
+                (Some(b), Some(a)) => walk(&path, b, a, out),
+                _ => out.push(path),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk("", before, after, &mut out);
+    out
+}
+
+/// The edge's own list of changed start-only keys, then every other changed key of the file
+/// that is neither applied live nor inside a key already named (`server.tls.cert` under
+/// `server.tls`).
+fn restart_keys(edge: Vec<&'static str>, changed: Vec<String>) -> Vec<String> {
+    let mut keys: Vec<String> = edge.into_iter().map(String::from).collect();
+    for key in changed {
+        let named = keys.iter().any(|k| key == *k || key.starts_with(&format!("{k}.")));
+        if !named && !LIVE_KEYS.contains(&key.as_str()) {
+            keys.push(key);
+        }
+    }
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(text: &str) -> toml::Table {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn every_changed_key_of_the_file_is_named_once_and_live_ones_not_at_all() {
+        let before = table(
+            "log_level = \"info\"\n[server]\nmax_body_bytes = 1\nmax_held_body_bytes = 2\n\
+             tls = { cert = \"a\", key = \"k\" }\n[vercel]\ndrain_secret = \"s1\"\n\
+             [pipeline]\nmax_in_flight_batches = 8\n[sinks.kafka]\nbrokers = \"b:1\"\n\
+             [[sinks.kafka.routes]]\nsource = \"edge\"\ntopic = \"t\"\n",
+        );
+        let after = table(
+            "log_level = \"debug\"\n[server]\nmax_body_bytes = 0\nmax_held_body_bytes = 3\n\
+             tls = { cert = \"b\", key = \"k\" }\n[vercel]\ndrain_secret = \"s2\"\n\
+             [pipeline]\nmax_in_flight_batches = 8\nmax_group_batches = 4\n\
+             [sinks.kafka]\nbrokers = \"b:1\"\n\
+             [[sinks.kafka.routes]]\nsource = \"edge\"\ntopic = \"u\"\n[store]\npool_size = 2\n",
+        );
+        let changed = changed_keys(&before, &after);
+        assert_eq!(
+            changed,
+            [
+                "log_level",
+                "pipeline.max_group_batches",
+                "server.max_body_bytes",
+                "server.max_held_body_bytes",
+                "server.tls.cert",
+                "sinks.kafka.routes",
+                "store.pool_size",
+                "vercel.drain_secret",
+            ]
+        );
+        assert_eq!(
+            restart_keys(vec!["server.tls"], changed),
+            [
+                "server.tls",
+                "pipeline.max_group_batches",
+                "server.max_held_body_bytes",
+                "sinks.kafka.routes",
+                "store.pool_size",
+            ]
+        );
+        assert!(changed_keys(&after, &after).is_empty());
     }
 }

@@ -22,15 +22,16 @@ fn write_config(path: &Path, data: &Path, addr: SocketAddr, [top, server, vercel
     std::fs::write(path, text).unwrap();
 }
 
-/// The binary with only the file configuring it (no `SPILLWAY_*` variable over it).
-fn spawn(config: &Path, addr: SocketAddr) -> Child {
+/// The binary with only the file configuring it (no `SPILLWAY_*` variable over it), logging
+/// warnings and errors to `log`.
+fn spawn(config: &Path, addr: SocketAddr, log: &Path) -> Child {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_spillway"))
         .args(["serve", "--config"])
         .arg(config)
         .env_clear()
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap();
     testkit::eventually(Duration::from_secs(20), "spillway to start listening", || {
@@ -58,18 +59,33 @@ fn sighup_rotates_the_drain_secret_and_an_invalid_config_changes_nothing() {
     let (config, data) = (dir.path().join("spillway.toml"), dir.path().join("data"));
     let addr = testkit::free_addr();
     write_config(&config, &data, addr, ["", "", &format!("drain_secret = {OLD:?}")]);
-    let mut child = spawn(&config, addr);
+    let log = dir.path().join("stderr.log");
+    let mut child = spawn(&config, addr, &log);
     assert_eq!(deliver_until(addr, "/vercel/logs", OLD, 200).status, 200);
     assert_eq!(deliver_until(addr, "/vercel/logs", NEW, 403).status, 403);
 
-    let rotating = format!("drain_secret = {NEW:?}\nprevious_drain_secrets = [{OLD:?}]");
-    write_config(&config, &data, addr, ["log_level = \"debug\"", "", &rotating]);
+    // Beside the rotation, two keys read only at start: named in a warning, values unshown.
+    let rotating = format!(
+        "drain_secret = {NEW:?}\nprevious_drain_secrets = [{OLD:?}]\n\
+         [pipeline]\nmax_in_flight_batches = 64"
+    );
+    let held = "max_held_body_bytes = 16777216";
+    write_config(&config, &data, addr, ["log_level = \"debug\"", held, &rotating]);
     hangup(&child);
     assert_eq!(deliver_until(addr, "/vercel/logs", NEW, 200).status, 200, "the new secret");
     assert_eq!(deliver_until(addr, "/vercel/logs", OLD, 200).status, 200, "the previous one");
     let unknown = deliver_until(addr, "/vercel/logs", "some-other-secret", 403);
     assert_eq!(unknown.status, 403);
     assert_eq!((reloads(addr, "ok"), reloads(addr, "error")), (1, 0));
+    let warning = testkit::eventually(Duration::from_secs(10), "the restart warning", || {
+        let text = std::fs::read_to_string(&log).unwrap();
+        let line = text.lines().find(|l| l.contains("apply only after a restart"));
+        line.map(str::to_owned)
+    });
+    for key in ["\"server.max_held_body_bytes\"", "\"pipeline.max_in_flight_batches\""] {
+        assert!(warning.contains(key), "{key} in {warning}");
+    }
+    assert!(!warning.contains("vercel") && !warning.contains("log_level"), "{warning}");
 
     // Three problems at once, and a secret that must not apply since the whole file is refused.
     let invalid = "drain_secret = \"never-applied-secret\"\nverify_code = \"has spaces\"";
@@ -86,4 +102,8 @@ fn sighup_rotates_the_drain_secret_and_an_invalid_config_changes_nothing() {
 
     child.kill().unwrap();
     child.wait().unwrap();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    for secret in [OLD, NEW, "never-applied-secret"] {
+        assert!(!logged.contains(secret), "a secret in the log:\n{logged}");
+    }
 }
