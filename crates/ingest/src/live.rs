@@ -116,6 +116,9 @@ impl Reloader {
                 s.max_inflated_bytes
             ));
         }
+        if let Some(problem) = opens_unsigned(s, new) {
+            problems.push(problem);
+        }
         let live = Live::new(new).map_err(|e| format!("vercel.verify_code: {e}"));
         let live = live.map_err(|e| problems.push(e)).ok();
         let restart = needs_restart(s, new);
@@ -134,6 +137,22 @@ impl Reloader {
             _ => Err(problems.join("\n")),
         }
     }
+}
+
+/// Without a drain secret the default drain accepts unsigned deliveries, which the binary allows
+/// on a loopback address only unless `vercel.allow_unsigned` is set. A new configuration passed
+/// that check against its own `server.listen`, which applies only after a restart: it must not
+/// take the secret away from an edge bound elsewhere. It may when the edge is bound to loopback,
+/// or when its address is the one bound (so the check was made against it).
+fn opens_unsigned(started: &IngestConfig, new: &IngestConfig) -> Option<String> {
+    let bound = started.listen;
+    let open = new.drain_secret.is_none() && !bound.ip().is_loopback() && new.listen != bound;
+    open.then(|| {
+        format!(
+            "vercel.drain_secret: required while the server listens on {bound}, which is not a \
+             loopback address (a new server.listen applies only after a restart)"
+        )
+    })
 }
 
 /// The keys of `new` that differ from `started` and are read only at start.
@@ -158,4 +177,38 @@ fn needs_restart(started: &IngestConfig, new: &IngestConfig) -> Vec<&'static str
     .into_iter()
     .filter_map(|(key, changed)| changed.then_some(key))
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn edge(listen: &str, secret: Option<&str>) -> IngestConfig {
+        IngestConfig {
+            listen: listen.parse().unwrap(),
+            drain_secret: secret.map(SigningKey::new),
+            ..IngestConfig::default()
+        }
+    }
+
+    fn reloader(started: IngestConfig) -> Reloader {
+        let cell = Arc::new(LiveCell::new(Live::new(&started).unwrap()));
+        Reloader::new(cell, started, None)
+    }
+
+    #[test]
+    fn a_reload_does_not_take_the_secret_from_an_edge_bound_beyond_loopback() {
+        let exposed = reloader(edge("0.0.0.0:8080", Some("s")));
+        // The binary moves a configuration without a secret (and without an explicit address)
+        // to loopback; the edge is still bound to every interface.
+        let problem = exposed.apply(&edge("127.0.0.1:8080", None)).unwrap_err();
+        assert!(problem.contains("vercel.drain_secret") && problem.contains("0.0.0.0:8080"));
+        assert!(exposed.cell.load().drain_secret.is_some(), "nothing applied");
+        // Its own address without a secret passed the binary's check only with allow_unsigned.
+        assert_eq!(exposed.apply(&edge("0.0.0.0:8080", None)), Ok(vec![]));
+        assert!(exposed.cell.load().drain_secret.is_none());
+        // On loopback, taking the secret away exposes nothing.
+        let local = reloader(edge("127.0.0.1:8080", Some("s")));
+        assert_eq!(local.apply(&edge("127.0.0.1:8080", None)), Ok(vec![]));
+    }
 }
