@@ -6,9 +6,10 @@
 //! of it:
 //! - `signature_all_cores`: every core verifying a copy of the body at once, in bytes/s for the
 //!   whole machine: the most the receiver can verify, whatever its threads do;
-//! - `signature_placement`: one verification of a body just written by the same core, or by
-//!   another one (its bytes then come from that core's cache), as when a body read on a runtime
-//!   thread is checked on a blocking one that the kernel put on the other core.
+//! - `signature_placement`: one verification of a body just written on one CPU, on that CPU or
+//!   on another one the process may run on (its bytes then come from the writer's cache; on a
+//!   machine with SMT the two may share a core), as when a body read on a runtime thread is
+//!   checked on a blocking one that the kernel put on the other core.
 
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
@@ -50,8 +51,10 @@ fn all_cores(c: &mut Criterion, body: &[u8], secret: &SigningKey, signature: &[u
             std::thread::scope(|s| {
                 let threads: Vec<_> = (0..cores)
                     .map(|_| {
-                        let (start, body) = (&start, body.to_vec());
+                        let start = &start;
                         s.spawn(move || {
+                            // Each thread's own copy, made by that thread (in its core's cache).
+                            let body = body.to_vec();
                             start.wait();
                             let began = Instant::now();
                             for _ in 0..iters {

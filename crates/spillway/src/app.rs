@@ -104,11 +104,16 @@ impl App {
     }
 
     /// Re-reads the configuration from `path` at every signal on `hangups` (`SIGHUP`) and
-    /// applies its live part (see [`crate::reload`]); `extra` applies what lives outside the
-    /// app (the log filter).
-    pub fn reload_on(&self, hangups: Signal, path: Option<PathBuf>, extra: Option<Extra>) {
+    /// applies its live part (see [`crate::reload`]); `started` is the file's keys and values
+    /// as read at start ([`crate::config::load_with_table`]); `extra` applies what lives outside
+    /// the app (the log filter).
+    pub fn reload_on(
+        &self,
+        hangups: Signal,
+        (path, started): (Option<PathBuf>, Option<toml::Table>),
+        extra: Option<Extra>,
+    ) {
         let reloader = self.server.reloader();
-        let started = path.as_deref().and_then(crate::reload::read_table);
         ConfigReload { reloader, metrics: self.reloads.clone(), path, started, extra }
             .spawn(hangups);
     }

@@ -66,8 +66,8 @@ fn main() -> ExitCode {
         Command::Serve { config } => (config, false),
         Command::CheckConfig { config } => (config, true),
     };
-    let config = match config::load(path.as_deref(), env) {
-        Ok(config) => config,
+    let (config, table) = match config::load_with_table(path.as_deref(), env) {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("spillway: {}", error_chain(&e));
             return ExitCode::from(2);
@@ -81,7 +81,7 @@ fn main() -> ExitCode {
     if let Ok(apply) = log_filter(&config) {
         apply();
     }
-    match serve(config, path, log_filter) {
+    match serve(config, (path, table), log_filter) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
@@ -91,9 +91,11 @@ fn main() -> ExitCode {
     }
 }
 
+/// Serves `config`, read from the file at `path` (`None`: no file) whose keys and values were
+/// `table`, until a stop signal.
 fn serve(
     config: config::Config,
-    path: Option<PathBuf>,
+    (path, table): (Option<PathBuf>, Option<toml::Table>),
     log_filter: spillway::reload::Extra,
 ) -> anyhow::Result<bool> {
     // Large deliveries are opened on the blocking pool; that work is CPU-bound, so more threads
@@ -110,7 +112,7 @@ fn serve(
         // Likewise SIGHUP, whose default would end the process.
         let hangups = signal(SignalKind::hangup())?;
         let app = spillway::App::start(config).await?;
-        app.reload_on(hangups, path, Some(log_filter));
+        app.reload_on(hangups, (path, table), Some(log_filter));
         Ok(app.run(shutdown).await)
     })
 }

@@ -94,9 +94,9 @@ impl ConfigReload {
     /// Re-reads and applies the configuration; returns whether it was applied.
     pub(crate) fn reload(&self) -> bool {
         let env = |key: &str| std::env::var(key).ok();
-        let outcome = config::load(self.path.as_deref(), env)
+        let outcome = config::load_with_table(self.path.as_deref(), env)
             .map_err(|e| crate::error_chain(&e))
-            .and_then(|config| self.apply(&config));
+            .and_then(|(config, table)| self.apply(&config, table));
         match outcome {
             Ok(restart) => {
                 self.metrics.0.get_or_create(&[("result", "ok")]).inc();
@@ -117,15 +117,16 @@ impl ConfigReload {
         }
     }
 
-    /// Applies `config`; returns the changed keys that apply only after a restart.
-    fn apply(&self, config: &Config) -> Result<Vec<String>, String> {
+    /// Applies `config`, read from a file whose keys and values are `table`; returns the
+    /// changed keys that apply only after a restart.
+    fn apply(&self, config: &Config, table: Option<toml::Table>) -> Result<Vec<String>, String> {
         let commit = self.extra.as_ref().map(|extra| extra(config)).transpose()?;
         let edge = self.reloader.apply(&config.ingest)?;
         if let Some(commit) = commit {
             commit();
         }
         // The environment cannot change under a running process: only the file can.
-        let changed = match (&self.started, self.path.as_deref().and_then(read_table)) {
+        let changed = match (&self.started, table) {
             (Some(started), Some(now)) => changed_keys(started, &now),
             _ => Vec::new(),
         };
@@ -133,10 +134,11 @@ impl ConfigReload {
     }
 }
 
-/// The file's keys that a reload applies (to the requests that follow); every other changed key
-/// of the file applies only after a restart.
-const LIVE_KEYS: [&str; 8] = [
+/// The file's keys that a reload applies (to the requests that follow), or checks again
+/// (`vercel.allow_unsigned`); every other changed key of the file applies only after a restart.
+const LIVE_KEYS: [&str; 9] = [
     "log_level",
+    "vercel.allow_unsigned",
     "vercel.drain_secret",
     "vercel.previous_drain_secrets",
     "vercel.required_headers",
@@ -145,12 +147,6 @@ const LIVE_KEYS: [&str; 8] = [
     "server.max_body_bytes",
     "server.max_inflated_bytes",
 ];
-
-/// A configuration file's keys and values, or `None` when it cannot be read as TOML (a reload
-/// of it fails before this matters).
-pub(crate) fn read_table(path: &std::path::Path) -> Option<toml::Table> {
-    std::fs::read_to_string(path).ok()?.parse().ok()
-}
 
 /// The dotted keys set, unset or changed between two readings of the file, in order: the keys of
 /// a table are named one by one, an array counts as one key (`sinks.kafka.routes`).
@@ -187,7 +183,7 @@ fn changed_keys(before: &toml::Table, after: &toml::Table) -> Vec<String> {
 }
 
 /// The edge's own list of changed start-only keys, then every other changed key of the file
-/// that is neither applied live nor inside a key already named (`server.tls.cert` under
+/// that is neither applied live nor inside a key already named (`server.tls.cert_path` under
 /// `server.tls`).
 fn restart_keys(edge: Vec<&'static str>, changed: Vec<String>) -> Vec<String> {
     let mut keys: Vec<String> = edge.into_iter().map(String::from).collect();
@@ -212,16 +208,16 @@ mod tests {
     fn every_changed_key_of_the_file_is_named_once_and_live_ones_not_at_all() {
         let before = table(
             "log_level = \"info\"\n[server]\nmax_body_bytes = 1\nmax_held_body_bytes = 2\n\
-             tls = { cert = \"a\", key = \"k\" }\n[vercel]\ndrain_secret = \"s1\"\n\
+             tls = { cert_path = \"a\", key_path = \"k\" }\n[vercel]\ndrain_secret = \"s1\"\n\
              [pipeline]\nmax_in_flight_batches = 8\n[sinks.kafka]\nbrokers = \"b:1\"\n\
-             [[sinks.kafka.routes]]\nsource = \"edge\"\ntopic = \"t\"\n",
+             [[sinks.kafka.routes]]\nfield = \"source\"\nvalue = \"edge\"\ntopic = \"t\"\n",
         );
         let after = table(
             "log_level = \"debug\"\n[server]\nmax_body_bytes = 0\nmax_held_body_bytes = 3\n\
-             tls = { cert = \"b\", key = \"k\" }\n[vercel]\ndrain_secret = \"s2\"\n\
+             tls = { cert_path = \"b\", key_path = \"k\" }\n[vercel]\ndrain_secret = \"s2\"\n\
              [pipeline]\nmax_in_flight_batches = 8\nmax_group_batches = 4\n\
              [sinks.kafka]\nbrokers = \"b:1\"\n\
-             [[sinks.kafka.routes]]\nsource = \"edge\"\ntopic = \"u\"\n[store]\npool_size = 2\n",
+             [[sinks.kafka.routes]]\nfield = \"source\"\nvalue = \"edge\"\ntopic = \"u\"\n[store]\npool_size = 2\n",
         );
         let changed = changed_keys(&before, &after);
         assert_eq!(
@@ -231,7 +227,7 @@ mod tests {
                 "pipeline.max_group_batches",
                 "server.max_body_bytes",
                 "server.max_held_body_bytes",
-                "server.tls.cert",
+                "server.tls.cert_path",
                 "sinks.kafka.routes",
                 "store.pool_size",
                 "vercel.drain_secret",
@@ -248,5 +244,24 @@ mod tests {
             ]
         );
         assert!(changed_keys(&after, &after).is_empty());
+    }
+
+    /// Each live key is one the file may hold (its sections refuse unknown keys).
+    #[test]
+    fn live_keys_are_keys_of_the_file() {
+        for key in LIVE_KEYS {
+            let value = match key {
+                "vercel.allow_unsigned" => "true",
+                "vercel.previous_drain_secrets" | "vercel.required_headers" => "[\"a: b\"]",
+                k if k.starts_with("server.") => "1",
+                _ => "\"x\"",
+            };
+            let text = match key.rsplit_once('.') {
+                Some((section, name)) => format!("[{section}]\n{name} = {value}"),
+                None => format!("{key} = {value}"),
+            };
+            assert!(crate::config::RawConfig::from_toml(&text).is_ok(), "{key}");
+        }
+        assert!(crate::config::RawConfig::from_toml("[vercel]\ndrain_secrets = \"x\"").is_err());
     }
 }

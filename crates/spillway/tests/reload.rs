@@ -22,9 +22,19 @@ fn write_config(path: &Path, data: &Path, addr: SocketAddr, [top, server, vercel
     std::fs::write(path, text).unwrap();
 }
 
+/// The running binary, killed when dropped (also when an assertion fails first).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The binary with only the file configuring it (no `SPILLWAY_*` variable over it), logging
 /// warnings and errors to `log`.
-fn spawn(config: &Path, addr: SocketAddr, log: &Path) -> Child {
+fn spawn(config: &Path, addr: SocketAddr, log: &Path) -> Running {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_spillway"))
         .args(["serve", "--config"])
         .arg(config)
@@ -37,12 +47,12 @@ fn spawn(config: &Path, addr: SocketAddr, log: &Path) -> Child {
     testkit::eventually(Duration::from_secs(20), "spillway to start listening", || {
         std::net::TcpStream::connect(addr).ok()
     });
-    child
+    Running(child)
 }
 
-fn hangup(child: &Child) {
+fn hangup(child: &Running) {
     // SAFETY: signals a child this test started and still owns.
-    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGHUP) };
 }
 
 fn reloads(addr: SocketAddr, result: &str) -> u64 {
@@ -60,7 +70,7 @@ fn sighup_rotates_the_drain_secret_and_an_invalid_config_changes_nothing() {
     let addr = testkit::free_addr();
     write_config(&config, &data, addr, ["", "", &format!("drain_secret = {OLD:?}")]);
     let log = dir.path().join("stderr.log");
-    let mut child = spawn(&config, addr, &log);
+    let child = spawn(&config, addr, &log);
     assert_eq!(deliver_until(addr, "/vercel/logs", OLD, 200).status, 200);
     assert_eq!(deliver_until(addr, "/vercel/logs", NEW, 403).status, 403);
 
@@ -79,8 +89,9 @@ fn sighup_rotates_the_drain_secret_and_an_invalid_config_changes_nothing() {
     assert_eq!((reloads(addr, "ok"), reloads(addr, "error")), (1, 0));
     let warning = testkit::eventually(Duration::from_secs(10), "the restart warning", || {
         let text = std::fs::read_to_string(&log).unwrap();
-        let line = text.lines().find(|l| l.contains("apply only after a restart"));
-        line.map(str::to_owned)
+        // Complete lines only: the warning may be read while it is being written.
+        let mut lines = text.split_inclusive('\n').filter(|l| l.ends_with('\n'));
+        lines.find(|l| l.contains("apply only after a restart")).map(str::to_owned)
     });
     for key in ["\"server.max_held_body_bytes\"", "\"pipeline.max_in_flight_batches\""] {
         assert!(warning.contains(key), "{key} in {warning}");
@@ -100,8 +111,7 @@ fn sighup_rotates_the_drain_secret_and_an_invalid_config_changes_nothing() {
     let refused = deliver_until(addr, "/vercel/logs", "never-applied-secret", 403);
     assert_eq!(refused.status, 403, "the invalid file's secret");
 
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
     let logged = std::fs::read_to_string(&log).unwrap();
     for secret in [OLD, NEW, "never-applied-secret"] {
         assert!(!logged.contains(secret), "a secret in the log:\n{logged}");

@@ -268,9 +268,10 @@ mod tests {
                 for b in nexts {
                     for c in nexts {
                         for d in nexts {
-                            // The four bytes from input byte `at` (the sentinel is byte 0), so
-                            // from one byte before the second block to all four in it; then the
-                            // input ends in that block, or an ASCII block follows.
+                            // The four bytes from input byte `at` (the sentinel is byte 0): all
+                            // four at the end of the first block, split 3/1, 2/2 and 1/3 across
+                            // the boundary, or all four in the second block; then the input
+                            // ends in that block, or an ASCII block follows.
                             for (at, after) in (60..=64).flat_map(|at| [(at, 0), (at, 70)]) {
                                 let mut body = opening.to_vec();
                                 body.resize(at - 1, b'x');

@@ -158,11 +158,20 @@ pub fn load(
     path: Option<&Path>,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    let mut raw = match path {
-        Some(path) => RawConfig::from_file(path)?,
-        None => RawConfig::default(),
+    load_with_table(path, env).map(|(config, _)| config)
+}
+
+/// [`load`], and the file's keys and values as read (`None` without a file), from one read of
+/// it: what a reload compares to name the keys that changed.
+pub fn load_with_table(
+    path: Option<&Path>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<(Config, Option<toml::Table>), ConfigError> {
+    let (mut raw, table) = match path {
+        Some(path) => RawConfig::from_file(path).map(|(raw, table)| (raw, Some(table)))?,
+        None => (RawConfig::default(), None),
     };
     let mut problems = Vec::new();
     raw.apply_env(env, &mut problems);
-    raw.validate(problems)
+    Ok((raw.validate(problems)?, table))
 }

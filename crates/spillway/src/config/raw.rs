@@ -328,12 +328,15 @@ pub struct RawFileSink {
     pub dir_mode: Option<String>,
 }
 impl RawConfig {
-    /// Reads a TOML file.
-    pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
+    /// Reads a TOML file: its settings, and its keys and values as written (from one read).
+    pub fn from_file(path: &Path) -> Result<(RawConfig, toml::Table), ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        RawConfig::from_toml(&text)
-            .map_err(|message| ConfigError::Parse { path: path.to_owned(), message })
+        let parse = |message| ConfigError::Parse { path: path.to_owned(), message };
+        let raw = RawConfig::from_toml(&text).map_err(parse)?;
+        // What parsed into settings parses as a table.
+        let table = text.parse().map_err(|e: toml::de::Error| parse(e.message().to_owned()))?;
+        Ok((raw, table))
     }
 
     /// Parses TOML text.
