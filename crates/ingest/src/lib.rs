@@ -36,7 +36,7 @@ pub use config::IngestConfig;
 pub use drains::{DrainCredentials, DrainDirectory, InvalidHeader, RequiredHeader};
 pub use error::IngestError;
 pub use handler::RenderMetrics;
-pub use live::Reloader;
+pub use live::{Reloader, LIVE_KEYS};
 pub use metrics::IngestMetrics;
 pub use metrics_server::MetricsServer;
 pub use server::Server;

@@ -13,6 +13,18 @@ use listener::{SigningKey, Tls};
 use crate::drains::RequiredHeader;
 use crate::IngestConfig;
 
+/// The configuration file's keys that [`Reloader::apply`] applies to the requests that follow
+/// (the fields of `Live`); the edge's other keys are read only at start (`needs_restart`).
+pub const LIVE_KEYS: [&str; 7] = [
+    "vercel.drain_secret",
+    "vercel.previous_drain_secrets",
+    "vercel.required_headers",
+    "vercel.verify_code",
+    "server.body_read_timeout_secs",
+    "server.max_body_bytes",
+    "server.max_inflated_bytes",
+];
+
 /// One snapshot of the live configuration.
 pub(crate) struct Live {
     pub(crate) drain_secret: Option<SigningKey>,

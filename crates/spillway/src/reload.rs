@@ -134,19 +134,15 @@ impl ConfigReload {
     }
 }
 
-/// The file's keys that a reload applies (to the requests that follow), or checks again
-/// (`vercel.allow_unsigned`); every other changed key of the file applies only after a restart.
-const LIVE_KEYS: [&str; 9] = [
-    "log_level",
-    "vercel.allow_unsigned",
-    "vercel.drain_secret",
-    "vercel.previous_drain_secrets",
-    "vercel.required_headers",
-    "vercel.verify_code",
-    "server.body_read_timeout_secs",
-    "server.max_body_bytes",
-    "server.max_inflated_bytes",
-];
+/// The file's keys that a reload applies beside the edge's ([`ingest::LIVE_KEYS`]), or checks
+/// again (`vercel.allow_unsigned`); every other changed key of the file applies only after a
+/// restart.
+const OWN_LIVE_KEYS: [&str; 2] = ["log_level", "vercel.allow_unsigned"];
+
+/// Every key of the file that a reload applies or checks.
+fn live_keys() -> impl Iterator<Item = &'static str> {
+    ingest::LIVE_KEYS.into_iter().chain(OWN_LIVE_KEYS)
+}
 
 /// The dotted keys set, unset or changed between two readings of the file, in order: the keys of
 /// a table are named one by one, an array counts as one key (`sinks.kafka.routes`).
@@ -189,7 +185,7 @@ fn restart_keys(edge: Vec<&'static str>, changed: Vec<String>) -> Vec<String> {
     let mut keys: Vec<String> = edge.into_iter().map(String::from).collect();
     for key in changed {
         let named = keys.iter().any(|k| key == *k || key.starts_with(&format!("{k}.")));
-        if !named && !LIVE_KEYS.contains(&key.as_str()) {
+        if !named && !live_keys().any(|live| live == key) {
             keys.push(key);
         }
     }
@@ -249,7 +245,7 @@ mod tests {
     /// Each live key is one the file may hold (its sections refuse unknown keys).
     #[test]
     fn live_keys_are_keys_of_the_file() {
-        for key in LIVE_KEYS {
+        for key in live_keys() {
             let value = match key {
                 "vercel.allow_unsigned" => "true",
                 "vercel.previous_drain_secrets" | "vercel.required_headers" => "[\"a: b\"]",
