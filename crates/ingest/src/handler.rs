@@ -365,6 +365,7 @@ fn open_body(
         return Ok(Opened::Probe);
     }
     headers_checked?;
+    let mut verified = None;
     if let Some(secret) = &target.secret {
         let sig = signature.ok_or(IngestError::MissingSignature)?;
         if signed == Signed::Raw {
@@ -374,16 +375,11 @@ fn open_body(
         } else {
             return Err(IngestError::BadSignature);
         }
+        verified = listener::signature_bytes(sig);
     }
     let pinned_bytes = body.len();
-    // A retry is the same bytes to the same drain and type; the drain and the type seed the
-    // hash so that identical bytes sent to two drains (or to two types' paths of the default
-    // drain) stay two batches. Logs keep the seed they had before types existed.
-    let mut seed = xxhash_rust::xxh3::xxh3_64(target.name.as_bytes());
-    if target.data_type != DataType::Logs {
-        seed ^= xxhash_rust::xxh3::xxh3_64(target.data_type.slug().as_bytes());
-    }
-    let digest = xxhash_rust::xxh3::xxh3_128_with_seed(body.as_slice(), seed).max(1);
+    let digest =
+        crate::digest::batch_digest(&target.name, target.data_type, body.as_slice(), verified);
     let mut batch = Batch {
         drain: Arc::clone(&target.name),
         data_type: target.data_type,

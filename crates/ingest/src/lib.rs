@@ -18,6 +18,7 @@
 
 mod config;
 pub mod decode;
+mod digest;
 mod drains;
 mod error;
 mod gate;

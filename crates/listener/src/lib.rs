@@ -37,5 +37,5 @@ mod tls;
 pub use accept::{serve, Limits};
 pub use client::{client_addr, parse_trusted, IpNet, Peer};
 pub use reply::{json_error, over_capacity_response, Reply};
-pub use signing::SigningKey;
+pub use signing::{signature_bytes, SigningKey};
 pub use tls::{serve_tls, Tls, TlsFiles};

@@ -21,7 +21,7 @@ impl SigningKey {
 
     /// Whether `signature` (as sent in the header) is the HMAC-SHA1 of `body` under this key.
     pub fn verifies(&self, body: &[u8], signature: &[u8]) -> bool {
-        let Some(expected) = decode_hex_sha1(signature) else { return false };
+        let Some(expected) = signature_bytes(signature) else { return false };
         let mut mac = Hmac::<Sha1>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
         mac.update(body);
         mac.verify_slice(&expected).is_ok()
@@ -47,7 +47,9 @@ impl fmt::Debug for SigningKey {
     }
 }
 
-fn decode_hex_sha1(signature: &[u8]) -> Option<[u8; 20]> {
+/// The 20 bytes a signature header's hex spells (surrounding whitespace ignored), or `None` when
+/// it is not 40 hex digits.
+pub fn signature_bytes(signature: &[u8]) -> Option<[u8; 20]> {
     let mut out = [0u8; 20];
     hex::decode_to_slice(signature.trim_ascii(), &mut out).ok()?;
     Some(out)
