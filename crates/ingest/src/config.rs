@@ -56,11 +56,11 @@ pub struct IngestConfig {
     /// to check it over the inflated bytes; past it, such deliveries get a fast `503`. Bounds
     /// what anyone who can reach the port can make the receiver inflate.
     pub max_unverified_inflations: usize,
-    /// Request-body bytes held at once, from before a body is read (its `Content-Length`, or
-    /// `max_body_bytes` when it has none) until it is answered, plus a gzip body's inflated
-    /// bytes while it is decoded. A request that finds no room waits for it, its body unread,
-    /// for up to `body_read_timeout`, then is `503`: memory stays bounded however many
-    /// connections send at once.
+    /// Request-body bytes held at once, from before a body is read (its `Content-Length`; a
+    /// chunked body takes 64 KiB and more as it arrives) until it is answered, plus a gzip
+    /// body's inflated bytes while it is decoded. A request that finds no room waits for it, its
+    /// body unread, for up to `body_read_timeout`, then is `503`: memory stays bounded however
+    /// many connections send at once.
     pub max_held_body_bytes: usize,
     /// Large bodies decoded at once on the blocking pool (others wait their turn): decoding is
     /// CPU work, and each decoding thread keeps buffers as large as its largest body. 0: one
@@ -115,7 +115,7 @@ impl Default for IngestConfig {
             shutdown_timeout: Duration::from_secs(30),
             drain_delay: Duration::from_secs(5),
             max_unverified_inflations: 2,
-            max_held_body_bytes: 24 << 20,
+            max_held_body_bytes: 16 << 20,
             max_concurrent_decodes: 0,
             tls: None,
             trusted_proxies: Vec::new(),

@@ -5,11 +5,9 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::header::{
-    HeaderValue, ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
-};
+use http::header::{HeaderValue, ALLOW, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use record::{Batch, DataType, Dispatch, Reject, RejectReason};
 use tokio::sync::OwnedSemaphorePermit;
@@ -17,6 +15,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::decode::{decode_as, OtlpEncoding, PaddedBody};
 use crate::drains::{check_headers, DrainDirectory, RequiredHeader};
 use crate::gate::{authenticate_raw, is_probe, is_unsigned_probe, Signed};
+use crate::hold::{declared_length, read_body};
 use crate::inflate::gunzip;
 use crate::live::{verifies_any, Live, LiveCell};
 use crate::metrics::EdgeStage;
@@ -183,16 +182,14 @@ async fn deliver(
     // Refuse before reading when the pipeline is full: a fast 503 instead of a stalled socket.
     state.dispatch.admissible(declared.unwrap_or(0))?;
     // Room for the body before reading it; waiting for room counts against the body's time.
-    let wait = config.body_read_timeout;
-    let _held = state.held.wait_for(declared.unwrap_or(config.max_body_bytes), wait).await?;
+    let (wait, max) = (config.body_read_timeout, config.max_body_bytes);
+    let mut held = state.held.room_for(declared, max, wait).await?;
     let (parts, body) = req.into_parts();
     let reading = Instant::now();
-    let raw = tokio::time::timeout(
-        config.body_read_timeout,
-        read_body(body, declared, config.max_body_bytes),
-    )
-    .await
-    .map_err(|_| IngestError::BodyTimeout)??;
+    let read = read_body(body, declared, max, (&state.held, &mut held));
+    let raw = tokio::time::timeout(config.body_read_timeout, read)
+        .await
+        .map_err(|_| IngestError::BodyTimeout)??;
     state.metrics.stage(EdgeStage::Read, reading.elapsed().as_secs_f64());
     state.metrics.received(raw.len());
     let signature = parts.headers.get(SIGNATURE).map(|v| v.as_bytes().to_vec());
@@ -477,29 +474,6 @@ fn content_encoding(headers: &HeaderMap) -> Result<Encoding, IngestError> {
         let shown: String = text.chars().take(32).collect();
         Err(IngestError::UnsupportedEncoding(shown))
     }
-}
-
-fn declared_length(headers: &HeaderMap) -> Option<usize> {
-    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
-}
-
-/// Reads the body into a padded buffer, failing as soon as it passes `max` bytes.
-async fn read_body(
-    mut body: Incoming,
-    declared: Option<usize>,
-    max: usize,
-) -> Result<PaddedBody, IngestError> {
-    let mut buf = PaddedBody::with_capacity(declared.unwrap_or(64 * 1024).min(max));
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| IngestError::BodyRead)?;
-        if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > max {
-                return Err(IngestError::BodyTooLarge { limit: max });
-            }
-            buf.extend_from_slice(&data);
-        }
-    }
-    Ok(buf)
 }
 
 fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {

@@ -146,3 +146,63 @@ fn bodies_past_the_held_bytes_budget_wait_unread_then_are_503() {
     stub.held.lock().unwrap().drain(..).for_each(AckPart::complete);
     assert_eq!(next.join().unwrap().status, 200);
 }
+
+/// A signed request whose body is sent chunked (no `Content-Length`), in `chunks`.
+fn chunked(chunks: &[&[u8]]) -> Vec<u8> {
+    let body = chunks.concat();
+    let mut req = format!(
+        "POST /vercel/logs HTTP/1.1\r\nhost: x\r\nx-vercel-signature: {}\r\n\
+         transfer-encoding: chunked\r\n\r\n",
+        sign(&body)
+    )
+    .into_bytes();
+    for chunk in chunks {
+        req.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        req.extend_from_slice(chunk);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    req
+}
+
+#[test]
+fn chunked_bodies_take_room_as_they_arrive_and_are_503_at_once_when_none_is_left() {
+    // 192 KiB of budget and bodies of up to 16 MiB: a chunked body counted at the most it may
+    // be would take the whole budget, and the second one below would wait, then be refused.
+    let stub = Arc::new(Stub { capacity: true, admit: true, held: Mutex::default() });
+    let e = edge_with(Arc::clone(&stub), Duration::from_secs(30), |c| {
+        c.max_held_body_bytes = 192 << 10;
+        c.max_body_bytes = 16 << 20;
+        c.body_read_timeout = Duration::from_millis(800);
+    });
+    let small = fixture("logs.ndjson");
+    let held = |n: usize| stub.held.lock().unwrap().len() >= n;
+    // Two small chunked deliveries, held by a sink that never confirms: each takes the first
+    // 64 KiB of room, and both are read at once.
+    let mut pending = Vec::new();
+    for n in 1..=2 {
+        let (addr, req) = (e.addr, chunked(&[&small]));
+        pending.push(std::thread::spawn(move || {
+            exchange(&mut std::net::TcpStream::connect(addr).unwrap(), &req)
+        }));
+        assert!(testkit::wait_until(Duration::from_secs(10), || held(n)), "delivery {n} held");
+    }
+    // A third takes the last 64 KiB; its next byte needs more room than is left: refused at
+    // once, not after waiting while it holds places.
+    let (first, more) = (vec![b' '; 64 << 10], vec![b' '; 1024]);
+    let started = Instant::now();
+    let mut stream = std::net::TcpStream::connect(e.addr).unwrap();
+    let reply = exchange(&mut stream, &chunked(&[&first, &more]));
+    assert_eq!((reply.status, reply.error_code().as_str()), (503, "overloaded"));
+    assert!(started.elapsed() < Duration::from_millis(800), "took {:?}", started.elapsed());
+    // The refused body gave its room back: a fourth is read while the first two are held.
+    let (addr, req) = (e.addr, chunked(&[&small]));
+    pending.push(std::thread::spawn(move || {
+        exchange(&mut std::net::TcpStream::connect(addr).unwrap(), &req)
+    }));
+    assert!(testkit::wait_until(Duration::from_secs(10), || held(3)), "the fourth held");
+    stub.held.lock().unwrap().drain(..).for_each(AckPart::complete);
+    for delivery in pending {
+        assert_eq!(delivery.join().unwrap().status, 200);
+    }
+}
