@@ -186,10 +186,10 @@ async fn deliver(
     let mut held = state.held.room_for(declared, max, wait).await?;
     let (parts, body) = req.into_parts();
     let reading = Instant::now();
-    let read = read_body(body, declared, max, (&state.held, &mut held));
-    let raw = tokio::time::timeout(config.body_read_timeout, read)
-        .await
-        .map_err(|_| IngestError::BodyTimeout)??;
+    let deadline = tokio::time::Instant::from_std(reading + config.body_read_timeout);
+    let read = read_body(body, (declared, max), (&state.held, &mut held), deadline);
+    let raw =
+        tokio::time::timeout_at(deadline, read).await.map_err(|_| IngestError::BodyTimeout)??;
     state.metrics.stage(EdgeStage::Read, reading.elapsed().as_secs_f64());
     state.metrics.received(raw.len());
     let signature = parts.headers.get(SIGNATURE).map(|v| v.as_bytes().to_vec());
@@ -352,8 +352,8 @@ fn open_body(
     let body = if gzip {
         let inflated = gunzip(raw.as_slice(), target.live.max_inflated_bytes)?;
         state.metrics.inflated(inflated.len());
-        // The inflated bytes count too while this body is decoded.
-        _inflated_held = state.held.hold(inflated.len())?;
+        // The inflated bytes count too while this body is decoded, beside the raw ones.
+        _inflated_held = state.held.hold_beside(inflated.len(), raw.len())?;
         inflated
     } else {
         raw

@@ -6,8 +6,14 @@
 //! it is a `503`.
 //!
 //! A body that declares its length takes that much room. One that does not (chunked) takes
-//! [`UNDECLARED_FIRST_BYTES`] and more as it arrives, doubling; when there is no room to grow it
-//! is a `503` at once, so that it never waits while holding places that others wait for.
+//! [`UNDECLARED_FIRST_BYTES`] and more as it arrives, doubling, and gives back what it did not
+//! use once read. When there is no room to grow it waits for it, but only one such body at a
+//! time: two bodies that each held room while waiting for the other's could never both be
+//! served, so a second one is a `503` at once.
+//!
+//! A request's places together never pass the whole budget: a body larger than it (or a gzip
+//! body whose raw and inflated bytes together are) takes all of it, waits for nothing else to
+//! be held, and is never refused for ever.
 
 use std::sync::Arc;
 
@@ -15,7 +21,8 @@ use http::header::CONTENT_LENGTH;
 use http::HeaderMap;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 use crate::decode::PaddedBody;
 use crate::IngestError;
@@ -28,6 +35,8 @@ pub(crate) const UNDECLARED_FIRST_BYTES: usize = 64 * 1024;
 pub(crate) struct Held {
     places: Arc<Semaphore>,
     size: u32,
+    /// Taken by the one chunked body that may wait for room to grow.
+    growing: Arc<Mutex<()>>,
 }
 
 impl Held {
@@ -35,7 +44,8 @@ impl Held {
     pub(crate) fn new(bytes: usize) -> Held {
         let size = u32::try_from(bytes.div_ceil(1024).clamp(1, Semaphore::MAX_PERMITS))
             .unwrap_or(u32::MAX);
-        Held { places: Arc::new(Semaphore::new(size as usize)), size }
+        let places = Arc::new(Semaphore::new(size as usize));
+        Held { places, size, growing: Arc::default() }
     }
 
     /// Takes the places of `bytes`, waiting up to `wait` for them; `Overloaded` after that.
@@ -69,26 +79,61 @@ impl Held {
         self.wait_for(declared.unwrap_or(UNDECLARED_FIRST_BYTES.min(max)), wait).await
     }
 
-    /// Grows `room` to the places of `bytes` (at most the whole budget), taking what it lacks
-    /// now or `Overloaded` at once.
-    fn grow(&self, room: &mut OwnedSemaphorePermit, bytes: usize) -> Result<(), IngestError> {
+    /// Grows `room` to the places of `bytes` (at most the whole budget): at once when there is
+    /// room; else by waiting for it until `deadline`, if no other body is waiting to grow;
+    /// `Overloaded` otherwise.
+    async fn grow(
+        &self,
+        room: &mut OwnedSemaphorePermit,
+        bytes: usize,
+        deadline: Instant,
+    ) -> Result<(), IngestError> {
         let lacking = (self.places_of(bytes) as usize).saturating_sub(room.num_permits());
-        if lacking > 0 {
-            let more = Arc::clone(&self.places)
-                .try_acquire_many_owned(lacking as u32)
-                .map_err(|_| IngestError::Overloaded)?;
-            room.merge(more);
+        if lacking == 0 {
+            return Ok(());
         }
+        let lacking = lacking as u32;
+        let more = match Arc::clone(&self.places).try_acquire_many_owned(lacking) {
+            Ok(more) => more,
+            Err(_) => {
+                let _turn = self.growing.try_lock().map_err(|_| IngestError::Overloaded)?;
+                let places = Arc::clone(&self.places).acquire_many_owned(lacking);
+                match tokio::time::timeout_at(deadline, places).await {
+                    Ok(Ok(more)) => more,
+                    _ => return Err(IngestError::Overloaded),
+                }
+            }
+        };
+        room.merge(more);
         Ok(())
+    }
+
+    /// Gives back the places of `room` beyond those of `bytes`.
+    fn trim(&self, room: &mut OwnedSemaphorePermit, bytes: usize) {
+        let keep = self.places_of(bytes) as usize;
+        if room.num_permits() > keep {
+            drop(room.split(room.num_permits() - keep));
+        }
     }
 
     /// Takes the places of `bytes` now, or `Overloaded` at once. A body larger than the whole
     /// budget takes all of it: it waits for nothing else to be held, and is never refused for
     /// ever.
     pub(crate) fn hold(&self, bytes: usize) -> Result<OwnedSemaphorePermit, IngestError> {
-        Arc::clone(&self.places)
-            .try_acquire_many_owned(self.places_of(bytes))
-            .map_err(|_| IngestError::Overloaded)
+        self.hold_beside(bytes, 0)
+    }
+
+    /// [`Self::hold`] for a request that already holds the places of `holding` bytes (a gzip
+    /// body's inflated bytes beside its raw ones): the two together take at most the whole
+    /// budget.
+    pub(crate) fn hold_beside(
+        &self,
+        bytes: usize,
+        holding: usize,
+    ) -> Result<OwnedSemaphorePermit, IngestError> {
+        let held = if holding == 0 { 0 } else { self.places_of(holding) };
+        let places = self.places_of(bytes).min(self.size - held);
+        Arc::clone(&self.places).try_acquire_many_owned(places).map_err(|_| IngestError::Overloaded)
     }
 }
 
@@ -97,13 +142,14 @@ pub(crate) fn declared_length(headers: &HeaderMap) -> Option<usize> {
     headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
-/// Reads the body into a padded buffer, failing as soon as it passes `max` bytes. A body that
-/// declared no length grows its `room` in `held` as it arrives (see the module's docs).
+/// Reads the body into a padded buffer by `deadline`, failing as soon as it passes `max` bytes.
+/// A body that declared no length grows its `room` in `held` as it arrives (see the module's
+/// docs).
 pub(crate) async fn read_body(
     mut body: Incoming,
-    declared: Option<usize>,
-    max: usize,
+    (declared, max): (Option<usize>, usize),
     (held, room): (&Held, &mut OwnedSemaphorePermit),
+    deadline: Instant,
 ) -> Result<PaddedBody, IngestError> {
     let mut buf = PaddedBody::with_capacity(declared.unwrap_or(UNDECLARED_FIRST_BYTES).min(max));
     while let Some(frame) = body.frame().await {
@@ -113,11 +159,16 @@ pub(crate) async fn read_body(
             if len > max {
                 return Err(IngestError::BodyTooLarge { limit: max });
             }
-            if declared.is_none() && len > room.num_permits() * 1024 {
-                held.grow(room, len.max(2 * room.num_permits() * 1024).min(max))?;
+            let room_bytes = room.num_permits().saturating_mul(1024);
+            if declared.is_none() && len > room_bytes {
+                let grown = len.max(room_bytes.saturating_mul(2)).min(max);
+                held.grow(room, grown, deadline).await?;
             }
             buf.extend_from_slice(&data);
         }
+    }
+    if declared.is_none() {
+        held.trim(room, buf.len());
     }
     Ok(buf)
 }
@@ -138,28 +189,78 @@ mod tests {
         assert!(held.hold(1).is_err());
     }
 
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap()
+    }
+
     #[test]
-    fn room_grows_while_there_is_some_and_never_past_the_whole_budget() {
+    fn room_grows_never_past_the_whole_budget_and_gives_back_what_it_did_not_use() {
+        runtime().block_on(async {
+            let held = Held::new(4096);
+            let later = Instant::now() + std::time::Duration::from_secs(60);
+            let mut room = held.hold(1024).unwrap();
+            held.grow(&mut room, 2048, later).await.unwrap();
+            assert_eq!(room.num_permits(), 2);
+            held.grow(&mut room, 1500, later).await.unwrap();
+            assert_eq!(room.num_permits(), 2, "room never shrinks while the body is read");
+            held.grow(&mut room, 1 << 30, later).await.unwrap();
+            assert_eq!(room.num_permits(), 4, "the whole budget, no more");
+            held.trim(&mut room, 1500);
+            assert_eq!(room.num_permits(), 2, "what the body did not use is given back");
+            assert_eq!(held.hold(2048).unwrap().num_permits(), 2);
+        });
+    }
+
+    #[test]
+    fn one_body_at_a_time_waits_to_grow_and_only_until_its_deadline() {
+        runtime().block_on(async {
+            let held = Held::new(4096);
+            let (mut first, mut second) = (held.hold(1024).unwrap(), held.hold(1024).unwrap());
+            let others = held.hold(2048).unwrap();
+            let later = Instant::now() + std::time::Duration::from_secs(60);
+            // The first waits for room to grow; while it does, the second is refused at once
+            // and keeps what it had.
+            let waiting = {
+                let held = held.clone();
+                tokio::spawn(
+                    async move { held.grow(&mut first, 3072, later).await.map(|()| first) },
+                )
+            };
+            tokio::task::yield_now().await;
+            assert!(matches!(
+                held.grow(&mut second, 2048, later).await,
+                Err(IngestError::Overloaded)
+            ));
+            assert_eq!(second.num_permits(), 1);
+            drop(others);
+            let first = waiting.await.unwrap().unwrap();
+            assert_eq!(first.num_permits(), 3, "room made while it waits is its");
+            // Nothing left: the next wait ends at its deadline, taking nothing.
+            let soon = Instant::now() + std::time::Duration::from_millis(20);
+            assert!(matches!(
+                held.grow(&mut second, 2048, soon).await,
+                Err(IngestError::Overloaded)
+            ));
+            assert_eq!(second.num_permits(), 1);
+        });
+    }
+
+    #[test]
+    fn inflated_bytes_beside_raw_ones_take_at_most_the_rest_of_the_budget() {
         let held = Held::new(4096);
-        let mut room = held.hold(1024).unwrap();
-        held.grow(&mut room, 2048).unwrap();
-        assert_eq!(room.num_permits(), 2);
-        held.grow(&mut room, 1500).unwrap();
-        assert_eq!(room.num_permits(), 2, "room never shrinks while the body is read");
-        let other = held.hold(1024).unwrap();
-        assert!(matches!(held.grow(&mut room, 4096), Err(IngestError::Overloaded)));
-        assert_eq!(room.num_permits(), 2, "a refused growth takes nothing");
+        let raw = held.hold(3000).unwrap();
+        let inflated = held.hold_beside(10_000, 3000).unwrap();
+        assert_eq!((raw.num_permits(), inflated.num_permits()), (3, 1));
+        drop(inflated);
+        let other = held.hold(1).unwrap();
+        assert!(held.hold_beside(10_000, 3000).is_err(), "the rest is held by another");
         drop(other);
-        held.grow(&mut room, 1 << 30).unwrap();
-        assert_eq!(room.num_permits(), 4, "the whole budget, no more");
-        drop(room);
-        assert_eq!(held.hold(4096).unwrap().num_permits(), 4, "all of it given back");
+        assert_eq!(held.hold_beside(100, 3000).unwrap().num_permits(), 1);
     }
 
     #[test]
     fn a_request_waits_for_room_and_gives_up_after_its_bound() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-        rt.block_on(async {
+        runtime().block_on(async {
             let held = Held::new(2048);
             let all = held.hold(2048).unwrap();
             let wait = std::time::Duration::from_millis(20);

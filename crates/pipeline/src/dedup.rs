@@ -1,9 +1,10 @@
 //! A sink's memory of the batches it recently made durable, so that a client's retry of a batch
 //! that failed elsewhere (another sink, or the ack timeout) is not written twice here.
 //!
-//! Vercel retries a failed delivery with the same bytes, so the batch digest (a 128-bit hash of
-//! the decoded body, computed by the edge) identifies it. The window is bounded: a retry that
-//! comes after `capacity` other batches is written again, which at-least-once allows.
+//! Vercel retries a failed delivery with the same bytes, so the batch digest (computed by the
+//! edge: a 128-bit hash of the verified signature, or of the decoded body when unsigned)
+//! identifies it. The window is bounded: a retry that comes after `capacity` other batches is
+//! written again, which at-least-once allows.
 
 use std::collections::{HashSet, VecDeque};
 

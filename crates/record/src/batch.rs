@@ -123,8 +123,8 @@ pub struct Batch {
     pub rejects: Vec<Reject>,
     /// Bytes of memory the batch pins (the decoded body), for admission control.
     pub pinned_bytes: usize,
-    /// A 128-bit hash of the decoded body, identifying a client's retry of the same batch;
-    /// 0 when unknown.
+    /// A 128-bit hash identifying a client's retry of the same batch (of the verified signature,
+    /// or of the decoded body when unsigned); 0 when unknown.
     pub digest: u128,
 }
 

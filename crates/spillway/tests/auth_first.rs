@@ -4,17 +4,9 @@
 
 mod common;
 
-use std::io::Write;
 use std::net::SocketAddr;
 
 use common::*;
-use flate2::write::GzEncoder;
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
 
 /// The value of an unlabelled counter on `/metrics`.
 fn counter(addr: SocketAddr, name: &str) -> u64 {

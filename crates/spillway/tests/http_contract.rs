@@ -8,14 +8,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::*;
-use flate2::write::GzEncoder;
 use testkit::poll_until;
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
 
 fn ndjson_lines(body: &[u8]) -> Vec<String> {
     String::from_utf8(body.to_vec())

@@ -28,6 +28,13 @@ pub fn fixture_signature(name: &str) -> String {
     entry["x-vercel-signature"].as_str().unwrap().to_owned()
 }
 
+/// `data` gzipped.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
 pub fn sign(body: &[u8]) -> String {
     listener::SigningKey::new(SECRET).sign(body)
 }
