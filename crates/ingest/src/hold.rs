@@ -6,14 +6,15 @@
 //! it is a `503`.
 //!
 //! A body that declares its length takes that much room. One that does not (chunked) takes
-//! [`UNDECLARED_FIRST_BYTES`] and more as it arrives, doubling, and gives back what it did not
-//! use once read. When there is no room to grow it waits for it, but only one such body at a
-//! time: two bodies that each held room while waiting for the other's could never both be
-//! served, so a second one is a `503` at once.
+//! [`UNDECLARED_FIRST_BYTES`] and more as it arrives, doubling, and gives back what its buffer
+//! does not use once read. When there is no room to grow, it gives back what it holds and waits
+//! for the whole of its new room: a body that waited while holding room could block a request
+//! ahead of it in the queue that needs that room. One such body waits at a time (the bytes it
+//! read so far, at most one budget, are uncounted meanwhile); another is a `503` at once.
 //!
 //! A request's places together never pass the whole budget: a body larger than it (or a gzip
-//! body whose raw and inflated bytes together are) takes all of it, waits for nothing else to
-//! be held, and is never refused for ever.
+//! body whose raw and inflated bytes together are) takes all of it, and is never refused for
+//! want of more room than the budget has.
 
 use std::sync::Arc;
 
@@ -80,8 +81,8 @@ impl Held {
     }
 
     /// Grows `room` to the places of `bytes` (at most the whole budget): at once when there is
-    /// room; else by waiting for it until `deadline`, if no other body is waiting to grow;
-    /// `Overloaded` otherwise.
+    /// room; else, if no other body is waiting to grow, by giving back `room` and waiting for
+    /// the whole of it until `deadline`; `Overloaded` otherwise (`room` then may hold nothing).
     async fn grow(
         &self,
         room: &mut OwnedSemaphorePermit,
@@ -97,7 +98,8 @@ impl Held {
             Ok(more) => more,
             Err(_) => {
                 let _turn = self.growing.try_lock().map_err(|_| IngestError::Overloaded)?;
-                let places = Arc::clone(&self.places).acquire_many_owned(lacking);
+                drop(room.split(room.num_permits()));
+                let places = Arc::clone(&self.places).acquire_many_owned(self.places_of(bytes));
                 match tokio::time::timeout_at(deadline, places).await {
                     Ok(Ok(more)) => more,
                     _ => return Err(IngestError::Overloaded),
@@ -120,7 +122,7 @@ impl Held {
     /// budget takes all of it: it waits for nothing else to be held, and is never refused for
     /// ever.
     pub(crate) fn hold(&self, bytes: usize) -> Result<OwnedSemaphorePermit, IngestError> {
-        self.hold_beside(bytes, 0)
+        self.take(self.places_of(bytes))
     }
 
     /// [`Self::hold`] for a request that already holds the places of `holding` bytes (a gzip
@@ -131,8 +133,10 @@ impl Held {
         bytes: usize,
         holding: usize,
     ) -> Result<OwnedSemaphorePermit, IngestError> {
-        let held = if holding == 0 { 0 } else { self.places_of(holding) };
-        let places = self.places_of(bytes).min(self.size - held);
+        self.take(self.places_of(bytes).min(self.size - self.places_of(holding)))
+    }
+
+    fn take(&self, places: u32) -> Result<OwnedSemaphorePermit, IngestError> {
         Arc::clone(&self.places).try_acquire_many_owned(places).map_err(|_| IngestError::Overloaded)
     }
 }
@@ -168,7 +172,7 @@ pub(crate) async fn read_body(
         }
     }
     if declared.is_none() {
-        held.trim(room, buf.len());
+        held.trim(room, buf.capacity());
     }
     Ok(buf)
 }
@@ -235,13 +239,15 @@ mod tests {
             drop(others);
             let first = waiting.await.unwrap().unwrap();
             assert_eq!(first.num_permits(), 3, "room made while it waits is its");
-            // Nothing left: the next wait ends at its deadline, taking nothing.
+            // Not enough left: the next wait gives back what it had and ends at its deadline.
             let soon = Instant::now() + std::time::Duration::from_millis(20);
             assert!(matches!(
                 held.grow(&mut second, 2048, soon).await,
                 Err(IngestError::Overloaded)
             ));
-            assert_eq!(second.num_permits(), 1);
+            assert_eq!(second.num_permits(), 0);
+            assert_eq!(held.hold(1024).unwrap().num_permits(), 1, "its place is free again");
+            drop(first);
         });
     }
 

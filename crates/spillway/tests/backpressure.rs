@@ -187,12 +187,12 @@ fn chunked_bodies_take_room_as_they_arrive_and_wait_for_more() {
     let lines =
         |n: usize| -> Vec<u8> { line.iter().copied().cycle().take(n * line.len()).collect() };
     // Two chunked deliveries of about 57 KiB, held by a sink that never confirms: each takes the
-    // first 64 KiB of room, and both are read at once; each then gives back its last 7 KiB.
+    // first 64 KiB of room (its buffer's size, so it keeps it), and both are read at once.
     let (a, b) = (lines(60), lines(61));
     let first = [post(chunked(&a.chunks(1024).collect::<Vec<_>>())), post(chunked(&[&b]))];
     assert!(testkit::wait_until(Duration::from_secs(10), || held(2)), "both read at once");
-    // A third (97 KiB) takes 64 KiB of the 78 left, then needs 64 more than the 14 left: it
-    // waits for them, and is read once the first two are answered.
+    // A third (about 94 KiB) takes the last 64 KiB, then needs 128: it gives back its 64 and
+    // waits for 128, and is read once the first two are answered.
     let big = lines(100);
     let third = post(chunked(&big.chunks(1024).collect::<Vec<_>>()));
     std::thread::sleep(Duration::from_millis(300));

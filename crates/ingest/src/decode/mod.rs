@@ -74,6 +74,11 @@ impl PaddedBody {
         self.buf.len() - 1
     }
 
+    /// The bytes of memory the buffer holds, sentinel and padding included.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Whether the body is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
