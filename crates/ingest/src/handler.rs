@@ -181,12 +181,13 @@ async fn deliver(
     }
     // Refuse before reading when the pipeline is full: a fast 503 instead of a stalled socket.
     state.dispatch.admissible(declared.unwrap_or(0))?;
-    // Room for the body before reading it; waiting for room counts against the body's time.
+    // Room for the body before reading it, waited for up to the body's read time; the read then
+    // has that time again.
     let (wait, max) = (config.body_read_timeout, config.max_body_bytes);
     let mut held = state.held.room_for(declared, max, wait).await?;
     let (parts, body) = req.into_parts();
     let reading = Instant::now();
-    let deadline = tokio::time::Instant::from_std(reading + config.body_read_timeout);
+    let deadline = tokio::time::Instant::from_std(reading + wait);
     let read = read_body(body, (declared, max), (&state.held, &mut held), deadline);
     let raw =
         tokio::time::timeout_at(deadline, read).await.map_err(|_| IngestError::BodyTimeout)??;

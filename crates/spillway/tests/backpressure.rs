@@ -147,6 +147,14 @@ fn bodies_past_the_held_bytes_budget_wait_unread_then_are_503() {
     assert_eq!(next.join().unwrap().status, 200);
 }
 
+/// `n` copies of the first record of `logs.ndjson`, one per line.
+fn records(n: usize) -> Vec<u8> {
+    let logs = fixture("logs.ndjson");
+    let line = logs.split_inclusive(|&b| b == b'\n').next().unwrap();
+    assert!(line.ends_with(b"\n"));
+    line.repeat(n)
+}
+
 /// A signed request whose body is sent chunked (no `Content-Length`), in `chunks`.
 fn chunked(chunks: &[&[u8]]) -> Vec<u8> {
     let body = chunks.concat();
@@ -181,19 +189,14 @@ fn chunked_bodies_take_room_as_they_arrive_and_wait_for_more() {
         let addr = e.addr;
         std::thread::spawn(move || exchange(&mut std::net::TcpStream::connect(addr).unwrap(), &req))
     };
-    let small = fixture("logs.ndjson");
-    let mut line = small.split(|&b| b == b'\n').next().unwrap().to_vec();
-    line.push(b'\n');
-    let lines =
-        |n: usize| -> Vec<u8> { line.iter().copied().cycle().take(n * line.len()).collect() };
     // Two chunked deliveries of about 57 KiB, held by a sink that never confirms: each takes the
     // first 64 KiB of room (its buffer's size, so it keeps it), and both are read at once.
-    let (a, b) = (lines(60), lines(61));
+    let (a, b) = (records(60), records(61));
     let first = [post(chunked(&a.chunks(1024).collect::<Vec<_>>())), post(chunked(&[&b]))];
     assert!(testkit::wait_until(Duration::from_secs(10), || held(2)), "both read at once");
     // A third (about 94 KiB) takes the last 64 KiB, then needs 128: it gives back its 64 and
     // waits for 128, and is read once the first two are answered.
-    let big = lines(100);
+    let big = records(100);
     let third = post(chunked(&big.chunks(1024).collect::<Vec<_>>()));
     std::thread::sleep(Duration::from_millis(300));
     assert!(!held(3), "the third waits for room");
@@ -214,11 +217,8 @@ fn a_gzip_body_whose_inflated_bytes_pass_the_budget_is_still_opened() {
     let e = edge_with(Arc::clone(&stub), Duration::from_secs(30), |c| {
         c.max_held_body_bytes = 1 << 20;
     });
-    let small = fixture("logs.ndjson");
-    let mut line = small.split(|&b| b == b'\n').next().unwrap().to_vec();
-    line.push(b'\n');
-    let count = (3 << 20) / (2 * line.len());
-    let body: Vec<u8> = line.iter().copied().cycle().take(count * line.len()).collect();
+    let count = (3 << 20) / (2 * records(1).len());
+    let body = records(count);
     assert!(body.len() > 1 << 20);
     let packed = gzip(&body);
     let delivery = std::thread::spawn({
