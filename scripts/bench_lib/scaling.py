@@ -1,5 +1,5 @@
-"""ONLY=scaling: maximum MB/s against connections for the discard ceiling, the file sink and the
-Kafka sink, and its plot."""
+"""ONLY=scaling: maximum MB/s against connections for the discard ceiling, the file sink (plain
+and gzip bodies) and the Kafka sink, and its plot."""
 import os, shutil, statistics, sys, tempfile
 
 from .common import BATCH_BYTES, DURATION, ROUNDS, ceiling, spillway
@@ -9,8 +9,9 @@ from .kafka import consumed_acked, on_fresh_broker, spillway_to_kafka, unconsume
 
 def scaling_main():
     """ONLY=scaling: max-rate MB/s against connections (SCALING_CONNECTIONS) for the discard
-    ceiling, Spillway with the file sink and, with a tansu binary, Spillway -> Kafka (a fresh
-    broker per run); medians over ROUNDS; with PLOT_DIR also as an SVG."""
+    ceiling, Spillway with the file sink (plain bodies, then gzip ones) and, with a tansu binary,
+    Spillway -> Kafka (a fresh broker per run); medians over ROUNDS; with PLOT_DIR also as an
+    SVG."""
     conns_list = [int(x) for x in os.environ.get("SCALING_CONNECTIONS", "4 16 64").replace(",", " ").split()]
     tansu = os.environ.get("SPILLWAY_TANSU") or shutil.which("tansu")
     work = tempfile.mkdtemp(prefix="spillway-bench-")
@@ -21,6 +22,8 @@ def scaling_main():
                 runs.setdefault(("ceiling", conns), []).append((ceiling(False, conns), None))
                 peak, _h, rss = spillway(False, work, connections=conns, half_rate_run=False)
                 runs.setdefault(("spillway file sink", conns), []).append((peak, rss))
+                peak, _h, rss = spillway(True, work, connections=conns, half_rate_run=False)
+                runs.setdefault(("spillway file sink, gzip", conns), []).append((peak, rss))
                 if tansu:
                     run = on_fresh_broker(lambda port: spillway_to_kafka(work, port, conns))
                     runs.setdefault(("spillway -> kafka", conns), []).append(run)
@@ -29,10 +32,10 @@ def scaling_main():
     finally:
         shutil.rmtree(work, ignore_errors=True)
     med = statistics.median
-    names = sorted({k[0] for k in runs}, key=["ceiling", "spillway file sink", "spillway -> kafka"].index)
+    names = sorted({k[0] for k in runs}, key=["ceiling", "spillway file sink", "spillway file sink, gzip", "spillway -> kafka"].index)
     print()
     print(f"throughput against connections: {DURATION} s max-rate runs, ~{BATCH_BYTES // 1024} KiB signed NDJSON batches, "
-          f"medians of {ROUNDS} rounds; MB/s of bodies, peak RSS the largest")
+          f"medians of {ROUNDS} rounds; MB/s of bodies (inflated; 'of ceiling': of the plain ceiling), peak RSS the largest")
     print(f"{'run':24} {'conns':>5} {'MB/s':>8} {'records/s':>10} {'of ceiling':>10} {'p99 ms':>8} {'RSS MiB':>8} {'non-2xx':8}  consumed/acked")
     missing = []
     series = []

@@ -42,6 +42,8 @@ pub(crate) struct State {
     pub(crate) unverified: Arc<tokio::sync::Semaphore>,
     /// The request-body bytes (KiB) the edge may hold at once (`max_held_body_bytes`).
     pub(crate) held: crate::hold::Held,
+    /// The inflated bytes of the gzip bodies being decoded: a budget of the same size apart.
+    pub(crate) inflated: crate::hold::Held,
     /// Places among the large bodies decoded at once (`max_concurrent_decodes`).
     pub(crate) decodes: Arc<tokio::sync::Semaphore>,
     /// Set at the stop signal: `/readyz` answers `503` from then on, deliveries are still served.
@@ -352,9 +354,11 @@ fn open_body(
     let _inflated_held;
     let body = if gzip {
         let inflated = gunzip(raw.as_slice(), target.live.max_inflated_bytes)?;
+        drop(raw);
         state.metrics.inflated(inflated.len());
-        // The inflated bytes count too while this body is decoded, beside the raw ones.
-        _inflated_held = state.held.hold_beside(inflated.len(), raw.len())?;
+        // Gzip bodies are opened on the blocking pool, where this may wait (see `hold`).
+        let wait = target.live.body_read_timeout;
+        _inflated_held = state.inflated.block_for(inflated.len(), wait)?;
         inflated
     } else {
         raw

@@ -12,9 +12,13 @@
 //! ahead of it in the queue that needs that room. One such body waits at a time (the bytes it
 //! read so far, at most one budget, are uncounted meanwhile); another is a `503` at once.
 //!
-//! A request's places together never pass the whole budget: a body larger than it (or a gzip
-//! body whose raw and inflated bytes together are) takes all of it, and is never refused for
-//! want of more room than the budget has.
+//! A request's places never pass the whole budget: a body larger than it takes all of it, and
+//! is never refused for want of more room than the budget has.
+//!
+//! A gzip body's inflated bytes, while it is decoded, count in a second budget of the same
+//! kind and size ([`Held::block_for`]). Only bodies in a decode slot take from that one, so a
+//! body waiting there waits only on others being decoded, which wait on nothing; from the
+//! first budget, they would wait on requests that hold room and wait for a decode slot.
 
 use std::sync::Arc;
 
@@ -125,15 +129,18 @@ impl Held {
         self.take(self.places_of(bytes))
     }
 
-    /// [`Self::hold`] for a request that already holds the places of `holding` bytes (a gzip
-    /// body's inflated bytes beside its raw ones): the two together take at most the whole
-    /// budget.
-    pub(crate) fn hold_beside(
+    /// [`Self::wait_for`] from a thread of the blocking pool (never a runtime worker, where
+    /// blocking on the runtime panics).
+    pub(crate) fn block_for(
         &self,
         bytes: usize,
-        holding: usize,
+        wait: std::time::Duration,
     ) -> Result<OwnedSemaphorePermit, IngestError> {
-        self.take(self.places_of(bytes).min(self.size - self.places_of(holding)))
+        if let Ok(permit) = self.hold(bytes) {
+            return Ok(permit);
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| IngestError::Overloaded)?;
+        runtime.block_on(self.wait_for(bytes, wait))
     }
 
     fn take(&self, places: u32) -> Result<OwnedSemaphorePermit, IngestError> {
@@ -252,16 +259,28 @@ mod tests {
     }
 
     #[test]
-    fn inflated_bytes_beside_raw_ones_take_at_most_the_rest_of_the_budget() {
-        let held = Held::new(4096);
-        let raw = held.hold(3000).unwrap();
-        let inflated = held.hold_beside(10_000, 3000).unwrap();
-        assert_eq!((raw.num_permits(), inflated.num_permits()), (3, 1));
-        drop(inflated);
-        let other = held.hold(1).unwrap();
-        assert!(held.hold_beside(10_000, 3000).is_err(), "the rest is held by another");
-        drop(other);
-        assert_eq!(held.hold_beside(100, 3000).unwrap().num_permits(), 1);
+    fn a_blocking_thread_waits_for_room_and_gives_up_after_its_bound() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_time()
+            .build()
+            .unwrap();
+        let held = Held::new(2048);
+        let all = held.hold(1 << 30).unwrap();
+        let block_for = |bytes, wait| {
+            let held = held.clone();
+            runtime.spawn_blocking(move || held.block_for(bytes, wait))
+        };
+        let refused = block_for(1024, std::time::Duration::from_millis(20));
+        assert!(matches!(runtime.block_on(refused).unwrap(), Err(IngestError::Overloaded)));
+        // Room made while it waits: the waiter gets it, and a body larger than the whole
+        // budget takes all of it.
+        let waiter = block_for(1 << 30, std::time::Duration::from_secs(60));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "it waits while the budget is held");
+        drop(all);
+        assert_eq!(runtime.block_on(waiter).unwrap().unwrap().num_permits(), 2);
+        assert_eq!(held.block_for(1, std::time::Duration::ZERO).unwrap().num_permits(), 1);
     }
 
     #[test]

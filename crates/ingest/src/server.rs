@@ -103,6 +103,7 @@ pub(crate) fn new_state(
     let no_secrets = Arc::from([]);
     let unverified = Arc::new(tokio::sync::Semaphore::new(config.max_unverified_inflations));
     let held = crate::hold::Held::new(config.max_held_body_bytes);
+    let inflated = crate::hold::Held::new(config.max_held_body_bytes);
     let decodes = match config.max_concurrent_decodes {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
@@ -120,6 +121,7 @@ pub(crate) fn new_state(
         drains: None,
         unverified,
         held,
+        inflated,
         decodes,
         draining,
         seen,

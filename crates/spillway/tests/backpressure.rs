@@ -212,7 +212,7 @@ fn chunked_bodies_take_room_as_they_arrive_and_wait_for_more() {
 
 #[test]
 fn a_gzip_body_whose_inflated_bytes_pass_the_budget_is_still_opened() {
-    // Raw and inflated bytes together are more than the whole budget: they take all of it.
+    // Its inflated bytes are more than the whole budget: they take all of it.
     let stub = Arc::new(Stub { capacity: true, admit: true, held: Mutex::default() });
     let e = edge_with(Arc::clone(&stub), Duration::from_secs(30), |c| {
         c.max_held_body_bytes = 1 << 20;
@@ -230,4 +230,35 @@ fn a_gzip_body_whose_inflated_bytes_pass_the_budget_is_still_opened() {
     stub.held.lock().unwrap().drain(..).for_each(AckPart::complete);
     let reply = delivery.join().unwrap();
     assert_eq!((reply.status, reply.json()["accepted"].as_u64()), (200, Some(count as u64)));
+}
+
+#[test]
+fn a_gzip_body_is_opened_while_other_bodies_hold_the_budget() {
+    // A sink that never confirms keeps the first delivery's 900 KiB held, of a 1 MiB budget. A
+    // gzip body inflating to 600 KiB is still opened: inflated bytes have a budget of their own
+    // (from the first, they would be refused while others hold it, or wait on them).
+    let stub = Arc::new(Stub { capacity: true, admit: true, held: Mutex::default() });
+    let e = edge_with(Arc::clone(&stub), Duration::from_secs(30), |c| {
+        c.max_held_body_bytes = 1 << 20;
+    });
+    let held = |n: usize| stub.held.lock().unwrap().len() >= n;
+    let per_kib = |kib: usize| (kib << 10) / records(1).len();
+    let (first_count, second_count) = (per_kib(900), per_kib(600));
+    let first = std::thread::spawn({
+        let (addr, body) = (e.addr, records(first_count));
+        move || deliver(addr, &body)
+    });
+    assert!(testkit::wait_until(Duration::from_secs(10), || held(1)), "the first is held");
+    let packed = gzip(&records(second_count));
+    assert!(packed.len() < 100 << 10, "its raw bytes fit beside the first");
+    let second = std::thread::spawn({
+        let addr = e.addr;
+        move || deliver_encoded(addr, &packed, "gzip")
+    });
+    assert!(testkit::wait_until(Duration::from_secs(10), || held(2)), "the gzip body opened");
+    stub.held.lock().unwrap().drain(..).for_each(AckPart::complete);
+    for (delivery, count) in [(first, first_count), (second, second_count)] {
+        let reply = delivery.join().unwrap();
+        assert_eq!((reply.status, reply.json()["accepted"].as_u64()), (200, Some(count as u64)));
+    }
 }
