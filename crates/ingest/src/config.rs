@@ -60,7 +60,8 @@ pub struct IngestConfig {
     /// chunked body takes 64 KiB and more as it arrives, see `hold`) until it is answered. A
     /// request that finds no room waits for it, its body unread, for up to `body_read_timeout`,
     /// then is `503`: memory stays bounded however many connections send at once. Gzip bodies'
-    /// inflated bytes, while they are decoded, have a budget of this size of their own.
+    /// inflated bytes while they are decoded, and the bytes read of chunked bodies waiting for
+    /// room to grow, each have a budget of this size of their own.
     pub max_held_body_bytes: usize,
     /// Large bodies decoded at once on the blocking pool (others wait their turn): decoding is
     /// CPU work, and each decoding thread keeps buffers as large as its largest body. 0: one

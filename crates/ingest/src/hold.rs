@@ -8,17 +8,20 @@
 //! A body that declares its length takes that much room. One that does not (chunked) takes
 //! [`UNDECLARED_FIRST_BYTES`] and more as it arrives, doubling, and gives back what its buffer
 //! does not use once read. When there is no room to grow, it gives back what it holds and waits
-//! for the whole of its new room: a body that waited while holding room could block a request
-//! ahead of it in the queue that needs that room. One such body waits at a time (the bytes it
-//! read so far, at most one budget, are uncounted meanwhile); another is a `503` at once.
+//! for the whole of its new room: bodies that waited while holding room could each wait on
+//! room the others hold, until their deadlines. Meanwhile the bytes it read so far count in a
+//! second budget of the same size, for bodies waiting to grow; when that one is full too, the
+//! body is a `503` at once. (The budget's queue is first in, first out, so while requests wait
+//! for room, a body rarely grows without waiting.)
 //!
 //! A request's places never pass the whole budget: a body larger than it takes all of it, and
 //! is never refused for want of more room than the budget has.
 //!
-//! A gzip body's inflated bytes, while it is decoded, count in a second budget of the same
-//! kind and size ([`Held::block_for`]). Only bodies in a decode slot take from that one, so a
-//! body waiting there waits only on others being decoded, which wait on nothing; from the
-//! first budget, they would wait on requests that hold room and wait for a decode slot.
+//! A gzip body's inflated bytes, while it is decoded, count in a budget of the same kind and
+//! size of their own (another `Held`, through [`Held::block_for`]). Only bodies in a decode
+//! slot take from that one, so a body waiting there waits only on others being decoded, which
+//! wait on nothing; from the first budget, they would wait on requests that hold room and wait
+//! for a decode slot.
 
 use std::sync::Arc;
 
@@ -26,7 +29,7 @@ use http::header::CONTENT_LENGTH;
 use http::HeaderMap;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::decode::PaddedBody;
@@ -40,8 +43,9 @@ pub(crate) const UNDECLARED_FIRST_BYTES: usize = 64 * 1024;
 pub(crate) struct Held {
     places: Arc<Semaphore>,
     size: u32,
-    /// Taken by the one chunked body that may wait for room to grow.
-    growing: Arc<Mutex<()>>,
+    /// The places of the bytes read by the bodies that wait for room to grow, uncounted in
+    /// `places` meanwhile: as many as the budget.
+    waiting: Arc<Semaphore>,
 }
 
 impl Held {
@@ -50,7 +54,8 @@ impl Held {
         let size = u32::try_from(bytes.div_ceil(1024).clamp(1, Semaphore::MAX_PERMITS))
             .unwrap_or(u32::MAX);
         let places = Arc::new(Semaphore::new(size as usize));
-        Held { places, size, growing: Arc::default() }
+        let waiting = Arc::new(Semaphore::new(size as usize));
+        Held { places, size, waiting }
     }
 
     /// Takes the places of `bytes`, waiting up to `wait` for them; `Overloaded` after that.
@@ -85,8 +90,9 @@ impl Held {
     }
 
     /// Grows `room` to the places of `bytes` (at most the whole budget): at once when there is
-    /// room; else, if no other body is waiting to grow, by giving back `room` and waiting for
-    /// the whole of it until `deadline`; `Overloaded` otherwise (`room` then may hold nothing).
+    /// room; else, if the bytes of the bodies waiting to grow leave room for `room`'s, by giving
+    /// back `room` and waiting for the whole of it until `deadline`; `Overloaded` otherwise
+    /// (`room` then may hold nothing).
     async fn grow(
         &self,
         room: &mut OwnedSemaphorePermit,
@@ -101,7 +107,9 @@ impl Held {
         let more = match Arc::clone(&self.places).try_acquire_many_owned(lacking) {
             Ok(more) => more,
             Err(_) => {
-                let _turn = self.growing.try_lock().map_err(|_| IngestError::Overloaded)?;
+                let _uncounted = Arc::clone(&self.waiting)
+                    .try_acquire_many_owned(room.num_permits() as u32)
+                    .map_err(|_| IngestError::Overloaded)?;
                 drop(room.split(room.num_permits()));
                 let places = Arc::clone(&self.places).acquire_many_owned(self.places_of(bytes));
                 match tokio::time::timeout_at(deadline, places).await {
@@ -223,38 +231,50 @@ mod tests {
     }
 
     #[test]
-    fn one_body_at_a_time_waits_to_grow_and_only_until_its_deadline() {
+    fn bodies_give_back_their_room_to_wait_for_more_and_only_until_their_deadline() {
         runtime().block_on(async {
             let held = Held::new(4096);
-            let (mut first, mut second) = (held.hold(1024).unwrap(), held.hold(1024).unwrap());
+            let (first, second) = (held.hold(1024).unwrap(), held.hold(1024).unwrap());
             let others = held.hold(2048).unwrap();
             let later = Instant::now() + std::time::Duration::from_secs(60);
-            // The first waits for room to grow; while it does, the second is refused at once
-            // and keeps what it had.
-            let waiting = {
+            let grow = |mut room: OwnedSemaphorePermit, bytes| {
                 let held = held.clone();
-                tokio::spawn(
-                    async move { held.grow(&mut first, 3072, later).await.map(|()| first) },
-                )
+                tokio::spawn(async move { held.grow(&mut room, bytes, later).await.map(|()| room) })
             };
+            // Both wait, holding nothing meanwhile, in the order they came.
+            let (first, second_grown) = (grow(first, 3072), grow(second, 2048));
             tokio::task::yield_now().await;
-            assert!(matches!(
-                held.grow(&mut second, 2048, later).await,
-                Err(IngestError::Overloaded)
-            ));
-            assert_eq!(second.num_permits(), 1);
+            assert_eq!(held.waiting.available_permits(), 2, "their bytes count as waiting");
             drop(others);
-            let first = waiting.await.unwrap().unwrap();
+            let first = first.await.unwrap().unwrap();
             assert_eq!(first.num_permits(), 3, "room made while it waits is its");
-            // Not enough left: the next wait gives back what it had and ends at its deadline.
+            assert_eq!(held.waiting.available_permits(), 3);
+            drop(first);
+            assert_eq!(second_grown.await.unwrap().unwrap().num_permits(), 2);
+            assert_eq!(held.waiting.available_permits(), 4);
+            // No room by the deadline: it ends holding nothing, and its places are free again.
+            let (mut second, all_else) = (held.hold(1024).unwrap(), held.hold(3072).unwrap());
             let soon = Instant::now() + std::time::Duration::from_millis(20);
             assert!(matches!(
                 held.grow(&mut second, 2048, soon).await,
                 Err(IngestError::Overloaded)
             ));
-            assert_eq!(second.num_permits(), 0);
+            assert_eq!((second.num_permits(), held.waiting.available_permits()), (0, 4));
             assert_eq!(held.hold(1024).unwrap().num_permits(), 1, "its place is free again");
-            drop(first);
+            drop(all_else);
+        });
+    }
+
+    #[test]
+    fn a_body_is_refused_when_the_bytes_waiting_to_grow_would_pass_the_budget() {
+        runtime().block_on(async {
+            let held = Held::new(4096);
+            let (mut room, _others) = (held.hold(1024).unwrap(), held.hold(3072).unwrap());
+            let _waiting = Arc::clone(&held.waiting).try_acquire_many_owned(4).unwrap();
+            let later = Instant::now() + std::time::Duration::from_secs(60);
+            let grown = held.grow(&mut room, 2048, later).await;
+            assert!(matches!(grown, Err(IngestError::Overloaded)));
+            assert_eq!(room.num_permits(), 1, "refused at once, it keeps what it had");
         });
     }
 

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -208,6 +209,54 @@ fn chunked_bodies_take_room_as_they_arrive_and_wait_for_more() {
     settle();
     let reply = third.join().unwrap();
     assert_eq!((reply.status, reply.json()["accepted"].as_u64()), (200, Some(100)));
+}
+
+#[test]
+fn chunked_bodies_waiting_to_grow_at_once_are_all_read() {
+    // 256 KiB of budget, two chunked bodies held by a sink that never confirms (65 KiB each,
+    // their buffers). Two more send 50 KiB, then the rest: both need 128 KiB to go on, more
+    // than is left, so each gives back what it holds and waits. Neither is refused for the
+    // other's waiting, and both are answered once the first two are.
+    let stub = Arc::new(Stub { capacity: true, admit: true, held: Mutex::default() });
+    let e = edge_with(Arc::clone(&stub), Duration::from_secs(30), |c| {
+        c.max_held_body_bytes = 256 << 10;
+        c.body_read_timeout = Duration::from_secs(10);
+    });
+    let held = |n: usize| stub.held.lock().unwrap().len() >= n;
+    let settle = || stub.held.lock().unwrap().drain(..).for_each(AckPart::complete);
+    let (a, b) = (records(60), records(61));
+    let first = [a, b].map(|body| {
+        let (addr, req) = (e.addr, chunked(&[&body]));
+        std::thread::spawn(move || exchange(&mut std::net::TcpStream::connect(addr).unwrap(), &req))
+    });
+    assert!(testkit::wait_until(Duration::from_secs(10), || held(2)), "both read at once");
+    let req = chunked(&records(100).chunks(1024).collect::<Vec<_>>());
+    let (head, rest) = req.split_at(50 << 10);
+    let mut streams = [(); 2].map(|()| std::net::TcpStream::connect(e.addr).unwrap());
+    for stream in &mut streams {
+        stream.write_all(head).unwrap();
+    }
+    // Both are read as far as they were sent (as room allows) before either needs more.
+    std::thread::sleep(Duration::from_millis(300));
+    let later = streams.map(|mut stream| {
+        let rest = rest.to_vec();
+        std::thread::spawn(move || exchange(&mut stream, &rest))
+    });
+    // Nothing is answered before the sink confirms, but for a refusal.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!later.iter().any(|delivery| delivery.is_finished()), "neither is refused");
+    let answered = || {
+        settle();
+        later.iter().all(|delivery| delivery.is_finished())
+    };
+    assert!(testkit::wait_until(Duration::from_secs(10), answered), "both answered");
+    for delivery in first {
+        assert_eq!(delivery.join().unwrap().status, 200);
+    }
+    for delivery in later {
+        let reply = delivery.join().unwrap();
+        assert_eq!((reply.status, reply.json()["accepted"].as_u64()), (200, Some(100)));
+    }
 }
 
 #[test]
