@@ -11,6 +11,7 @@
 //! fixed-rate one) never send the same batch either. The signature is finished from
 //! an HMAC state precomputed over the rest of the body, so a unique signed body costs the client
 //! almost nothing. With gzip, the nonce is its own gzip member after the compressed rest.
+//! `--chunked` sends bodies without a `Content-Length`, in chunks of 64 KiB and the nonce.
 //!
 //! `--type` sends another JSON data type's records (`speed-insights`, `analytics`, `audit-log`)
 //! to its path (`/vercel/<type>` unless `--url` says otherwise). Bodies are sent as
@@ -94,6 +95,9 @@ struct Args {
     /// Compress bodies with gzip (Content-Encoding: gzip).
     #[arg(long)]
     gzip: bool,
+    /// Send bodies chunked (Transfer-Encoding: chunked), without a Content-Length.
+    #[arg(long)]
+    chunked: bool,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -171,15 +175,22 @@ struct Prepared {
 
 impl Prepared {
     /// The request for sequence number `seq`: head, then body, then the nonce.
-    fn request(&self, seq: u64, kind: (Format, DataType), gzip: bool) -> (String, Vec<u8>) {
+    fn request(
+        &self,
+        seq: u64,
+        kind: (Format, DataType),
+        (gzip, chunked): (bool, bool),
+    ) -> (String, Vec<u8>) {
         let mut nonce = nonce(seq, kind);
         if gzip {
             let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             e.write_all(&nonce).expect("gzip into memory");
             nonce = e.finish().expect("gzip into memory");
         }
-        let mut head =
-            format!("{}content-length: {}\r\n", self.head, self.body.len() + nonce.len());
+        let mut head = match chunked {
+            true => format!("{}transfer-encoding: chunked\r\n", self.head),
+            false => format!("{}content-length: {}\r\n", self.head, self.body.len() + nonce.len()),
+        };
         if let Some(mac) = &self.mac {
             let mut mac = mac.clone();
             mac.update(&nonce);
@@ -312,6 +323,7 @@ struct Plan {
     format: Format,
     data_type: DataType,
     gzip: bool,
+    chunked: bool,
     /// The sequence number of batch 0: the run's start in nanoseconds since the epoch.
     first_seq: u64,
 }
@@ -347,11 +359,20 @@ async fn connection(plan: Arc<Plan>, totals: Arc<Totals>) -> (Histogram<u64>, Ve
             }
         }
         let s = stream.as_mut().expect("connected above");
-        let (head, nonce) = p.request(plan.seq(i), (plan.format, plan.data_type), plan.gzip);
+        let kind = (plan.format, plan.data_type);
+        let (head, nonce) = p.request(plan.seq(i), kind, (plan.gzip, plan.chunked));
         let result = async {
             s.write_all(head.as_bytes()).await?;
-            s.write_all(&p.body).await?;
-            s.write_all(&nonce).await?;
+            if plan.chunked {
+                for chunk in p.body.chunks(64 << 10).chain([&nonce[..], &[]]) {
+                    s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await?;
+                    s.write_all(chunk).await?;
+                    s.write_all(b"\r\n").await?;
+                }
+            } else {
+                s.write_all(&p.body).await?;
+                s.write_all(&nonce).await?;
+            }
             read_response(s, &mut buf).await
         }
         .await;
@@ -452,6 +473,7 @@ async fn main() {
         format,
         data_type: args.data_type,
         gzip: args.gzip,
+        chunked: args.chunked,
         first_seq: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64),
     });
     let tasks: Vec<_> = (0..args.connections)

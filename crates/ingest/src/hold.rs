@@ -5,9 +5,10 @@
 //! unread in the socket (the client sees TCP back-pressure, not an error), up to a bound; then
 //! it is a `503`.
 //!
-//! A body that declares its length takes that much room. One that does not (chunked) takes
-//! [`UNDECLARED_FIRST_BYTES`] and more as it arrives, doubling, and gives back what its buffer
-//! does not use once read. When there is no room to grow, it gives back what it holds and waits
+//! A body that declares its length takes that much room. One that does not (chunked) takes an
+//! eighth of the budget (at least [`UNDECLARED_FIRST_BYTES`]), so that a few such bodies are read
+//! at once and the rest wait unread, as bodies that declare their length do; past that, more as
+//! it arrives, doubling. Once read, it gives back what its buffer does not use. When there is no room to grow, it gives back what it holds and waits
 //! for the whole of its new room: bodies that waited while holding room could each wait on
 //! room the others hold, until their deadlines. Meanwhile the bytes it read so far count in a
 //! second budget of the same size, for bodies waiting to grow; when that one is full too, the
@@ -35,8 +36,13 @@ use tokio::time::Instant;
 use crate::decode::PaddedBody;
 use crate::IngestError;
 
-/// The room a body without a `Content-Length` takes before it is read.
+/// The least room a body without a `Content-Length` takes before it is read, and the first size
+/// of its buffer.
 pub(crate) const UNDECLARED_FIRST_BYTES: usize = 64 * 1024;
+
+/// A body without a `Content-Length` first takes this share of the budget (at least
+/// [`UNDECLARED_FIRST_BYTES`]).
+const UNDECLARED_SHARE: usize = 8;
 
 /// The budget: a semaphore of KiB places and how many it has in all.
 #[derive(Debug, Clone)]
@@ -86,7 +92,8 @@ impl Held {
         max: usize,
         wait: std::time::Duration,
     ) -> Result<OwnedSemaphorePermit, IngestError> {
-        self.wait_for(declared.unwrap_or(UNDECLARED_FIRST_BYTES.min(max)), wait).await
+        let undeclared = (self.size as usize * 1024 / UNDECLARED_SHARE).max(UNDECLARED_FIRST_BYTES);
+        self.wait_for(declared.unwrap_or(undeclared.min(max)), wait).await
     }
 
     /// Grows `room` to the places of `bytes` (at most the whole budget): at once when there is
@@ -187,6 +194,7 @@ pub(crate) async fn read_body(
         }
     }
     if declared.is_none() {
+        buf.shrink_to_fit();
         held.trim(room, buf.capacity());
     }
     Ok(buf)
@@ -210,6 +218,23 @@ mod tests {
 
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap()
+    }
+
+    #[test]
+    fn a_body_without_a_length_first_takes_an_eighth_of_the_budget() {
+        runtime().block_on(async {
+            let wait = std::time::Duration::ZERO;
+            let held = Held::new(16 << 20);
+            let room = held.room_for(None, 64 << 20, wait).await.unwrap();
+            assert_eq!(room.num_permits(), 2048, "2 MiB");
+            let room = held.room_for(None, 100 << 10, wait).await.unwrap();
+            assert_eq!(room.num_permits(), 100, "never more than the largest body");
+            let small = Held::new(256 << 10);
+            let room = small.room_for(None, 64 << 20, wait).await.unwrap();
+            assert_eq!(room.num_permits(), 64, "at least 64 KiB");
+            let room = small.room_for(Some(1000), 64 << 20, wait).await.unwrap();
+            assert_eq!(room.num_permits(), 1, "a declared length is taken as it is");
+        });
     }
 
     #[test]

@@ -213,8 +213,8 @@ fn chunked_bodies_take_room_as_they_arrive_and_wait_for_more() {
 
 #[test]
 fn chunked_bodies_waiting_to_grow_at_once_are_all_read() {
-    // 256 KiB of budget, two chunked bodies held by a sink that never confirms (65 KiB each,
-    // their buffers). Two more send 50 KiB, then the rest: both need 128 KiB to go on, more
+    // 256 KiB of budget, two chunked bodies of about 57 KiB held by a sink that never confirms
+    // (with their buffers' padding). Two more send 50 KiB, then the rest: both need 128 KiB to go on, more
     // than is left, so each gives back what it holds and waits. Neither is refused for the
     // other's waiting, and both are answered once the first two are.
     let stub = Arc::new(Stub { capacity: true, admit: true, held: Mutex::default() });

@@ -64,6 +64,11 @@ impl PaddedBody {
         padded
     }
 
+    /// Gives back the buffer's room beyond the body and its padding.
+    pub fn shrink_to_fit(&mut self) {
+        self.buf.shrink_to(self.buf.len() + PADDING);
+    }
+
     /// Appends bytes to the body.
     pub fn extend_from_slice(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
