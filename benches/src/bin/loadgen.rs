@@ -161,11 +161,12 @@ fn nonce(seq: u64, (format, data_type): (Format, DataType)) -> Vec<u8> {
     }
 }
 
-/// One prepared batch: the request head (less length and signature), the body less its nonce,
-/// the HMAC state over that body, and what it carries.
+/// One prepared batch: the request head (less length and signature), the body less its nonce
+/// (as sent: in chunks with `--chunked`), the HMAC state over that body, and what it carries.
 struct Prepared {
     head: String,
     body: Vec<u8>,
+    chunked: bool,
     mac: Option<Hmac<Sha1>>,
     records: u64,
     body_bytes: u64,
@@ -175,20 +176,15 @@ struct Prepared {
 
 impl Prepared {
     /// The request for sequence number `seq`: head, then body, then the nonce.
-    fn request(
-        &self,
-        seq: u64,
-        kind: (Format, DataType),
-        (gzip, chunked): (bool, bool),
-    ) -> (String, Vec<u8>) {
+    fn request(&self, seq: u64, kind: (Format, DataType), gzip: bool) -> (String, Vec<u8>) {
         let mut nonce = nonce(seq, kind);
         if gzip {
             let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             e.write_all(&nonce).expect("gzip into memory");
             nonce = e.finish().expect("gzip into memory");
         }
-        let mut head = match chunked {
-            true => format!("{}transfer-encoding: chunked\r\n", self.head),
+        let mut head = match self.chunked {
+            true => self.head.clone(),
             false => format!("{}content-length: {}\r\n", self.head, self.body.len() + nonce.len()),
         };
         if let Some(mac) = &self.mac {
@@ -200,6 +196,11 @@ impl Prepared {
             ));
         }
         head.push_str("\r\n");
+        if self.chunked {
+            // The nonce as the last chunk, then the end of the body.
+            let size = format!("{:x}\r\n", nonce.len());
+            nonce = [size.as_bytes(), &nonce, b"\r\n0\r\n\r\n"].concat();
+        }
         (head, nonce)
     }
 }
@@ -276,7 +277,13 @@ fn prepare(args: &Args, format: Format, host: &str, path: &str) -> Vec<Prepared>
             mac.update(&body);
             mac
         });
-        out.push(Prepared { head, body, mac, records, body_bytes, digests });
+        if args.chunked {
+            head.push_str("transfer-encoding: chunked\r\n");
+            let frame = |c: &[u8]| [format!("{:x}\r\n", c.len()).as_bytes(), c, b"\r\n"].concat();
+            body = body.chunks(64 << 10).flat_map(frame).collect();
+        }
+        let chunked = args.chunked;
+        out.push(Prepared { head, body, chunked, mac, records, body_bytes, digests });
     }
     out
 }
@@ -323,7 +330,6 @@ struct Plan {
     format: Format,
     data_type: DataType,
     gzip: bool,
-    chunked: bool,
     /// The sequence number of batch 0: the run's start in nanoseconds since the epoch.
     first_seq: u64,
 }
@@ -359,20 +365,11 @@ async fn connection(plan: Arc<Plan>, totals: Arc<Totals>) -> (Histogram<u64>, Ve
             }
         }
         let s = stream.as_mut().expect("connected above");
-        let kind = (plan.format, plan.data_type);
-        let (head, nonce) = p.request(plan.seq(i), kind, (plan.gzip, plan.chunked));
+        let (head, nonce) = p.request(plan.seq(i), (plan.format, plan.data_type), plan.gzip);
         let result = async {
             s.write_all(head.as_bytes()).await?;
-            if plan.chunked {
-                for chunk in p.body.chunks(64 << 10).chain([&nonce[..], &[]]) {
-                    s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await?;
-                    s.write_all(chunk).await?;
-                    s.write_all(b"\r\n").await?;
-                }
-            } else {
-                s.write_all(&p.body).await?;
-                s.write_all(&nonce).await?;
-            }
+            s.write_all(&p.body).await?;
+            s.write_all(&nonce).await?;
             read_response(s, &mut buf).await
         }
         .await;
@@ -473,7 +470,6 @@ async fn main() {
         format,
         data_type: args.data_type,
         gzip: args.gzip,
-        chunked: args.chunked,
         first_seq: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64),
     });
     let tasks: Vec<_> = (0..args.connections)

@@ -57,11 +57,12 @@ pub struct IngestConfig {
     /// what anyone who can reach the port can make the receiver inflate.
     pub max_unverified_inflations: usize,
     /// Request-body bytes held at once, from before a body is read (its `Content-Length`; a chunked
-    /// body takes an eighth of it and more as it arrives, see `hold`) until it is answered. A
-    /// request that finds no room waits for it, its body unread, for up to `body_read_timeout`,
-    /// then is `503`: memory stays bounded however many connections send at once. Gzip bodies'
-    /// inflated bytes while they are decoded, and the bytes read of chunked bodies waiting for room
-    /// to grow, each have a budget of this size of their own.
+    /// body takes an eighth of it, at most `max_body_bytes`, and more as it arrives, see `hold`)
+    /// until it is answered. A request that finds no room waits for it, its body unread, for up to
+    /// `body_read_timeout`, then is `503`: memory stays bounded however many connections send at
+    /// once. The bytes read of chunked bodies waiting for room to grow, and gzip bodies' inflated
+    /// bytes while they are decoded (so that those inflating to more than is left are decoded one
+    /// after another), each have a budget of this size of their own.
     pub max_held_body_bytes: usize,
     /// Large bodies decoded at once on the blocking pool (others wait their turn): decoding is
     /// CPU work, and each decoding thread keeps buffers as large as its largest body. 0: one

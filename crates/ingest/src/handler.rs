@@ -211,6 +211,7 @@ async fn deliver(
         // Checked where the body is opened, first.
         (Some(_), Some(_)) => Signed::Pending,
     };
+    // Never a gzip body here: opening one may wait for room (`Held::block_for`).
     let opened = if !gzip && raw.len() <= INLINE_BYTES {
         let (signed, _permit) = authenticate(&state, &target, (&raw, gzip), signed, &signature)?;
         let auth = (signed, signature.as_deref());
@@ -350,15 +351,11 @@ fn open_body(
     (signed, signature): (Signed, Option<&[u8]>),
     headers_checked: Result<(), IngestError>,
 ) -> Result<Opened, IngestError> {
-    // Held until the end of the decode (the batch then counts in the pipeline's in-flight bytes).
-    let _inflated_held;
     let body = if gzip {
-        let inflated = gunzip(raw.as_slice(), target.live.max_inflated_bytes)?;
+        let mut inflated = gunzip(raw.as_slice(), target.live.max_inflated_bytes)?;
         drop(raw);
+        inflated.shrink_to_fit();
         state.metrics.inflated(inflated.len());
-        // Gzip bodies are opened on the blocking pool, where this may wait (see `hold`).
-        let wait = target.live.body_read_timeout;
-        _inflated_held = state.inflated.block_for(inflated.len(), wait)?;
         inflated
     } else {
         raw
@@ -379,6 +376,13 @@ fn open_body(
         }
         verified = listener::signature_bytes(sig);
     }
+    // A gzip body's inflated bytes, counted once it is known to be signed and until the end of
+    // the decode (the batch then counts in the pipeline's in-flight bytes). Gzip bodies are
+    // opened on the blocking pool, where this may wait (see `hold`).
+    let _inflated_held = match gzip {
+        true => Some(state.inflated.block_for(body.capacity(), target.live.body_read_timeout)?),
+        false => None,
+    };
     let pinned_bytes = body.len();
     let digest =
         crate::digest::batch_digest(&target.name, target.data_type, body.as_slice(), verified);

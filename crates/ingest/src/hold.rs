@@ -8,21 +8,24 @@
 //! A body that declares its length takes that much room. One that does not (chunked) takes an
 //! eighth of the budget (at least [`UNDECLARED_FIRST_BYTES`]), so that a few such bodies are read
 //! at once and the rest wait unread, as bodies that declare their length do; past that, more as
-//! it arrives, doubling. Once read, it gives back what its buffer does not use. When there is no room to grow, it gives back what it holds and waits
-//! for the whole of its new room: bodies that waited while holding room could each wait on
-//! room the others hold, until their deadlines. Meanwhile the bytes it read so far count in a
-//! second budget of the same size, for bodies waiting to grow; when that one is full too, the
-//! body is a `503` at once. (The budget's queue is first in, first out, so while requests wait
-//! for room, a body rarely grows without waiting.)
+//! it arrives, doubling. Once read, its buffer is shrunk to the body and it gives back the room
+//! beyond. When there is no room to grow, it gives back what it holds and waits for the whole of
+//! its new room: bodies that waited while holding room could each wait on room the others hold,
+//! until their deadlines. Meanwhile its room (about the bytes it read so far) counts in a second
+//! budget of the same size, for bodies waiting to grow; when that one is full too, the body is a
+//! `503` at once. (The budget's queue is first in, first out, so while requests wait for room, a
+//! body rarely grows without waiting.)
 //!
 //! A request's places never pass the whole budget: a body larger than it takes all of it, and
 //! is never refused for want of more room than the budget has.
 //!
-//! A gzip body's inflated bytes, while it is decoded, count in a budget of the same kind and
-//! size of their own (another `Held`, through [`Held::block_for`]). Only bodies in a decode
-//! slot take from that one, so a body waiting there waits only on others being decoded, which
-//! wait on nothing; from the first budget, they would wait on requests that hold room and wait
-//! for a decode slot.
+//! A gzip body's inflated bytes, once its signature is checked and while it is decoded, count in
+//! a budget of the same kind and size of their own (another `Held`, through
+//! [`Held::block_for`]): a body that inflates to more than is left waits for the others being
+//! decoded. Only bodies in a decode slot take from that one, so a body waiting there waits only
+//! on others being decoded, which wait on nothing; from the first budget, they would wait on
+//! requests that hold room and wait for a decode slot. The bytes are inflated before they are
+//! counted: what bounds them is the decode slots, each inflating at most `max_inflated_bytes`.
 
 use std::sync::Arc;
 
@@ -294,12 +297,19 @@ mod tests {
     fn a_body_is_refused_when_the_bytes_waiting_to_grow_would_pass_the_budget() {
         runtime().block_on(async {
             let held = Held::new(4096);
-            let (mut room, _others) = (held.hold(1024).unwrap(), held.hold(3072).unwrap());
-            let _waiting = Arc::clone(&held.waiting).try_acquire_many_owned(4).unwrap();
-            let later = Instant::now() + std::time::Duration::from_secs(60);
-            let grown = held.grow(&mut room, 2048, later).await;
+            let (mut room, _others) = (held.hold(2048).unwrap(), held.hold(2048).unwrap());
+            let waiting = Arc::clone(&held.waiting).try_acquire_many_owned(3).unwrap();
+            let soon = || Instant::now() + std::time::Duration::from_millis(20);
+            let grown = held.grow(&mut room, 3072, soon()).await;
             assert!(matches!(grown, Err(IngestError::Overloaded)));
-            assert_eq!(room.num_permits(), 1, "refused at once, it keeps what it had");
+            assert_eq!(room.num_permits(), 2, "refused at once, it keeps what it had");
+            // Room among the waiting for its 2 KiB: it gives them back and waits (here, until its
+            // deadline).
+            drop(waiting);
+            let _waiting = Arc::clone(&held.waiting).try_acquire_many_owned(2).unwrap();
+            let grown = held.grow(&mut room, 3072, soon()).await;
+            assert!(matches!(grown, Err(IngestError::Overloaded)));
+            assert_eq!(room.num_permits(), 0, "it waited, holding nothing");
         });
     }
 
@@ -311,21 +321,34 @@ mod tests {
             .build()
             .unwrap();
         let held = Held::new(2048);
-        let all = held.hold(1 << 30).unwrap();
+        let one = held.hold(1024).unwrap();
         let block_for = |bytes, wait| {
             let held = held.clone();
             runtime.spawn_blocking(move || held.block_for(bytes, wait))
         };
-        let refused = block_for(1024, std::time::Duration::from_millis(20));
+        let refused = block_for(2048, std::time::Duration::from_millis(20));
         assert!(matches!(runtime.block_on(refused).unwrap(), Err(IngestError::Overloaded)));
-        // Room made while it waits: the waiter gets it, and a body larger than the whole
-        // budget takes all of it.
+        // Room made while it waits (queued, the free place already its): the waiter gets it, and
+        // a body larger than the whole budget takes all of it.
         let waiter = block_for(1 << 30, std::time::Duration::from_secs(60));
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        assert!(!waiter.is_finished(), "it waits while the budget is held");
-        drop(all);
+        let queued = || held.places.available_permits() == 0;
+        assert!(eventually(queued), "the waiter queued");
+        assert!(!waiter.is_finished());
+        drop(one);
         assert_eq!(runtime.block_on(waiter).unwrap().unwrap().num_permits(), 2);
         assert_eq!(held.block_for(1, std::time::Duration::ZERO).unwrap().num_permits(), 1);
+    }
+
+    /// Whether `condition` holds within 10 s, polled every millisecond.
+    fn eventually(condition: impl Fn() -> bool) -> bool {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !condition() {
+            if std::time::Instant::now() > until {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        true
     }
 
     #[test]

@@ -190,13 +190,13 @@ fn chunked_bodies_take_room_as_they_arrive_and_wait_for_more() {
         let addr = e.addr;
         std::thread::spawn(move || exchange(&mut std::net::TcpStream::connect(addr).unwrap(), &req))
     };
-    // Two chunked deliveries of about 57 KiB, held by a sink that never confirms: each takes the
-    // first 64 KiB of room (its buffer's size, so it keeps it), and both are read at once.
+    // Two chunked deliveries of about 57 KiB, held by a sink that never confirms: each takes 64
+    // KiB of room first, both are read at once, and each keeps 57 or 58 (its body and padding).
     let (a, b) = (records(60), records(61));
     let first = [post(chunked(&a.chunks(1024).collect::<Vec<_>>())), post(chunked(&[&b]))];
     assert!(testkit::wait_until(Duration::from_secs(10), || held(2)), "both read at once");
-    // A third (about 94 KiB) takes the last 64 KiB, then needs 128: it gives back its 64 and
-    // waits for 128, and is read once the first two are answered.
+    // A third (about 94 KiB) takes 64 KiB of the 77 left, then needs 128: it gives back its 64
+    // and waits for 128, and is read once the first two are answered.
     let big = records(100);
     let third = post(chunked(&big.chunks(1024).collect::<Vec<_>>()));
     std::thread::sleep(Duration::from_millis(300));
@@ -213,10 +213,10 @@ fn chunked_bodies_take_room_as_they_arrive_and_wait_for_more() {
 
 #[test]
 fn chunked_bodies_waiting_to_grow_at_once_are_all_read() {
-    // 256 KiB of budget, two chunked bodies of about 57 KiB held by a sink that never confirms
-    // (with their buffers' padding). Two more send 50 KiB, then the rest: both need 128 KiB to go on, more
-    // than is left, so each gives back what it holds and waits. Neither is refused for the
-    // other's waiting, and both are answered once the first two are.
+    // 256 KiB of budget, two chunked bodies of about 57 KiB held by a sink that never confirms.
+    // Two more send 50 KiB, then the rest: both need 128 KiB to go on, more than is left, so
+    // each gives back what it holds and waits. Neither is refused for the other's waiting, and
+    // both are answered once the first two are.
     let stub = Arc::new(Stub { capacity: true, admit: true, held: Mutex::default() });
     let e = edge_with(Arc::clone(&stub), Duration::from_secs(30), |c| {
         c.max_held_body_bytes = 256 << 10;
@@ -257,6 +257,34 @@ fn chunked_bodies_waiting_to_grow_at_once_are_all_read() {
         let reply = delivery.join().unwrap();
         assert_eq!((reply.status, reply.json()["accepted"].as_u64()), (200, Some(100)));
     }
+}
+
+#[test]
+fn a_chunked_body_once_read_keeps_only_the_room_of_its_body() {
+    // A 1 MiB budget: a chunked body first takes 128 KiB. Once read (about 57 KiB) and held by
+    // a sink that never confirms, it keeps 57 KiB, so a body declaring 962 KiB is read at once
+    // beside it; with its first room kept (128) or its buffer's (65), that one would wait.
+    let stub = Arc::new(Stub { capacity: true, admit: true, held: Mutex::default() });
+    let e = edge_with(Arc::clone(&stub), Duration::from_secs(30), |c| {
+        c.max_held_body_bytes = 1 << 20;
+    });
+    let held = |n: usize| stub.held.lock().unwrap().len() >= n;
+    let small = records(60);
+    let first = std::thread::spawn({
+        let (addr, req) = (e.addr, chunked(&[&small]));
+        move || exchange(&mut std::net::TcpStream::connect(addr).unwrap(), &req)
+    });
+    assert!(testkit::wait_until(Duration::from_secs(10), || held(1)), "the chunked body held");
+    let large = records(1018);
+    assert_eq!(large.len().div_ceil(1024), 962);
+    let second = std::thread::spawn({
+        let addr = e.addr;
+        move || deliver(addr, &large)
+    });
+    assert!(testkit::wait_until(Duration::from_secs(10), || held(2)), "read beside it");
+    stub.held.lock().unwrap().drain(..).for_each(AckPart::complete);
+    assert_eq!(first.join().unwrap().status, 200);
+    assert_eq!(second.join().unwrap().status, 200);
 }
 
 #[test]
