@@ -73,6 +73,25 @@ fn edge_with(
     Edge { addr, _stop: stop, _runtime: runtime }
 }
 
+/// An edge whose sink holds every batch unconfirmed until the test settles it.
+fn holding_edge(adjust: impl FnOnce(&mut IngestConfig)) -> (Arc<Stub>, Edge) {
+    let stub = Arc::new(Stub { capacity: true, admit: true, held: Mutex::default() });
+    let e = edge_with(Arc::clone(&stub), Duration::from_secs(30), adjust);
+    (stub, e)
+}
+
+impl Stub {
+    /// Whether at least `n` batches are held unconfirmed.
+    fn holds(&self, n: usize) -> bool {
+        self.held.lock().unwrap().len() >= n
+    }
+
+    /// Confirms every batch held.
+    fn settle(&self) {
+        self.held.lock().unwrap().drain(..).for_each(AckPart::complete);
+    }
+}
+
 #[test]
 fn full_pipeline_is_503_with_retry_after_before_the_body_is_read() {
     let e = edge(
@@ -116,8 +135,7 @@ fn sinks_that_never_confirm_are_503_after_the_ack_timeout() {
 #[test]
 fn bodies_past_the_held_bytes_budget_wait_unread_then_are_503() {
     // A sink that never confirms keeps the first delivery, and its 1 MiB (the whole budget), held.
-    let stub = Arc::new(Stub { capacity: true, admit: true, held: Mutex::default() });
-    let e = edge_with(Arc::clone(&stub), Duration::from_secs(30), |c| {
+    let (stub, e) = holding_edge(|c| {
         c.max_held_body_bytes = 1 << 20;
         c.body_read_timeout = Duration::from_millis(500);
     });
@@ -129,7 +147,7 @@ fn bodies_past_the_held_bytes_budget_wait_unread_then_are_503() {
         let (addr, body) = (e.addr, body.clone());
         move || deliver(addr, &body)
     });
-    let submitted = || !stub.held.lock().unwrap().is_empty();
+    let submitted = || stub.holds(1);
     assert!(testkit::wait_until(Duration::from_secs(10), submitted));
     // No room until the first is answered: the second waits its body's time, then is refused.
     let started = Instant::now();
@@ -137,14 +155,14 @@ fn bodies_past_the_held_bytes_budget_wait_unread_then_are_503() {
     assert_eq!((reply.status, reply.error_code().as_str()), (503, "overloaded"));
     assert!(started.elapsed() >= Duration::from_millis(500), "took {:?}", started.elapsed());
     // The held part settled: room again.
-    stub.held.lock().unwrap().drain(..).for_each(AckPart::complete);
+    stub.settle();
     assert_eq!(first.join().unwrap().status, 200);
     let next = std::thread::spawn({
         let addr = e.addr;
         move || deliver(addr, &fixture("logs.ndjson"))
     });
     assert!(testkit::wait_until(Duration::from_secs(10), submitted));
-    stub.held.lock().unwrap().drain(..).for_each(AckPart::complete);
+    stub.settle();
     assert_eq!(next.join().unwrap().status, 200);
 }
 
@@ -178,14 +196,12 @@ fn chunked(chunks: &[&[u8]]) -> Vec<u8> {
 fn chunked_bodies_take_room_as_they_arrive_and_wait_for_more() {
     // 192 KiB of budget and bodies of up to 16 MiB: a chunked body counted at the most it may
     // be would take the whole budget, and the second one below would wait, then be refused.
-    let stub = Arc::new(Stub { capacity: true, admit: true, held: Mutex::default() });
-    let e = edge_with(Arc::clone(&stub), Duration::from_secs(30), |c| {
+    let (stub, e) = holding_edge(|c| {
         c.max_held_body_bytes = 192 << 10;
         c.max_body_bytes = 16 << 20;
         c.body_read_timeout = Duration::from_secs(10);
     });
-    let held = |n: usize| stub.held.lock().unwrap().len() >= n;
-    let settle = || stub.held.lock().unwrap().drain(..).for_each(AckPart::complete);
+    let (held, settle) = (|n| stub.holds(n), || stub.settle());
     let post = |req: Vec<u8>| {
         let addr = e.addr;
         std::thread::spawn(move || exchange(&mut std::net::TcpStream::connect(addr).unwrap(), &req))
@@ -217,13 +233,11 @@ fn chunked_bodies_waiting_to_grow_at_once_are_all_read() {
     // Two more send 50 KiB, then the rest: both need 128 KiB to go on, more than is left, so
     // each gives back what it holds and waits. Neither is refused for the other's waiting, and
     // both are answered once the first two are.
-    let stub = Arc::new(Stub { capacity: true, admit: true, held: Mutex::default() });
-    let e = edge_with(Arc::clone(&stub), Duration::from_secs(30), |c| {
+    let (stub, e) = holding_edge(|c| {
         c.max_held_body_bytes = 256 << 10;
         c.body_read_timeout = Duration::from_secs(10);
     });
-    let held = |n: usize| stub.held.lock().unwrap().len() >= n;
-    let settle = || stub.held.lock().unwrap().drain(..).for_each(AckPart::complete);
+    let (held, settle) = (|n| stub.holds(n), || stub.settle());
     let (a, b) = (records(60), records(61));
     let first = [a, b].map(|body| {
         let (addr, req) = (e.addr, chunked(&[&body]));
@@ -264,11 +278,10 @@ fn a_chunked_body_once_read_keeps_only_the_room_of_its_body() {
     // A 1 MiB budget: a chunked body first takes 128 KiB. Once read (about 57 KiB) and held by
     // a sink that never confirms, it keeps 57 KiB, so a body declaring 962 KiB is read at once
     // beside it; with its first room kept (128) or its buffer's (65), that one would wait.
-    let stub = Arc::new(Stub { capacity: true, admit: true, held: Mutex::default() });
-    let e = edge_with(Arc::clone(&stub), Duration::from_secs(30), |c| {
+    let (stub, e) = holding_edge(|c| {
         c.max_held_body_bytes = 1 << 20;
     });
-    let held = |n: usize| stub.held.lock().unwrap().len() >= n;
+    let held = |n| stub.holds(n);
     let small = records(60);
     let first = std::thread::spawn({
         let (addr, req) = (e.addr, chunked(&[&small]));
@@ -282,7 +295,7 @@ fn a_chunked_body_once_read_keeps_only_the_room_of_its_body() {
         move || deliver(addr, &large)
     });
     assert!(testkit::wait_until(Duration::from_secs(10), || held(2)), "read beside it");
-    stub.held.lock().unwrap().drain(..).for_each(AckPart::complete);
+    stub.settle();
     assert_eq!(first.join().unwrap().status, 200);
     assert_eq!(second.join().unwrap().status, 200);
 }
@@ -290,8 +303,7 @@ fn a_chunked_body_once_read_keeps_only_the_room_of_its_body() {
 #[test]
 fn a_gzip_body_whose_inflated_bytes_pass_the_budget_is_still_opened() {
     // Its inflated bytes are more than the whole budget: they take all of it.
-    let stub = Arc::new(Stub { capacity: true, admit: true, held: Mutex::default() });
-    let e = edge_with(Arc::clone(&stub), Duration::from_secs(30), |c| {
+    let (stub, e) = holding_edge(|c| {
         c.max_held_body_bytes = 1 << 20;
     });
     let count = (3 << 20) / (2 * records(1).len());
@@ -302,9 +314,9 @@ fn a_gzip_body_whose_inflated_bytes_pass_the_budget_is_still_opened() {
         let addr = e.addr;
         move || deliver_encoded(addr, &packed, "gzip")
     });
-    let submitted = || !stub.held.lock().unwrap().is_empty();
+    let submitted = || stub.holds(1);
     assert!(testkit::wait_until(Duration::from_secs(10), submitted), "opened and submitted");
-    stub.held.lock().unwrap().drain(..).for_each(AckPart::complete);
+    stub.settle();
     let reply = delivery.join().unwrap();
     assert_eq!((reply.status, reply.json()["accepted"].as_u64()), (200, Some(count as u64)));
 }
@@ -314,11 +326,10 @@ fn a_gzip_body_is_opened_while_other_bodies_hold_the_budget() {
     // A sink that never confirms keeps the first delivery's 900 KiB held, of a 1 MiB budget. A
     // gzip body inflating to 600 KiB is still opened: inflated bytes have a budget of their own
     // (from the first, they would be refused while others hold it, or wait on them).
-    let stub = Arc::new(Stub { capacity: true, admit: true, held: Mutex::default() });
-    let e = edge_with(Arc::clone(&stub), Duration::from_secs(30), |c| {
+    let (stub, e) = holding_edge(|c| {
         c.max_held_body_bytes = 1 << 20;
     });
-    let held = |n: usize| stub.held.lock().unwrap().len() >= n;
+    let held = |n| stub.holds(n);
     let per_kib = |kib: usize| (kib << 10) / records(1).len();
     let (first_count, second_count) = (per_kib(900), per_kib(600));
     let first = std::thread::spawn({
@@ -333,7 +344,7 @@ fn a_gzip_body_is_opened_while_other_bodies_hold_the_budget() {
         move || deliver_encoded(addr, &packed, "gzip")
     });
     assert!(testkit::wait_until(Duration::from_secs(10), || held(2)), "the gzip body opened");
-    stub.held.lock().unwrap().drain(..).for_each(AckPart::complete);
+    stub.settle();
     for (delivery, count) in [(first, first_count), (second, second_count)] {
         let reply = delivery.join().unwrap();
         assert_eq!((reply.status, reply.json()["accepted"].as_u64()), (200, Some(count as u64)));
