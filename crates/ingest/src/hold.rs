@@ -144,7 +144,9 @@ impl Held {
     /// budget takes all of it: it waits for nothing else to be held, and is never refused for
     /// ever.
     pub(crate) fn hold(&self, bytes: usize) -> Result<OwnedSemaphorePermit, IngestError> {
-        self.take(self.places_of(bytes))
+        Arc::clone(&self.places)
+            .try_acquire_many_owned(self.places_of(bytes))
+            .map_err(|_| IngestError::Overloaded)
     }
 
     /// [`Self::wait_for`] from a thread of the blocking pool (never a runtime worker, where
@@ -154,15 +156,8 @@ impl Held {
         bytes: usize,
         wait: std::time::Duration,
     ) -> Result<OwnedSemaphorePermit, IngestError> {
-        if let Ok(permit) = self.hold(bytes) {
-            return Ok(permit);
-        }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| IngestError::Overloaded)?;
         runtime.block_on(self.wait_for(bytes, wait))
-    }
-
-    fn take(&self, places: u32) -> Result<OwnedSemaphorePermit, IngestError> {
-        Arc::clone(&self.places).try_acquire_many_owned(places).map_err(|_| IngestError::Overloaded)
     }
 }
 
@@ -332,23 +327,13 @@ mod tests {
         // a body larger than the whole budget takes all of it.
         let waiter = block_for(1 << 30, std::time::Duration::from_secs(60));
         let queued = || held.places.available_permits() == 0;
-        assert!(eventually(queued), "the waiter queued");
+        let within = std::time::Duration::from_secs(10);
+        assert!(testkit::wait_until(within, queued), "the waiter queued");
         assert!(!waiter.is_finished());
         drop(one);
         assert_eq!(runtime.block_on(waiter).unwrap().unwrap().num_permits(), 2);
-        assert_eq!(held.block_for(1, std::time::Duration::ZERO).unwrap().num_permits(), 1);
-    }
-
-    /// Whether `condition` holds within 10 s, polled every millisecond.
-    fn eventually(condition: impl Fn() -> bool) -> bool {
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !condition() {
-            if std::time::Instant::now() > until {
-                return false;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        true
+        let free = block_for(1, std::time::Duration::ZERO);
+        assert_eq!(runtime.block_on(free).unwrap().unwrap().num_permits(), 1);
     }
 
     #[test]
