@@ -1,6 +1,7 @@
 //! Sync lanes of the file sink, on the simulated disk with the syncers on their threads
 //! (`sim::threaded`): a sync held on one lane does not hold the batches written to another, and
-//! the per-stage latency histograms count every batch.
+//! the per-stage latency histograms count every batch; a write that fails while the groups
+//! before it wait for their sync leaves that sync to the syncer.
 
 mod sim;
 
@@ -14,7 +15,7 @@ use prometheus_client::registry::Registry;
 use record::Dispatch;
 use sim::threaded::Threaded;
 use sim::{batch, SimDisk};
-use testkit::block_on;
+use testkit::{block_on, wait_until};
 
 const LOGS: &str = "/sim/logs";
 const WITHIN: Duration = Duration::from_secs(10);
@@ -75,4 +76,62 @@ fn a_sync_held_on_one_lane_does_not_hold_the_batches_of_the_other() {
     assert!(workers.join(WITHIN).is_empty(), "a worker did not stop");
     let done = threaded.disk.files(Path::new(LOGS));
     assert_eq!(done.keys().filter(|n| n.ends_with(".ndjson")).count(), 2, "{:?}", done.keys());
+}
+
+/// Whether a file in `dir` holds the record with this id.
+fn holds(disk: &SimDisk, id: &str) -> bool {
+    let needle = format!(r#"{{"id":"{id}""#);
+    let found = |data: &Vec<u8>| data.windows(needle.len()).any(|w| w == needle.as_bytes());
+    disk.files(Path::new(LOGS)).values().any(found)
+}
+
+#[test]
+fn a_failed_write_leaves_the_sync_of_the_groups_before_it_to_the_syncer() {
+    // Linux reports a failed writeback once per open file: had the writer synced the file when
+    // it left it, a failure there would be the one report, and the syncer's `fdatasync` for the
+    // groups already written would then succeed and acknowledge bytes that never reached the disk.
+    let threaded = Threaded::new(SimDisk::new(11));
+    threaded.disk.knobs(|k| k.failed_sync_loses_pages = true);
+    let metrics = PipelineMetrics::register(&mut Registry::default());
+    // One lane, so that the second batch waits behind the first (as when every lane is busy).
+    let config = FileSinkConfig { sync_lanes: 1, ..FileSinkConfig::new(LOGS) };
+    let sink = FileSink::records_on(Arc::new(threaded.clone()), config, &metrics).unwrap();
+    let (pipeline, workers) =
+        Pipeline::start(PipelineConfig::default(), vec![Box::new(sink)], metrics).unwrap();
+    let submit = |id: &str, digest| {
+        let waiter = pipeline.try_submit(batch(&[id.into()], &[10], digest)).unwrap();
+        let (tx, settled) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || tx.send(block_on(waiter.wait()).is_ok()).unwrap());
+        settled
+    };
+
+    // The first batch's sync is held; the second is written meanwhile and waits behind it.
+    threaded.hold_next_sync();
+    let first = submit("a", 1);
+    assert!(threaded.wait_until_held(WITHIN), "the first batch's sync never started");
+    let second = submit("b", 2);
+    assert!(wait_until(WITHIN, || holds(&threaded.disk, "b")), "the second batch was not written");
+
+    // The third batch's write fails, and so does the next `sync_all`, losing what is unsynced.
+    threaded.disk.knobs(|k| {
+        k.fail_next.insert("append", 1);
+        k.fail_next.insert("sync_all", 1);
+    });
+    assert!(!submit("c", 3).recv_timeout(WITHIN).unwrap(), "the failed write was acknowledged");
+    threaded.release();
+    let first = first.recv_timeout(WITHIN).unwrap();
+    let second = second.recv_timeout(WITHIN).unwrap();
+    drop(pipeline);
+    assert!(workers.join(WITHIN).is_empty(), "a worker did not stop");
+
+    // Every acknowledged record survives the power loss.
+    let disk = threaded.disk.reboot();
+    for (id, acknowledged) in [("a", first), ("b", second)] {
+        assert!(acknowledged, "{id} was written before the failure and its sync succeeded");
+        assert!(
+            holds(&disk, id),
+            "{id} was acknowledged and lost: {:?}",
+            disk.files(Path::new(LOGS))
+        );
+    }
 }

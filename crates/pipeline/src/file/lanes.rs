@@ -151,8 +151,21 @@ impl Lane {
     }
 
     /// Leaves the current file (completing it as it is) and fails `jobs`.
+    ///
+    /// With a syncer, the file is completed by the syncer, after the groups already handed to it:
+    /// their `fdatasync` must be the first sync of the file after their writes. A sync here, on
+    /// the writer's thread, could fail and take the kernel's one report of lost pages with it;
+    /// the syncer's later `fdatasync` would then succeed and acknowledge groups that are gone.
     pub(super) fn abandon(&mut self, jobs: &mut [Job], e: &io::Error, settler: &Settler) {
         // Start afresh in a new file: the old one may be unusable (or the disk full).
+        if let (Some(syncer), Some(current)) = (&mut self.syncer, self.file.current.take()) {
+            match syncer.send(SyncOrder::Finish(current)) {
+                Ok(()) => {}
+                // The syncer is gone (it panicked): nothing waits for it; complete it here.
+                Err(SyncOrder::Finish(current)) => self.file.current = Some(current),
+                Err(_) => {}
+            }
+        }
         let _ = self.file.complete();
         self.file.current = None;
         settler.fail(jobs, e);

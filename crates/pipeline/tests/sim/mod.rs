@@ -8,6 +8,7 @@
 
 // Each test binary uses part of it.
 #![allow(dead_code)]
+pub(crate) mod seeded;
 pub(crate) mod threaded;
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, IoSlice};
@@ -22,33 +23,8 @@ use pipeline::storage::{LockGuard, Storage, StoredFile};
 use pipeline::{Health, Job, Sink, Takes};
 use record::{Batch, FieldSpan, Record, RecordMeta};
 
-/// A small, seeded generator (SplitMix64): deterministic, no dependency.
-#[derive(Debug, Clone)]
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    pub(crate) fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x5DEE_CE66_D1CE_4E5B)
-    }
-
-    pub(crate) fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n` > 0).
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// True once in `n`.
-    pub(crate) fn one_in(&mut self, n: u64) -> bool {
-        self.below(n) == 0
-    }
-}
+#[allow(unused_imports)]
+pub(crate) use seeded::{run_seeds, seeds, Rng};
 
 /// Kinds of operations, for injected faults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -104,6 +80,10 @@ pub(crate) struct Knobs {
     pub(crate) skip: HashSet<Op>,
     /// Split a write once in this many (a short `writev`; 0: never).
     pub(crate) short_write_one_in: u64,
+    /// A failed sync loses the file's unsynced bytes (they read as zeros from then on), and a
+    /// later sync succeeds: Linux reports a failed writeback once per open file, and its dirty
+    /// pages are marked clean all the same.
+    pub(crate) failed_sync_loses_pages: bool,
 }
 
 #[derive(Debug)]
@@ -178,7 +158,14 @@ impl State {
     }
 
     fn sync_file(&mut self, ino: usize, op: Op) -> io::Result<()> {
-        self.begin(op)?;
+        if let Err(e) = self.begin(op) {
+            if self.knobs.failed_sync_loses_pages && !self.crashed {
+                let inode = &mut self.inodes[ino];
+                let from = inode.durable.len().min(inode.data.len());
+                inode.data[from..].fill(0);
+            }
+            return Err(e);
+        }
         if !self.knobs.skip.contains(&op) {
             let inode = &mut self.inodes[ino];
             inode.durable = inode.data.clone();
@@ -561,40 +548,4 @@ pub(crate) fn batch(ids: &[String], pads: &[usize], digest: u128) -> Batch {
         pinned_bytes: 0,
         digest,
     }
-}
-
-/// The seeds a run covers: `SPILLWAY_CRASH_SEED` alone when set (to replay one), else
-/// `SPILLWAY_CRASH_SEEDS` of them (or `default`) from 0.
-pub(crate) fn seeds(default: u64) -> Vec<u64> {
-    let env = |name: &str| {
-        std::env::var(name)
-            .ok()
-            .map(|v| v.trim().parse::<u64>().unwrap_or_else(|_| panic!("{name}: {v:?}")))
-    };
-    match env("SPILLWAY_CRASH_SEED") {
-        Some(seed) => vec![seed],
-        None => (0..env("SPILLWAY_CRASH_SEEDS").unwrap_or(default)).collect(),
-    }
-}
-
-/// Runs `one` for each of `seeds` until `bound` has passed; returns the failing seeds with what
-/// failed (a panic counts), and what the others returned.
-pub(crate) fn run_seeds<O>(
-    seeds: impl Iterator<Item = u64>,
-    bound: Duration,
-    one: impl Fn(u64) -> Result<O, String>,
-) -> (Vec<(u64, String)>, Vec<O>) {
-    let started = Instant::now();
-    let (mut failures, mut outcomes) = (Vec::new(), Vec::new());
-    for seed in seeds {
-        if started.elapsed() > bound {
-            break;
-        }
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| one(seed))) {
-            Ok(Ok(outcome)) => outcomes.push(outcome),
-            Ok(Err(e)) => failures.push((seed, e)),
-            Err(_) => failures.push((seed, "panicked (see above)".to_owned())),
-        }
-    }
-    (failures, outcomes)
 }
