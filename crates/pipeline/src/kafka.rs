@@ -391,7 +391,7 @@ impl KafkaSink {
             .map_err(|e| PipelineError::Open {
             sink: KAFKA,
             path: config.brokers.clone(),
-            source: std::io::Error::other(e.to_string()),
+            source: std::io::Error::other(crate::kafka_properties::client_error(&e)),
         })?;
         let topics = match config.create_topics {
             true => Some(

@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use rdkafka::error::KafkaError;
+
 use crate::kafka::KafkaSinkConfig;
 
 /// What a redacted value is shown as.
@@ -32,6 +34,24 @@ const SENSITIVE: [&str; 10] = [
 pub fn is_sensitive(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     SENSITIVE.iter().any(|part| key.contains(part))
+}
+
+/// `e` as it may be shown or logged. rust-rdkafka's message for a property librdkafka refuses
+/// (`ClientConfig`: unknown, mistyped, or not supported by this build, such as the TLS
+/// passwords) ends with the property's value, and librdkafka's own description may quote it:
+/// here the value is left out of both, whatever the key (a misspelt secret's name is not one
+/// `is_sensitive` knows).
+pub fn client_error(e: &KafkaError) -> String {
+    match e {
+        KafkaError::ClientConfig(_, description, key, value) => {
+            let description = match value.is_empty() {
+                true => description.clone(),
+                false => description.replace(value.as_str(), REDACTED),
+            };
+            format!("the Kafka client refused property {key:?}: {description}")
+        }
+        other => other.to_string(),
+    }
 }
 
 /// The properties that weaken what a `200` means, as (setting, what is set): `acks` (or its
@@ -142,6 +162,32 @@ mod tests {
         }
         for key in ["sasl.username", "security.protocol", "acks", "ssl.ca.location"] {
             assert!(!is_sensitive(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn a_refused_property_is_reported_without_its_value() {
+        use crate::kafka::{KafkaSink, KafkaSinkConfig};
+        let metrics = crate::PipelineMetrics::register(&mut Default::default());
+        // Not supported by this build (no TLS in librdkafka), misspelt, and a bad value.
+        for (key, value) in [
+            ("ssl.key.password", "hunter2-tls"),
+            ("sasl.pasword", "hunter2-typo"),
+            ("security.protocol", "hunter2-protocol"),
+        ] {
+            let config = KafkaSinkConfig {
+                properties: vec![(key.to_owned(), value.to_owned())],
+                ..KafkaSinkConfig::new("127.0.0.1:9")
+            };
+            let Err(e) = KafkaSink::open(config, &metrics) else { panic!("{key} was taken") };
+            let mut shown = format!("{e} {e:?}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                shown.push_str(&format!(" {s} {s:?}"));
+                source = s.source();
+            }
+            assert!(!shown.contains("hunter2"), "{key}'s value shown: {shown}");
+            assert!(shown.contains(key), "the property is named: {shown}");
         }
     }
 

@@ -106,7 +106,8 @@ fn run(config: &ClientConfig, plan: &TopicPlan, stopped: &Receiver<()>, created:
 
 /// One attempt: creates every topic of `plan`, an existing one counting as created.
 fn create(config: &ClientConfig, plan: &TopicPlan) -> Result<(), String> {
-    let admin: AdminClient<DefaultClientContext> = config.create().map_err(|e| e.to_string())?;
+    let admin: AdminClient<DefaultClientContext> =
+        config.create().map_err(|e| crate::kafka_properties::client_error(&e))?;
     let new: Vec<NewTopic<'_>> = plan
         .topics
         .iter()
