@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::DISABLED_CODE;
 use crate::model::{
-    AccessToken, CreateDrain, CreateLogDrain, Drain, DrainList, DrainTestResult, EnvUpsert, EnvVar,
-    ExchangeCode, IntegrationConfiguration, LogDrain, TestDrain, UpdateDrain, VerifyEndpoint,
+    AccessToken, CreateDrain, CreateLogDrain, DeliveryRequest, Drain, DrainList, DrainTestResult,
+    EnvUpsert, EnvVar, ExchangeCode, IntegrationConfiguration, LogDrain, TestDrain, UpdateDrain,
+    VerifyEndpoint,
 };
 use crate::{ControlError, Secret};
 
@@ -180,7 +181,9 @@ impl VercelClient {
 
     /// `POST /v1/drains`.
     pub async fn create_drain(&self, drain: &CreateDrain) -> Result<Drain, ControlError> {
-        self.json(Call::new(Method::POST, &["v1", "drains"]).json(drain)).await
+        let mut call = Call::new(Method::POST, &["v1", "drains"]).json(drain);
+        call.secrets = drain.delivery.secrets().collect();
+        self.json(call).await
     }
 
     /// `GET /v1/drains`: one page.
@@ -239,7 +242,10 @@ impl VercelClient {
         id: &str,
         update: &UpdateDrain,
     ) -> Result<Drain, ControlError> {
-        self.json(Call::new(Method::PATCH, &["v1", "drains", id]).json(update)).await
+        let segments = ["v1", "drains", id];
+        let mut call = Call::new(Method::PATCH, &segments).json(update);
+        call.secrets = update.delivery.iter().flat_map(DeliveryRequest::secrets).collect();
+        self.json(call).await
     }
 
     /// `DELETE /v1/drains/{id}`.
@@ -249,7 +255,9 @@ impl VercelClient {
 
     /// `POST /v1/drains/test`: has Vercel send a sample batch to `test.delivery.endpoint`.
     pub async fn test_drain(&self, test: &TestDrain) -> Result<DrainTestResult, ControlError> {
-        self.json(Call::new(Method::POST, &["v1", "drains", "test"]).json(test)).await
+        let mut call = Call::new(Method::POST, &["v1", "drains", "test"]).json(test);
+        call.secrets = test.delivery.secrets().collect();
+        self.json(call).await
     }
 
     /// `POST /v2/integrations/log-drains`: creates a drain through the legacy, deprecated

@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use control::model::{
     log_schemas, CreateDrain, CreateLogDrain, DeliveryRequest, DrainStatus, Encoding, EnvTarget,
     EnvType, EnvVar, ExchangeCode, TestDrain, UpdateDrain,
@@ -477,4 +479,75 @@ async fn a_drain_without_headers_sends_an_empty_headers_object() {
         ..UpdateDrain::default()
     };
     s.user().update_drain(&created.id, &update).await.expect("updated without headers");
+}
+
+/// A server that answers every request `400`, its message quoting `quoted`: an API that quotes
+/// back what it refuses. Returns its base URL.
+async fn quoting_server(quoted: &'static str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // The request's head, then as many bytes as its `Content-Length` says.
+                let (mut request, mut chunk) = (Vec::new(), [0u8; 8192]);
+                loop {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&chunk[..n]),
+                    }
+                    let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+                    let length = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                    if request.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+                let body = format!(r#"{{"error":{{"code":"bad_request","message":"{quoted}"}}}}"#);
+                let response = format!(
+                    "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    base
+}
+
+#[tokio::test]
+async fn api_errors_never_quote_a_drains_secret_or_header_values() {
+    let base = quoting_server("refused header Bearer tok-header-1 and secret sec-drain-1").await;
+    let client = VercelClient::new(ClientConfig {
+        base_url: base,
+        token: Some(Secret::new("tok_user")),
+        max_retries: 0,
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    let mut delivery = DeliveryRequest::http("https://logs.example.com/in", Encoding::Ndjson);
+    delivery.headers.insert("authorization".to_owned(), Secret::new("Bearer tok-header-1"));
+    delivery.secret = Some(Secret::new("sec-drain-1"));
+    let create = CreateDrain { delivery: delivery.clone(), ..drain("d", "https://unused.example") };
+    let update = UpdateDrain { delivery: Some(delivery.clone()), ..UpdateDrain::default() };
+    let test = TestDrain { schemas: log_schemas(), delivery };
+    let errors = [
+        client.create_drain(&create).await.map(drop).unwrap_err(),
+        client.update_drain("drn_1", &update).await.map(drop).unwrap_err(),
+        client.test_drain(&test).await.map(drop).unwrap_err(),
+    ];
+    for err in errors {
+        assert_eq!(api_error(&err), (400, "bad_request"));
+        for text in [err.to_string(), format!("{err:?}")] {
+            assert!(!text.contains("tok-header-1"), "a header's value is quoted: {text}");
+            assert!(!text.contains("sec-drain-1"), "the drain's secret is quoted: {text}");
+            assert!(text.contains("refused header"), "the rest of the message is kept: {text}");
+        }
+    }
 }

@@ -73,6 +73,11 @@ pub struct DeliveryRequest {
 }
 
 impl DeliveryRequest {
+    /// What an API error must not quote back: the secret and every header's value.
+    pub(crate) fn secrets(&self) -> impl Iterator<Item = &str> {
+        self.secret.iter().chain(self.headers.values()).map(Secret::expose)
+    }
+
     /// An HTTP delivery to `endpoint` in `encoding`, uncompressed, without headers or secret.
     pub fn http(endpoint: impl Into<String>, encoding: Encoding) -> DeliveryRequest {
         DeliveryRequest {
