@@ -1,6 +1,7 @@
 //! TLS termination over real sockets on 127.0.0.1, with certificates made in the test: signed
 //! deliveries stored over HTTP/1.1 and HTTP/2 (by ALPN), a rewritten certificate served to new
-//! connections while an open one keeps working, and plain HTTP to the TLS port refused cleanly;
+//! connections while an open one keeps working, plain HTTP to the TLS port refused cleanly, and
+//! a client silent after its handshake closed, whichever protocol it chose;
 //! a reload (`SIGHUP`) re-reads the files at once, and one with a bad pair changes nothing.
 
 mod common;
@@ -191,6 +192,39 @@ async fn plain_http_to_the_tls_port_is_refused_cleanly() {
 
     let stream = connect(edge.addr, &[cert], b"http/1.1").await;
     assert_eq!(status(&mut h1(stream).await).await, 200, "still serving TLS");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_silent_after_its_handshake_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = write_cert(dir.path());
+    let edge = start(dir.path()).await;
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    // The header timeout is 2 s. An HTTP/2 client that sent its preface gets pings, and is
+    // closed when it leaves them unanswered (2 s apart, then 2 s to answer).
+    let silences: [(&[u8], &[u8]); 4] =
+        [(b"http/1.1", b""), (b"h2", b""), (b"h2", &PREFACE[..8]), (b"h2", PREFACE)];
+    let mut waits = Vec::new();
+    for (alpn, sent) in silences {
+        let mut stream = connect(edge.addr, std::slice::from_ref(&cert), alpn).await;
+        stream.write_all(sent).await.unwrap();
+        let closed = async move {
+            let mut buf = [0u8; 1024];
+            while let Ok(1..) = stream.read(&mut buf).await {}
+        };
+        let within = tokio::time::timeout(Duration::from_secs(10), closed);
+        waits.push((alpn, sent, tokio::spawn(within)));
+    }
+    for (alpn, sent, wait) in waits {
+        let alpn = String::from_utf8_lossy(alpn);
+        let sent = String::from_utf8_lossy(sent);
+        assert!(wait.await.unwrap().is_ok(), "{alpn} after {sent:?}: still open after 10 s");
+    }
+    let stream = connect(edge.addr, &[cert], b"h2").await;
+    let (mut send, conn) =
+        http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    assert_eq!(send.send_request(delivery()).await.unwrap().status(), 200, "still serving");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

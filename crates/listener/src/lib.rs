@@ -30,6 +30,7 @@
 
 mod accept;
 mod client;
+mod preface;
 mod reply;
 mod signing;
 mod tls;

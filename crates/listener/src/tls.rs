@@ -1,5 +1,6 @@
 //! TLS termination for [`crate::serve`]: rustls with the `ring` provider and its safe defaults
-//! (TLS 1.2 and 1.3, forward-secret AEAD suites only), HTTP/1.1 or HTTP/2 by ALPN, and a
+//! (TLS 1.2 and 1.3, forward-secret AEAD suites only), HTTP/1.1 or HTTP/2 by ALPN (HTTP/2 with
+//! its streams, headers and windows bounded), and a
 //! certificate that is re-read when its PEM files change without touching open connections:
 //! every handshake asks [`CertStore`] for the current key, so only new connections see a new one.
 
@@ -12,10 +13,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::Service;
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::Watcher;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -25,8 +26,19 @@ use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::accept::Limits;
+use crate::accept::{Limits, READ_BUFFER_BYTES};
+use crate::preface::{FirstBytes, HTTP2_PREFACE_BYTES};
 use crate::reply::Reply;
+
+/// Streams open at once on one HTTP/2 connection: with their headers and the window below, what
+/// one connection can make the process hold stays near HTTP/1.1's read buffer. A client that
+/// wants more sends on more connections, each counted by `max_connections`.
+const HTTP2_MAX_STREAMS: u32 = 4;
+/// An HTTP/2 stream's header block, decoded (hyper's own default, stated).
+const HTTP2_MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
+/// HTTP/2 flow-control windows, of the stream and of the connection: body bytes a client may
+/// send ahead of the handler's reading them (the protocol's default is 65,535; hyper's 1 MiB).
+const HTTP2_WINDOW_BYTES: u32 = READ_BUFFER_BYTES as u32;
 
 /// [`crate::serve`] over TLS: each accepted connection's handshake is bounded by
 /// `limits.header_read_timeout`, the certificate files are polled while it serves.
@@ -93,8 +105,8 @@ impl Tls {
         Ok(Tls { acceptor, store })
     }
 
-    /// Re-reads the files if their modification time or size changed since they were last
-    /// read. `Ok(true)`: a new certificate serves the next handshakes. On error the current one
+    /// Re-reads the files if their modification time, size or inode changed since they were
+    /// last read. `Ok(true)`: a new certificate serves the next handshakes. On error the current one
     /// stays, and the same files are not retried until they change again.
     pub fn reload_if_changed(&self) -> io::Result<bool> {
         let now = stamp_of(&self.store.files)?;
@@ -106,11 +118,12 @@ impl Tls {
 
     /// Re-reads the files now (on `SIGHUP`). On error the current certificate stays.
     pub fn reload(&self) -> io::Result<()> {
-        let loaded = load_key(&self.store.files);
+        // Stamped before the read: files replaced during it (the key renamed into place, then
+        // the certificate) differ from the stamp, and are read again at the next poll.
         if let Ok(stamp) = stamp_of(&self.store.files) {
             *self.store.stamp.lock().expect("stamp lock") = stamp;
         }
-        let (key, _) = loaded?;
+        let (key, _) = load_key(&self.store.files)?;
         *self.store.current.write().expect("certificate lock") = key;
         Ok(())
     }
@@ -168,16 +181,34 @@ impl Tls {
                     Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                     Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
                 };
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(handshake_timeout)
-                .keep_alive(true)
-                .max_buf_size(crate::accept::READ_BUFFER_BYTES);
-            builder.http2().timer(TokioTimer::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(conn).await {
+            // By ALPN, not by hyper-util's `auto` sniffing, whose read of the first bytes has no
+            // timer: a client silent after its handshake would hold its place for ever.
+            let ended = match stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                true => {
+                    let stream = FirstBytes::new(stream, HTTP2_PREFACE_BYTES, handshake_timeout);
+                    let conn = http2::Builder::new(TokioExecutor::new())
+                        .timer(TokioTimer::new())
+                        .max_concurrent_streams(HTTP2_MAX_STREAMS)
+                        .max_header_list_size(HTTP2_MAX_HEADER_LIST_BYTES)
+                        .initial_stream_window_size(HTTP2_WINDOW_BYTES)
+                        .initial_connection_window_size(HTTP2_WINDOW_BYTES)
+                        // A client that stops answering pings is closed.
+                        .keep_alive_interval(handshake_timeout)
+                        .keep_alive_timeout(handshake_timeout)
+                        .serve_connection(TokioIo::new(stream), service);
+                    watcher.watch(conn).await
+                }
+                false => {
+                    let conn = http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(handshake_timeout)
+                        .keep_alive(true)
+                        .max_buf_size(READ_BUFFER_BYTES)
+                        .serve_connection(TokioIo::new(stream), service);
+                    watcher.watch(conn).await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "TLS connection ended with an error");
             }
             drop(permit);
@@ -202,7 +233,7 @@ struct CertStore {
     stamp: Mutex<Stamp>,
 }
 
-type Stamp = [(SystemTime, u64); 2];
+type Stamp = [(SystemTime, u64, u64); 2];
 
 impl fmt::Debug for CertStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -216,10 +247,12 @@ impl ResolvesServerCert for CertStore {
     }
 }
 
+/// Each file's modification time, size and inode: a file renamed into place is a new inode, so
+/// a replacement is seen even within the clock tick of the one before and of the same size.
 fn stamp_of(files: &TlsFiles) -> io::Result<Stamp> {
-    let one = |path: &Path| -> io::Result<(SystemTime, u64)> {
+    let one = |path: &Path| -> io::Result<(SystemTime, u64, u64)> {
         let meta = std::fs::metadata(path).map_err(|e| in_file(path, e))?;
-        Ok((meta.modified()?, meta.len()))
+        Ok((meta.modified()?, meta.len(), std::os::unix::fs::MetadataExt::ino(&meta)))
     };
     Ok([one(&files.cert_path)?, one(&files.key_path)?])
 }
