@@ -47,19 +47,22 @@ impl SeenIds {
     pub(crate) fn drop_seen(&self, batch: &mut Batch) -> (Vec<u128>, usize) {
         let seed = xxhash_rust::xxh3::xxh3_64(batch.drain.as_bytes())
             ^ xxhash_rust::xxh3::xxh3_64(batch.data_type.as_str().as_bytes());
+        // Hashed before the lock is taken; a set for the batch's own repeats, so a body of
+        // hundreds of thousands of small records costs as many lookups, not their square.
+        let keys: Vec<Option<u128>> = (batch.records.iter())
+            .map(|r| r.id().map(|id| xxhash_rust::xxh3::xxh3_128_with_seed(id.as_bytes(), seed)))
+            .collect();
+        let mut kept = HashSet::with_capacity(keys.len());
+        let before = batch.records.len();
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         self.expire(&mut inner, Instant::now());
-        let mut kept = Vec::with_capacity(batch.records.len());
-        let before = batch.records.len();
-        batch.records.retain(|record| {
-            let Some(id) = record.id() else { return true };
-            let key = xxhash_rust::xxh3::xxh3_128_with_seed(id.as_bytes(), seed);
-            if inner.set.contains(&key) || kept.contains(&key) {
-                return false;
-            }
-            kept.push(key);
-            true
+        let mut keys = keys.into_iter();
+        batch.records.retain(|_| match keys.next().flatten() {
+            None => true,
+            Some(key) => !inner.set.contains(&key) && kept.insert(key),
         });
+        drop(inner);
+        let kept = kept.into_iter().collect();
         (kept, before - batch.records.len())
     }
 
