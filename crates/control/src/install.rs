@@ -78,6 +78,10 @@ pub enum InstallError {
     /// The Vercel API failed during the exchange.
     #[error("the Vercel API failed")]
     VercelUnavailable,
+    /// The installation's configuration, which says which projects it covers, could not be
+    /// read (or names a selection this client does not know): nothing was created.
+    #[error("cannot read which projects the installation covers; nothing was created")]
+    ProjectsUnknown,
     /// Vercel refused to create the installation's drain.
     #[error("the Vercel API refused the drain")]
     DrainNotCreated,
@@ -233,12 +237,26 @@ impl Integration {
 
         let client = self.client.with_token(token.access_token, token.team_id.clone());
         let configuration = self.read_configuration(&client, configuration_id).await?;
-        let selected = configuration
-            .as_ref()
-            .filter(|c| c.project_selection == Some(ProjectSelection::Selected))
-            .map(|c| c.projects.clone());
+        let creates = self.config.create_drain && self.config.drain_url.is_some();
+        // Which projects the installation covers: `None` for all of them. Unknown (unread, or
+        // a selection this client does not know), nothing is created: a drain of all the
+        // team's projects would send logs of projects the user did not share.
+        let selected = match configuration.map(|c| (c.project_selection, c.projects)) {
+            Some((Some(ProjectSelection::All), _)) => None,
+            Some((Some(ProjectSelection::Selected), projects)) => Some(projects),
+            _ if creates || self.config.project_env.is_some() => {
+                tracing::warn!(configuration_id, "install stopped: its projects are unknown");
+                return Err(InstallError::ProjectsUnknown);
+            }
+            _ => None,
+        };
+        if selected.as_ref().is_some_and(Vec::is_empty) {
+            // An empty list is not "all": there is nothing for a drain to cover.
+            tracing::info!(configuration_id, "no drain created: no project is selected");
+            return Ok(());
+        }
         let mut endpoint = None;
-        if let (true, Some(drain_url)) = (self.config.create_drain, &self.config.drain_url) {
+        if let (true, Some(drain_url)) = (creates, &self.config.drain_url) {
             endpoint = self
                 .create_drains(&client, configuration_id, drain_url, selected.as_deref())
                 .await?;
@@ -276,7 +294,7 @@ impl Integration {
                 Err(self.disabled(configuration_id).await)
             }
             Err(e) => {
-                // Scopes stay unknown; the drain can still be tried.
+                // Scopes and projects stay unknown.
                 tracing::warn!(
                     configuration_id,
                     status = e.status(),

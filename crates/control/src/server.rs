@@ -220,6 +220,7 @@ fn install_reply(error: &InstallError) -> Reply {
         InstallError::CodeRefused => (StatusCode::BAD_REQUEST, "invalid_code"),
         InstallError::VercelUnavailable => (StatusCode::BAD_GATEWAY, "vercel_unavailable"),
         InstallError::DrainNotCreated => (StatusCode::BAD_GATEWAY, "drain_not_created"),
+        InstallError::ProjectsUnknown => (StatusCode::BAD_GATEWAY, "projects_unknown"),
         InstallError::InstallationMismatch => (StatusCode::BAD_REQUEST, "installation_mismatch"),
         InstallError::TeamNotAllowed => (StatusCode::FORBIDDEN, "team_not_allowed"),
         InstallError::InvalidState(_) => (StatusCode::FORBIDDEN, "invalid_state"),

@@ -391,3 +391,34 @@ fn a_new_project_of_an_all_projects_installation_gets_project_env() {
     let status = sim.webhook(&app, "project.created", json!({"team": {"id": "team_all"}}));
     assert_eq!(status, 400);
 }
+
+#[test]
+fn an_installation_whose_projects_are_none_or_unknown_gets_no_drain() {
+    let sim = Sim::start();
+    let app = start(&sim);
+    let drains_of = |installation: &Installation| {
+        let client = sim.client_for(installation);
+        sim.runtime.block_on(client.list_all_drains(None, 100, 10)).unwrap()
+    };
+
+    // Projects selected, but none: an empty list must not become a drain of every project.
+    let code = sim.sim.issue_code("icfg_none", Some("team_none"));
+    assert!(sim.sim.select_projects("icfg_none", &[]));
+    let reply = callback(&app, &code, "icfg_none", Some("team_none"), "/done");
+    assert_eq!(reply.status, 302, "{}", reply_text(&reply));
+    let installation = installations(&app).get("icfg_none").unwrap().expect("stored");
+    assert_eq!(drains_of(&installation), vec![], "a drain for no project");
+    assert!(registry(&app).load().unwrap().is_empty());
+
+    // The configuration cannot be read: which projects are shared is unknown, so nothing is
+    // created and the install says why.
+    sim.sim.fail_configuration_reads(true);
+    let code = sim.sim.issue_code("icfg_unread", Some("team_unread"));
+    assert!(sim.sim.select_projects("icfg_unread", &["prj_a"]));
+    let reply = callback(&app, &code, "icfg_unread", Some("team_unread"), "/done");
+    assert_eq!(reply.status, 502, "{}", reply_text(&reply));
+    assert!(reply_text(&reply).contains("projects_unknown"), "{}", reply_text(&reply));
+    let installation = installations(&app).get("icfg_unread").unwrap().expect("stored");
+    assert_eq!(drains_of(&installation), vec![], "a drain while the projects were unknown");
+    assert!(registry(&app).load().unwrap().is_empty());
+}

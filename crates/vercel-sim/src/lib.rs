@@ -188,6 +188,11 @@ impl Simulator {
         self.state().env.get(owner)?.get(project)?.get(key).cloned()
     }
 
+    /// Makes every read of an installation's configuration answer `500` (or not again).
+    pub fn fail_configuration_reads(&self, fail: bool) {
+        self.state().configuration_reads_fail = fail;
+    }
+
     /// Makes the next `n` requests (whatever they are) answer `429 rate_limited` with `hint`.
     pub fn fail_next_requests(&self, n: u32, hint: RateLimitHint) {
         let mut state = self.state();

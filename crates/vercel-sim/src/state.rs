@@ -71,6 +71,8 @@ pub(crate) struct State {
     pub(crate) clock_offset: Duration,
     pub(crate) requests: u64,
     pub(crate) forced_429: u32,
+    /// Reads of an installation's configuration answer `500`.
+    pub(crate) configuration_reads_fail: bool,
     pub(crate) forced_hint: RateLimitHint,
     pub(crate) window_start_secs: u64,
     pub(crate) window_requests: u64,
@@ -104,6 +106,7 @@ impl State {
             clock_offset: Duration::ZERO,
             requests: 0,
             forced_429: 0,
+            configuration_reads_fail: false,
             forced_hint: RateLimitHint::None,
             window_start_secs: 0,
             window_requests: 0,

@@ -17,6 +17,9 @@ fn configuration_visible(principal: &Principal, c: &Configuration) -> bool {
 }
 
 pub(super) fn get_configuration(state: &State, principal: &Principal, id: &str) -> Reply {
+    if state.configuration_reads_fail {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "internal_server_error", "Try again");
+    }
     let Some(c) = state.configurations.get(id).filter(|c| configuration_visible(principal, c))
     else {
         return error(StatusCode::NOT_FOUND, "not_found", "Configuration not found");
