@@ -447,3 +447,25 @@ fn the_integration_creates_a_drain_per_listed_type() {
     );
     assert!(message.contains("integration.data_types[2]: logs is listed twice"), "{message}");
 }
+
+#[test]
+fn a_value_of_the_wrong_type_is_reported_by_its_key_without_the_value() {
+    // A secret written where a list or a number belongs: serde's own message quotes it.
+    for (toml, key) in [
+        (
+            "[vercel]\nrequired_headers = \"Authorization: Bearer tok-1234567890\"\n",
+            "required_headers",
+        ),
+        ("[vercel]\nprevious_drain_secrets = \"tok-1234567890\"\n", "previous_drain_secrets"),
+        (
+            "[sinks.kafka.properties]\n\"sasl.password\" = 1234567890\n",
+            "\"sasl.password\" (line 2)",
+        ),
+        ("[vercel]\nrequired_headers = [\"A: tok-1234567890\", 7]\n", "required_headers (line 2)"),
+    ] {
+        let e = RawConfig::from_toml(toml).unwrap_err();
+        assert!(!e.contains("1234567890"), "the value is shown: {e}");
+        assert!(e.contains(key), "{key} is not named: {e}");
+        assert!(e.contains("invalid type") && e.contains(", expected "), "{e}");
+    }
+}

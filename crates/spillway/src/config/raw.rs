@@ -327,6 +327,38 @@ pub struct RawFileSink {
     /// Octal, as a string: `"0750"`.
     pub dir_mode: Option<String>,
 }
+/// A TOML error as it may be printed or logged: the key and line, and what was wrong, without
+/// the value. serde's message quotes it (`invalid type: string "…", expected a sequence`), and it
+/// may be a secret written where a list or a number belongs (`required_headers = "Bearer …"`).
+fn toml_error(e: &toml::de::Error, text: &str) -> String {
+    let message = e.message();
+    let without_value = |rest: &str, kind: &str| {
+        // The value comes before the last ", expected": what it should have been.
+        let expected = rest.rfind(", expected ").map_or("", |at| &rest[at..]);
+        format!("{kind}{expected}")
+    };
+    let message = if let Some(rest) = message.strip_prefix("invalid type: ") {
+        let unexpected = rest.split([' ', ',']).next().unwrap_or_default();
+        format!("invalid type: {}", without_value(rest, unexpected))
+    } else if let Some(rest) = message.strip_prefix("invalid value: ") {
+        let unexpected = rest.split([' ', ',']).next().unwrap_or_default();
+        format!("invalid value: {}", without_value(rest, unexpected))
+    } else if let Some(rest) = message.strip_prefix("unknown variant ") {
+        format!("unknown variant{}", without_value(rest, ""))
+    } else {
+        message.to_owned()
+    };
+    let Some(before) = e.span().and_then(|span| text.get(..span.start)) else { return message };
+    let line = before.matches('\n').count() + 1;
+    let start_of_line = &before[before.rfind('\n').map_or(0, |at| at + 1)..];
+    match start_of_line.split_once('=') {
+        Some((key, _)) if !key.trim().is_empty() => {
+            format!("{} (line {line}): {message}", key.trim())
+        }
+        _ => format!("line {line}: {message}"),
+    }
+}
+
 impl RawConfig {
     /// Reads a TOML file: its settings, and its keys and values as written (from one read).
     pub fn from_file(path: &Path) -> Result<(RawConfig, toml::Table), ConfigError> {
@@ -335,13 +367,13 @@ impl RawConfig {
         let parse = |message| ConfigError::Parse { path: path.to_owned(), message };
         let raw = RawConfig::from_toml(&text).map_err(parse)?;
         // What parsed into settings parses as a table.
-        let table = text.parse().map_err(|e: toml::de::Error| parse(e.message().to_owned()))?;
+        let table = text.parse().map_err(|e: toml::de::Error| parse(toml_error(&e, &text)))?;
         Ok((raw, table))
     }
 
     /// Parses TOML text.
     pub fn from_toml(text: &str) -> Result<RawConfig, String> {
-        toml::from_str(text).map_err(|e| e.message().to_owned())
+        toml::from_str(text).map_err(|e| toml_error(&e, text))
     }
 
     /// Applies the `SPILLWAY_*` overrides from `env` (a lookup, so tests need not touch the
