@@ -240,9 +240,14 @@ pub fn delivery_of(drain: &Drain, endpoint: String, entry: Option<&DrainEntry>) 
     delivery
 }
 
-/// The secret a drain signs with: the registry's, else the one Vercel reports (none for an
-/// integration's drain, which Vercel signs with the integration's secret).
+/// The secret a drain signs with: the registry's, else the one Vercel reports; none for an
+/// integration's drain, which Vercel signs with the integration's secret (the registry's entry
+/// for it keeps a secret it never signs with: sent, it would sign the test delivery, or replace
+/// the integration's secret on an update, and the receiver would refuse every delivery).
 fn secret_of(drain: &Drain, entry: Option<&DrainEntry>) -> Option<Secret> {
+    if entry.is_some_and(|e| e.integration_secret) {
+        return None;
+    }
     entry.map(|e| e.secret.clone()).or_else(|| {
         match drain.delivery.as_ref().and_then(|d| d.secret.as_ref()) {
             Some(DrainSecret::Value(secret)) => Some(secret.clone()),

@@ -565,3 +565,27 @@ fn legacy_log_drains_are_listed_and_deleted_with_an_installation_token() {
     let again = h.run(Some(&token), &["drains", "delete", &created.id]);
     assert_eq!(again.code, 3, "{again:?}");
 }
+
+#[test]
+fn an_integration_drain_is_tested_and_moved_with_the_integration_secret() {
+    // Vercel signs an integration's drains with the client secret; the registry's entry keeps a
+    // secret of its own that nothing signs with, and which must not be sent.
+    let h = Harness::new();
+    let token = h.installation_token("icfg_cli_test");
+    let receiver = Receiver::start();
+    let url = receiver.url("/vercel/logs");
+    let created = h.run(Some(&token), &["drains", "create", "--url", &url, "--json"]);
+    assert_eq!(created.code, 0, "{created:?}");
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(h.only_entry()["integrationSecret"], true, "{:?}", h.only_entry());
+    let client_secret = h.sim.config().client_secret;
+    receiver.require_signature(&client_secret);
+    let tested = h.run(Some(&token), &["drains", "test", &id]);
+    assert_eq!(tested.code, 0, "{tested:?}");
+    assert!(receiver.next().signed_with(&client_secret));
+
+    // Moved, it is still signed with the integration's secret.
+    let moved = h.run(Some(&token), &["drains", "update", &id, "--url", &format!("{url}/")]);
+    assert_eq!(moved.code, 0, "{moved:?}");
+    assert_eq!(h.sim.drain_signing_secret(&id).as_deref(), Some(client_secret.as_str()));
+}
