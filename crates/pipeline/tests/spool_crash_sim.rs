@@ -345,3 +345,43 @@ fn a_failed_append_whose_cut_failed_leaves_nothing_before_the_next() {
     let (mut spool, _) = Spool::open_on(Arc::new(disk.clone()), &config).unwrap();
     assert_eq!(names(read_all(&mut spool).unwrap().0), ["kept"]);
 }
+
+#[test]
+fn a_segment_left_without_its_directory_sync_is_made_durable_at_open() {
+    // A roll creates the next segment, and its directory sync fails (or the process stops right
+    // there): the file is in the directory, not durably. Opened again, the spool appends to it,
+    // so its entry must be made durable before any frame in it is acknowledged.
+    let config = SpoolConfig { max_bytes: 512 << 10, ..SpoolConfig::new(DIR) };
+    let frame = |n: usize| {
+        let mut out = Vec::new();
+        push_frame(&mut out, format!("f{n}|{}", "x".repeat(2000)).as_bytes());
+        out
+    };
+    let segments =
+        |disk: &SimDisk| disk.names(Path::new(DIR)).iter().filter(|n| n.ends_with(".seg")).count();
+    for seed in 0..16 {
+        let disk = SimDisk::new(seed);
+        let (mut spool, _) = Spool::open_on(Arc::new(disk.clone()), &config).unwrap();
+        disk.knobs(|k| k.fail_next = [("sync_dir", 1)].into_iter().collect());
+        let mut n = 0;
+        while segments(&disk) < 2 {
+            spool.append(&frame(n)).unwrap();
+            n += 1;
+        }
+        drop(spool);
+        let (mut spool, _) = Spool::open_on(Arc::new(disk.clone()), &config).unwrap();
+        let acknowledged: Vec<String> = (n..n + 3)
+            .map(|i| {
+                spool.append(&frame(i)).unwrap();
+                format!("f{i}")
+            })
+            .collect();
+        drop(spool);
+        let disk = disk.reboot();
+        let (mut spool, _) = Spool::open_on(Arc::new(disk.clone()), &config).unwrap();
+        let found: Vec<String> = read_all(&mut spool).unwrap().0.iter().map(|p| name(p)).collect();
+        for frame in &acknowledged {
+            assert!(found.contains(frame), "seed {seed}: {frame} acknowledged and lost");
+        }
+    }
+}

@@ -203,6 +203,9 @@ impl Spool {
                 segments.push_back((number, storage.open(&path)?.size()?));
             }
         }
+        // The entries found (and the removals above) may not be durable: a segment created by a
+        // roll whose directory sync failed, or did not happen, becomes the head appended to.
+        storage.sync_dir(&dir)?;
         let committed = match segments.front() {
             Some(&(first, _)) if first == cursor.segment => cursor,
             Some(&(first, _)) => Pos { segment: first, offset: 0 },
