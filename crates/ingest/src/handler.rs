@@ -211,6 +211,15 @@ async fn deliver(
         // Checked where the body is opened, first.
         (Some(_), Some(_)) => Signed::Pending,
     };
+    // What the headers alone decide is refused before the body is inflated or even hashed: a
+    // required header missing, or a signature that is not 40 hex digits (it cannot match). A
+    // probe is still a probe, as where the body is opened.
+    let malformed = signed == Signed::Pending
+        && signature.as_deref().and_then(listener::signature_bytes).is_none();
+    if (malformed || headers_checked.is_err()) && !is_unsigned_probe(raw.as_slice(), gzip) {
+        headers_checked?;
+        return Err(IngestError::BadSignature);
+    }
     // Never a gzip body here: opening one may wait for room (`Held::block_for`).
     let opened = if !gzip && raw.len() <= INLINE_BYTES {
         let (signed, _permit) = authenticate(&state, &target, (&raw, gzip), signed, &signature)?;

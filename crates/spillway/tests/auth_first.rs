@@ -1,6 +1,8 @@
 //! Authentication before work, over real sockets: on a drain with a secret, nothing is inflated
 //! or decoded for a request that shows no signature (Vercel's unsigned `{}` probe aside), and
-//! gzip bodies whose signature does not match their raw bytes are inflated only a few at once.
+//! gzip bodies whose signature does not match their raw bytes are inflated only a few at once;
+//! what the headers alone refuse (a malformed signature, a missing required header) is refused
+//! before any inflating.
 
 mod common;
 
@@ -96,5 +98,30 @@ fn unverified_gzip_inflations_are_bounded() {
     // A delivery signed over the compressed bytes needs no place and is served meanwhile.
     let plain = fixture("logs.ndjson");
     let reply = deliver_encoded(app.addr, &gzip(&plain), "gzip");
+    assert_eq!(reply.status, 200, "{reply:?}");
+}
+
+/// Would catch the edge inflating a gzip body whose headers already refuse it (today's code
+/// would answer these `413` after inflating past `max_inflated_bytes`): a signature that is not
+/// 40 hex digits is `403`, a missing required header `401`, and nothing is inflated.
+#[test]
+fn a_body_the_headers_refuse_is_not_inflated() {
+    let app = TestApp::start(|c| {
+        c.ingest.max_inflated_bytes = 64 * 1024;
+        c.ingest.drain_headers = vec![ingest::RequiredHeader::new("x-team", "t").unwrap()].into();
+    });
+    let bomb = gzip(&vec![b' '; 8 << 20]);
+    let signed = listener::SigningKey::new(SECRET).sign(&bomb);
+    let gz = ("content-encoding", "gzip");
+    for (headers, expected) in [
+        (vec![gz, ("x-team", "t"), ("x-vercel-signature", "zz")], (403, "invalid_signature")),
+        (vec![gz, ("x-vercel-signature", signed.as_str())], (401, "missing_header")),
+    ] {
+        let reply = send(app.addr, "POST", "/vercel/logs", &headers, &bomb);
+        assert_eq!((reply.status, reply.error_code().as_str()), expected, "{headers:?}");
+    }
+    assert_eq!(counter(app.addr, "spillway_inflated_bytes_total"), 0);
+    // A probe is still a probe, before the headers are checked, as it always was.
+    let reply = send(app.addr, "POST", "/vercel/logs", &[gz], &gzip(b"{}"));
     assert_eq!(reply.status, 200, "{reply:?}");
 }
