@@ -1,7 +1,8 @@
 //! TLS termination over real sockets on 127.0.0.1, with certificates made in the test: signed
 //! deliveries stored over HTTP/1.1 and HTTP/2 (by ALPN), a rewritten certificate served to new
 //! connections while an open one keeps working, plain HTTP to the TLS port refused cleanly, and
-//! a client silent after its handshake closed, whichever protocol it chose;
+//! a client silent after its handshake closed, whichever protocol it chose, and one past the
+//! connection limit closed without a plain-text answer;
 //! a reload (`SIGHUP`) re-reads the files at once, and one with a bad pair changes nothing.
 
 mod common;
@@ -49,8 +50,17 @@ async fn start(dir: &Path) -> Edge {
     start_polling(dir, Duration::from_millis(50)).await
 }
 
+async fn start_limited(dir: &Path, max_connections: usize) -> Edge {
+    start_with(dir, Duration::from_millis(50), max_connections).await
+}
+
 async fn start_polling(dir: &Path, poll_interval: Duration) -> Edge {
+    start_with(dir, poll_interval, 1024).await
+}
+
+async fn start_with(dir: &Path, poll_interval: Duration, max_connections: usize) -> Edge {
     let mut config = IngestConfig::new("127.0.0.1:0".parse().unwrap());
+    config.max_connections = max_connections;
     config.drain_secret = Some(SigningKey::new(SECRET));
     config.header_read_timeout = Duration::from_secs(2);
     config.tls = Some(TlsFiles {
@@ -225,6 +235,21 @@ async fn a_client_silent_after_its_handshake_is_closed() {
         http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
     tokio::spawn(conn);
     assert_eq!(send.send_request(delivery()).await.unwrap().status(), 200, "still serving");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_past_the_limit_is_closed_without_plain_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = write_cert(dir.path());
+    let edge = start_limited(dir.path(), 1).await;
+    let held = connect(edge.addr, std::slice::from_ref(&cert), b"http/1.1").await;
+    let mut past = TcpStream::connect(edge.addr).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), past.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the connection past the limit was left open");
+    // A TLS client would read `HTTP/1.1 503` as a record of content type 72 ('H').
+    assert!(answer.is_empty(), "answered {:?}", String::from_utf8_lossy(&answer));
+    drop(held);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -94,8 +94,12 @@ where
             () = &mut shutdown => break,
         };
         let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
-            // A fresh socket's send buffer is empty, so this small write does not block.
-            let _ = stream.try_write(&refusal);
+            // A fresh socket's send buffer is empty, so this small write does not block. A TLS
+            // client would read it as a broken record: it is only closed (a handshake to say
+            // 503 would spend, on each connection past the limit, what the limit protects).
+            if tls.is_none() {
+                let _ = stream.try_write(&refusal);
+            }
             tracing::debug!(%peer, "connection refused: at max_connections");
             continue;
         };
