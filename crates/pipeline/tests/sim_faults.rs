@@ -1,5 +1,6 @@
 //! The file sink when single operations fail, on the simulated disk (`sim`): a failed sync
-//! fails its group and the sink moves to a new file; a file whose completion failed is
+//! fails its group and the sink moves to a new file (with `fsync = "interval"`, a failed sync
+//! of the tick makes the sink unhealthy and moves it to a new file); a file whose completion failed is
 //! completed again on a later tick, with a backoff, and counted in a metric.
 
 mod sim;
@@ -9,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pipeline::file::{FileSink, FileSinkConfig};
+use pipeline::file::{FileSink, FileSinkConfig, FsyncPolicy};
 use pipeline::{Pipeline, PipelineConfig, PipelineMetrics, Workers};
 use prometheus_client::registry::Registry;
 use record::Dispatch;
@@ -129,4 +130,30 @@ fn a_completion_still_failing_at_shutdown_is_left_to_recovery() {
     let done = disk.files(Path::new(LOGS));
     assert_eq!(done.len(), 1);
     assert!(String::from_utf8_lossy(done.values().next().unwrap()).starts_with(r#"{"id":"a""#));
+}
+
+#[test]
+fn a_failed_interval_sync_is_reported_and_the_sink_moves_to_a_new_file() {
+    let disk = SimDisk::new(4);
+    let clock = Arc::new(AtomicU64::new(0));
+    let fsync = FsyncPolicy::Interval(Duration::from_millis(100));
+    let config = FileSinkConfig { fsync, ..FileSinkConfig::new(LOGS) };
+    let (pipeline, workers, registry) = start(&disk, config, &clock);
+    // Acknowledged after its write: the interval's weaker promise.
+    block_on(pipeline.try_submit(one("a", 1)).unwrap().wait()).unwrap();
+    assert!(pipeline.ready());
+    disk.knobs(|k| {
+        k.fail_next.insert("sync_data", 1);
+    });
+    clock.fetch_add(200, Ordering::SeqCst);
+    assert!(wait_until(Duration::from_secs(5), || !pipeline.ready()), "the failure went unseen");
+    let text = metrics_text(&registry);
+    assert!(text.contains(r#"spillway_sink_write_errors_total{sink="file",code="io_error"} 1"#));
+    // The next batch goes to a new file, and the sink is healthy again.
+    block_on(pipeline.try_submit(one("b", 2)).unwrap().wait()).unwrap();
+    assert!(pipeline.ready());
+    drop(pipeline);
+    assert!(workers.join(Duration::from_secs(5)).is_empty());
+    let done = names(&disk, ".ndjson");
+    assert_eq!(done.len(), 2, "{done:?}");
 }

@@ -437,7 +437,14 @@ impl Sink for FileSink {
         if let FsyncPolicy::Interval(every) = file.config.fsync {
             if file.unsynced && now.duration_since(file.last_sync) >= every {
                 if let Err(e) = file.sync(now) {
-                    self.settler.metrics.write_error(self.name, io_code(&e));
+                    let code = io_code(&e);
+                    tracing::error!(sink = self.name, code, error = %e, "interval sync failed; records written since the last one may be lost");
+                    self.settler.metrics.write_error(self.name, code);
+                    self.settler.health.set_healthy(false);
+                    // The kernel may have dropped the file's unsynced pages and will not say so
+                    // again: nothing more goes after them.
+                    let _ = file.complete();
+                    file.current = None;
                 }
             }
         }
