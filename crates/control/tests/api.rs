@@ -551,3 +551,27 @@ async fn api_errors_never_quote_a_drains_secret_or_header_values() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_installation_of_some_projects_may_make_drains_of_those_only() {
+    let s = setup().await;
+    let code = s.sim.issue_code("icfg_some", None);
+    assert!(s.sim.select_projects("icfg_some", &["prj_a", "prj_b"]));
+    let token = s.user().exchange_code(&s.exchange(&code)).await.expect("exchange");
+    let installation = s.user().with_token(token.access_token, token.team_id);
+    let mut all = drain("all", "https://logs.example.com/in");
+    all.project_ids.clear();
+    let mut other = drain("other", "https://logs.example.com/in");
+    other.project_ids = vec!["prj_a".to_owned(), "prj_c".to_owned()];
+    for refused in [all, other] {
+        let err = installation.create_drain(&refused).await.map(drop).unwrap_err();
+        assert_eq!(api_error(&err), (403, "forbidden"), "{}", refused.name);
+    }
+    let mut shared = drain("shared", "https://logs.example.com/in");
+    shared.project_ids = vec!["prj_b".to_owned()];
+    let created = installation.create_drain(&shared).await.expect("a drain of a shared project");
+    let widen =
+        UpdateDrain { project_ids: Some(vec!["prj_c".to_owned()]), ..UpdateDrain::default() };
+    let err = installation.update_drain(&created.id, &widen).await.map(drop).unwrap_err();
+    assert_eq!(api_error(&err), (403, "forbidden"), "widened by an update");
+}

@@ -148,6 +148,9 @@ pub(super) fn create_drain(state: &mut State, principal: &Principal, body: &Valu
         let some = project_ids.as_array().is_some_and(|ids| !ids.is_empty());
         if some { "some" } else { "all" }.to_owned()
     });
+    if let Some(refusal) = outside_installation(state, principal, &projects, &project_ids) {
+        return refusal;
+    }
     let source = match &principal.configuration_id {
         Some(configuration) => json!({
             "kind": "integration",
@@ -185,6 +188,24 @@ pub(super) fn create_drain(state: &mut State, principal: &Principal, body: &Valu
         },
     );
     wire::json(StatusCode::OK, &drain)
+}
+
+/// An installation given some projects only may not make a drain of others, nor of all of
+/// them: `403` when an integration's token asks for that.
+fn outside_installation(
+    state: &State,
+    principal: &Principal,
+    projects: &str,
+    project_ids: &Value,
+) -> Option<Reply> {
+    let configuration = state.configurations.get(principal.configuration_id.as_deref()?)?;
+    let allowed = configuration.projects.as_ref()?;
+    let ids = project_ids.as_array().map(Vec::as_slice).unwrap_or_default();
+    let outside = ids.iter().any(|id| !allowed.iter().any(|a| Some(a.as_str()) == id.as_str()));
+    (projects == "all" || outside).then(|| {
+        let message = "The installation was not given access to every project the drain names";
+        error(StatusCode::FORBIDDEN, "forbidden", message)
+    })
 }
 
 /// A PATCH body's changes, checked against the drain's current JSON: a new `delivery` must
@@ -238,6 +259,12 @@ pub(super) fn update_drain(
     };
     if let Some(Value::Object(delivery)) = changes.remove("delivery") {
         changes.insert("delivery".to_owned(), stored_delivery(state, principal, delivery));
+    }
+    let scope = changes.get("projects").unwrap_or(&current["projects"]);
+    let ids = changes.get("projectIds").unwrap_or(&current["projectIds"]);
+    if let Some(refusal) = outside_installation(state, principal, scope.as_str().unwrap_or(""), ids)
+    {
+        return refusal;
     }
     let now = state.now_ms();
     let Some(drain) = state.drains.get_mut(id) else {
