@@ -203,7 +203,9 @@ async fn deliver(
     // Authentication before any inflating or decoding.
     let signed = match (&target.secret, signature.as_deref()) {
         (None, _) => Signed::NotRequired,
-        (Some(_), None) if is_unsigned_probe(raw.as_slice(), gzip) => return Ok(probe(&state)),
+        (Some(_), None) if is_unsigned_probe(raw.as_slice(), gzip) => {
+            return Ok(probe(&state, target.data_type, content_type.as_ref()))
+        }
         (Some(_), None) => {
             headers_checked?;
             return Err(IngestError::MissingSignature);
@@ -220,6 +222,7 @@ async fn deliver(
         headers_checked?;
         return Err(IngestError::BadSignature);
     }
+    let (data_type, probed_type) = (target.data_type, content_type.clone());
     // Never a gzip body here: opening one may wait for room (`Held::block_for`).
     let opened = if !gzip && raw.len() <= INLINE_BYTES {
         let (signed, _permit) = authenticate(&state, &target, (&raw, gzip), signed, &signature)?;
@@ -243,7 +246,7 @@ async fn deliver(
         .map_err(|_| IngestError::Overloaded)??
     };
     match opened {
-        Opened::Probe => Ok(probe(&state)),
+        Opened::Probe => Ok(probe(&state, data_type, probed_type.as_ref())),
         Opened::Batch(batch) => store(&state, batch).await,
         Opened::NoJson(batch) => {
             // Kept in the dead-letter files first: a 400 loses nothing an operator may need.
@@ -292,9 +295,17 @@ enum Opened {
 const NO_JSON_KEPT_BYTES: usize = 64 * 1024;
 
 /// Endpoint verification: answered whether signed or not, and nothing is stored.
-fn probe(state: &State) -> Response<Full<Bytes>> {
+/// The answer to Vercel's probe: as the path's data type answers a delivery of nothing.
+fn probe(
+    state: &State,
+    data_type: DataType,
+    content_type: Option<&HeaderValue>,
+) -> Response<Full<Bytes>> {
     state.metrics.probe();
-    json(StatusCode::OK, r#"{"accepted":0,"dead_lettered":0}"#.into())
+    match data_type {
+        DataType::Traces => traces::probed(content_type),
+        _ => json(StatusCode::OK, r#"{"accepted":0,"dead_lettered":0}"#.into()),
+    }
 }
 
 /// Hands `batch` to the pipeline and answers once every sink holding part of it confirmed.

@@ -261,3 +261,19 @@ fn the_documented_example_is_stored_alike_from_protobuf_and_from_otlp_json() {
     assert_eq!(stored[0], expected.resource_spans[0]);
     assert_eq!(stored[0].scope_spans[0].spans[0].kind, 2, "\"server\"");
 }
+
+#[test]
+fn a_probe_on_the_trace_path_is_answered_as_otlp() {
+    let app = TestApp::start(|_| {});
+    // An empty body is an empty `ExportTraceServiceRequest`; `{}` is one in OTLP/JSON.
+    for (content_type, body, answer) in
+        [(PROTOBUF, &b""[..], &b""[..]), ("application/json", b"{}", b"{}")]
+    {
+        let reply = post(&app, "/vercel/traces", content_type, body);
+        assert_eq!(reply.status, 200, "{content_type}: {:?}", reply.body);
+        assert_eq!(reply.header("content-type"), Some(content_type));
+        assert_eq!(reply.header("x-vercel-verify"), Some(VERIFY_CODE));
+        assert_eq!(reply.body, answer, "{content_type}");
+    }
+    assert!(stored(&app.dir("traces")).is_empty(), "a probe stores nothing");
+}
