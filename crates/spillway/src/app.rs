@@ -72,7 +72,7 @@ impl App {
             }
             None => {
                 let file = config.data_dir.join(control::REGISTRY_FILE);
-                let directory = RegistryDirectory::new(file).with_client_secret(client_secret);
+                let directory = RegistryDirectory::start(file, client_secret)?;
                 (Stores::in_dir(&config.data_dir), Arc::new(directory))
             }
         };

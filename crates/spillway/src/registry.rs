@@ -2,7 +2,7 @@
 //! while the server runs take effect without a restart.
 //!
 //! - [`RegistryDirectory`]: the file (`<data dir>/drains.json`, written by `spillway drains
-//!   create`), re-read when it changes.
+//!   create`), re-read by a thread of its own when it changes; never read per request.
 //! - [`FeedDirectory`]: the shared PostgreSQL store, as the copy `control`'s feed keeps current
 //!   (notified changes, periodic resyncs); never read per request, and kept serving while the
 //!   database is down.
@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use control::postgres::feed::{self, FeedHealth, Snapshot};
 use control::postgres::PgStore;
@@ -19,7 +19,7 @@ use control::{DrainEntry, DrainRegistry};
 use ingest::{DrainCredentials, DrainDirectory, RequiredHeader};
 use listener::SigningKey;
 
-/// How often, at most, a lookup checks whether the registry file changed (one `stat`).
+/// How often the registry file is checked for a change (one `stat`), off the request path.
 const CHECK_EVERY: Duration = Duration::from_millis(250);
 
 /// What identifies one version of the file: inode (writes replace it by rename), size, mtime.
@@ -31,68 +31,76 @@ struct Stamp {
     mtime_nsec: i64,
 }
 
-struct Cache {
-    checked: Option<Instant>,
-    stamp: Option<Stamp>,
-    by_key: HashMap<String, DrainCredentials>,
-}
-
-/// The drain registry file as a [`DrainDirectory`].
-pub struct RegistryDirectory {
+/// The file, and the drains last read from it.
+struct Loaded {
     registry: DrainRegistry,
     client_secret: Option<SigningKey>,
-    cache: RwLock<Cache>,
+    /// Only the refreshing thread (and the first load) touches it.
+    stamp: Mutex<Option<Stamp>>,
+    by_key: RwLock<HashMap<String, DrainCredentials>>,
+}
+
+/// The drain registry file as a [`DrainDirectory`]. A thread of its own re-reads the file when
+/// it changes (checked every `CHECK_EVERY`) and swaps the new copy in: a lookup never waits on
+/// the disk, nor on a read of the file. The thread ends once the directory is dropped.
+pub struct RegistryDirectory {
+    loaded: Arc<Loaded>,
 }
 
 impl std::fmt::Debug for RegistryDirectory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegistryDirectory").field("path", &self.registry.path()).finish()
+        f.debug_struct("RegistryDirectory").field("path", &self.loaded.registry.path()).finish()
     }
 }
 
 impl RegistryDirectory {
-    /// The registry at `path` (which need not exist yet).
-    pub fn new(path: impl Into<PathBuf>) -> RegistryDirectory {
-        RegistryDirectory {
+    /// The registry at `path` (which need not exist yet), read once now and then watched.
+    /// Drains Vercel signs with the integration's client secret (reported as
+    /// `INTEGRATION_SECRET`) are verified with `client_secret`; without it they are not served.
+    pub fn start(
+        path: impl Into<PathBuf>,
+        client_secret: Option<SigningKey>,
+    ) -> std::io::Result<RegistryDirectory> {
+        let loaded = Arc::new(Loaded {
             registry: DrainRegistry::new(path),
-            client_secret: None,
-            cache: RwLock::new(Cache { checked: None, stamp: None, by_key: HashMap::new() }),
-        }
+            client_secret,
+            stamp: Mutex::new(None),
+            by_key: RwLock::new(HashMap::new()),
+        });
+        loaded.refresh();
+        let watched = Arc::downgrade(&loaded);
+        std::thread::Builder::new().name("drain-registry".into()).spawn(move || loop {
+            std::thread::sleep(CHECK_EVERY);
+            match watched.upgrade() {
+                Some(loaded) => loaded.refresh(),
+                None => return,
+            }
+        })?;
+        Ok(RegistryDirectory { loaded })
     }
+}
 
-    /// Verifies the drains Vercel signs with the integration's client secret (reported as
-    /// `INTEGRATION_SECRET`) with `client_secret`; without it they are not served.
-    pub fn with_client_secret(mut self, client_secret: Option<SigningKey>) -> RegistryDirectory {
-        self.client_secret = client_secret;
-        self
-    }
-
+impl Loaded {
     fn stamp(&self) -> Option<Stamp> {
         let m = std::fs::metadata(self.registry.path()).ok()?;
         Some(Stamp { inode: m.ino(), len: m.len(), mtime: m.mtime(), mtime_nsec: m.mtime_nsec() })
     }
 
-    /// Re-reads the file if it changed since the last look (and that look is old enough).
+    /// Re-reads the file if it changed since the last read.
     fn refresh(&self) {
-        let due = {
-            let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
-            cache.checked.is_none_or(|at| at.elapsed() >= CHECK_EVERY)
-        };
-        if !due {
-            return;
-        }
-        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
-        cache.checked = Some(Instant::now());
+        let mut last = self.stamp.lock().unwrap_or_else(|e| e.into_inner());
         let stamp = self.stamp();
-        if stamp == cache.stamp {
+        if stamp == *last {
             return;
         }
         match self.registry.load() {
             Ok(entries) => {
                 let secret = self.client_secret.as_ref();
-                cache.by_key = entries.into_iter().filter_map(|e| credentials(secret, e)).collect();
-                cache.stamp = stamp;
-                tracing::info!(drains = cache.by_key.len(), "drain registry loaded");
+                let fresh: HashMap<String, DrainCredentials> =
+                    entries.into_iter().filter_map(|e| credentials(secret, e)).collect();
+                tracing::info!(drains = fresh.len(), "drain registry loaded");
+                *self.by_key.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+                *last = stamp;
             }
             // Keep serving the drains known so far; try again at the next check.
             Err(e) => tracing::warn!(error = %e, "cannot read the drain registry"),
@@ -102,8 +110,7 @@ impl RegistryDirectory {
 
 impl DrainDirectory for RegistryDirectory {
     fn lookup(&self, key: &str) -> Option<DrainCredentials> {
-        self.refresh();
-        self.cache.read().unwrap_or_else(|e| e.into_inner()).by_key.get(key).cloned()
+        self.loaded.by_key.read().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
     }
 }
 
@@ -186,5 +193,54 @@ impl DrainDirectory for FeedDirectory {
 
     fn degraded(&self) -> bool {
         !self.health.is_up()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, key: &str) -> DrainEntry {
+        DrainEntry {
+            id: id.into(),
+            path_key: key.into(),
+            secret: control::Secret::new("s"),
+            team_id: None,
+            kind: control::DrainKind::SelfServed,
+            created_at_ms: 1,
+            configuration_id: None,
+            integration_secret: false,
+            data_type: Default::default(),
+            headers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn lookups_read_the_copy_while_the_file_is_read_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("drains.json");
+        DrainRegistry::new(&path).insert(entry("drn_one", "k1")).unwrap();
+        let directory = Arc::new(RegistryDirectory::start(&path, None).unwrap());
+        assert!(directory.lookup("k1").is_some(), "read once at start");
+
+        // A refresh in progress (holding the file's stamp, as a slow read would) does not hold
+        // a lookup up.
+        let reading = directory.loaded.stamp.lock().unwrap();
+        let looking = Arc::clone(&directory);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(looking.lookup("k1").is_some()).unwrap());
+        let found = rx.recv_timeout(Duration::from_secs(10));
+        drop(reading);
+        assert_eq!(found, Ok(true), "a lookup waited for the file to be read");
+
+        // A drain added to the file is served without a lookup asking for it.
+        DrainRegistry::new(&path).insert(entry("drn_two", "k2")).unwrap();
+        let picked =
+            testkit::wait_until(Duration::from_secs(10), || directory.lookup("k2").is_some());
+        assert!(picked, "the new drain was never read");
+        // Dropped, the directory's thread ends (it holds only a weak reference).
+        let weak = Arc::downgrade(&directory.loaded);
+        drop(directory);
+        assert!(testkit::wait_until(Duration::from_secs(10), || weak.upgrade().is_none()));
     }
 }

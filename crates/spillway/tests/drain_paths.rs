@@ -21,6 +21,7 @@ fn a_registered_drain_is_served_on_its_own_path_with_its_own_secret() {
     let app = TestApp::start(|_| {});
     let registry = DrainRegistry::new(app.dir("drains.json"));
     registry.insert(entry("drn_one", "k1a2b3", "secret-of-drain-one")).unwrap();
+    wait_served(app.addr, "/vercel/logs/k1a2b3");
 
     let body = fixture("logs-partly-bad.ndjson");
     let reply = signed(app.addr, "/vercel/logs/k1a2b3", "secret-of-drain-one", &body);
@@ -81,6 +82,8 @@ fn identical_bytes_to_two_drains_are_two_batches() {
     let registry = DrainRegistry::new(app.dir("drains.json"));
     registry.insert(entry("drn_a", "ka", "sa")).unwrap();
     registry.insert(entry("drn_b", "kb", "sb")).unwrap();
+    wait_served(app.addr, "/vercel/logs/ka");
+    wait_served(app.addr, "/vercel/logs/kb");
     let body = fixture("logs-partly-bad.ndjson");
     assert_eq!(signed(app.addr, "/vercel/logs/ka", "sa", &body).status, 200);
     assert_eq!(signed(app.addr, "/vercel/logs/kb", "sb", &body).status, 200);

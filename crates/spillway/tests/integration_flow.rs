@@ -158,6 +158,7 @@ fn install_serve_and_remove_an_installation_end_to_end() {
     // Vercel's test delivery reaches the drain's path (as the proxy behind DRAIN_URL would
     // forward it) and is stored.
     let path = format!("/vercel/logs/{}", entry.path_key);
+    wait_served(app.addr, &path);
     let test = TestDrain {
         schemas: log_schemas(),
         delivery: DeliveryRequest::http(format!("http://{}{path}", app.addr), Encoding::Ndjson),

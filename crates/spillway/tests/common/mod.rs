@@ -163,6 +163,13 @@ pub fn deliver_until(addr: SocketAddr, path: &str, secret: &str, status: u16) ->
     )
 }
 
+/// Waits (at most 5 s) until drain path `path` is served: the receiver reads its registry file
+/// within a quarter of a second of a change. Asks with Vercel's probe, which stores nothing.
+pub fn wait_served(addr: SocketAddr, path: &str) {
+    let served = || send(addr, "POST", path, &[], b"{}").status == 200;
+    assert!(testkit::wait_until(Duration::from_secs(5), served), "{path} was never served");
+}
+
 /// A Vercel API simulator on a runtime of its own; keep the runtime as long as the simulator.
 pub fn start_simulator() -> (tokio::runtime::Runtime, SocketAddr, vercel_sim::Simulator) {
     let runtime =
