@@ -1,5 +1,6 @@
 //! The file sink when single operations fail, on the simulated disk (`sim`): a failed sync
-//! fails its group and the sink moves to a new file (with `fsync = "interval"`, a failed sync
+//! fails its group and the sink moves to a new file, the old one completed with only its
+//! acknowledged groups (with `fsync = "interval"`, a failed sync
 //! of the tick makes the sink unhealthy and moves it to a new file); a file whose completion failed is
 //! completed again on a later tick, with a backoff, and counted in a metric.
 
@@ -53,8 +54,10 @@ fn a_failed_sync_fails_its_group_and_the_sink_moves_to_a_new_file() {
     let disk = SimDisk::new(1);
     let clock = Arc::new(AtomicU64::new(0));
     let (pipeline, workers, _registry) = start(&disk, FileSinkConfig::new(LOGS), &clock);
+    // As Linux does: the failed sync's pages are lost (zeros here), a later sync succeeds.
     disk.knobs(|k| {
         k.fail_next.insert("sync_data", 1);
+        k.failed_sync_loses_pages = true;
     });
     let failure = block_on(pipeline.try_submit(one("a", 1)).unwrap().wait()).unwrap_err();
     assert_eq!((failure.sink, failure.code), ("file", "io_error"));
@@ -63,12 +66,45 @@ fn a_failed_sync_fails_its_group_and_the_sink_moves_to_a_new_file() {
     assert!(pipeline.ready());
     drop(pipeline);
     assert!(workers.join(Duration::from_secs(5)).is_empty());
-    // The second batch went to a new file, not after data a failed sync may have lost.
+    // The second batch went to a new file, not after data a failed sync may have lost; the
+    // first file was cut to what was acknowledged in it (nothing: it is gone), so no completed
+    // file holds the failed sync's holes.
     let files = disk.files(Path::new(LOGS));
     let done: Vec<&Vec<u8>> =
         files.iter().filter(|(n, _)| n.ends_with(".ndjson")).map(|(_, d)| d).collect();
-    assert_eq!(done.len(), 2, "{:?}", files.keys());
-    assert!(String::from_utf8_lossy(done[1]).starts_with(r#"{"id":"b""#));
+    assert_eq!(files.len(), 1, "{:?}", files.keys());
+    assert_eq!(String::from_utf8_lossy(done[0]), format!("{}\n", one_line("b")));
+}
+
+/// The line `one(id, _)` writes.
+fn one_line(id: &str) -> String {
+    format!(r#"{{"id":"{id}","pad":"{}"}}"#, "p".repeat(40))
+}
+
+#[test]
+fn a_file_whose_sync_failed_is_completed_with_its_acknowledged_groups_only() {
+    let disk = SimDisk::new(5);
+    let clock = Arc::new(AtomicU64::new(0));
+    let (pipeline, workers, _registry) = start(&disk, FileSinkConfig::new(LOGS), &clock);
+    block_on(pipeline.try_submit(one("a", 1)).unwrap().wait()).unwrap();
+    disk.knobs(|k| {
+        k.fail_next.insert("sync_data", 1);
+        k.failed_sync_loses_pages = true;
+    });
+    block_on(pipeline.try_submit(one("b", 2)).unwrap().wait()).unwrap_err();
+    block_on(pipeline.try_submit(one("c", 3)).unwrap().wait()).unwrap();
+    drop(pipeline);
+    assert!(workers.join(Duration::from_secs(5)).is_empty());
+    // The first file keeps "a" (acknowledged, synced before the failure) and loses "b" (never
+    // acknowledged; its bytes were lost as zeros), "c" went to a new file.
+    let files = disk.files(Path::new(LOGS));
+    let done: Vec<String> = files
+        .iter()
+        .filter(|(n, _)| n.ends_with(".ndjson"))
+        .map(|(_, d)| String::from_utf8_lossy(d).into_owned())
+        .collect();
+    assert_eq!(files.len(), 2, "{:?}", files.keys());
+    assert_eq!(done, [format!("{}\n", one_line("a")), format!("{}\n", one_line("c"))]);
 }
 
 #[test]

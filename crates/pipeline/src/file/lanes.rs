@@ -57,12 +57,17 @@ impl Lane {
     }
 
     /// Leaves the current file if the syncer could not make it durable: after a failed
-    /// `fdatasync`, data written before it may be lost without a word.
+    /// `fdatasync`, data written before it may be lost without a word. It is completed cut to
+    /// its acknowledged groups: the rest was never acknowledged, and may have become holes.
     pub(super) fn leave_file_whose_sync_failed(&mut self, settler: &Settler) {
         if let Some(syncer) = &self.syncer {
             if self.file.current.is_some() && syncer.failed.load(Ordering::Acquire) == self.file.seq
             {
                 tracing::warn!(sink = settler.name, "leaving a file whose sync failed");
+                let end = syncer.failed_end.load(Ordering::Acquire);
+                if let Some(current) = self.file.current.as_mut() {
+                    current.keep_only(end);
+                }
                 let _ = self.file.complete();
                 self.file.current = None;
             }

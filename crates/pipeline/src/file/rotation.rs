@@ -41,12 +41,25 @@ pub(super) struct Current {
     /// Shared with the syncer, which makes written data durable while the next write proceeds.
     pub(super) file: Arc<dyn StoredFile>,
     pub(super) path: PathBuf,
+    /// Its number in the lane (`RotatingFile::seq` when it was opened).
+    pub(super) seq: u64,
     pub(super) len: u64,
     /// Where the synced pages dropped from the page cache end (interval policy).
     dropped: u64,
     opened: Instant,
     /// A failed write could not be cut back: bytes past `len` must go before completion.
     torn: bool,
+}
+
+impl Current {
+    /// Keeps only the first `end` bytes when it is completed: what a failed sync may have lost
+    /// (never acknowledged) goes, so a completed file never holds the holes it could leave.
+    pub(super) fn keep_only(&mut self, end: u64) {
+        if end < self.len {
+            self.len = end;
+            self.torn = true;
+        }
+    }
 }
 
 /// An append-only file that rotates by size and age.
@@ -146,6 +159,7 @@ impl RotatingFile {
             self.current = Some(Current {
                 file,
                 path,
+                seq,
                 len: 0,
                 dropped: 0,
                 opened: Instant::now(),

@@ -116,6 +116,9 @@ pub(super) struct Syncer {
     /// The number of the last file whose sync failed (0: none). The sink leaves that file: after
     /// a failed `fdatasync` the kernel may have dropped its dirty pages and will not say so twice.
     pub(super) failed: Arc<AtomicU64>,
+    /// Where the acknowledged part of that file ends (stored before `failed`): it is completed
+    /// cut there.
+    pub(super) failed_end: Arc<AtomicU64>,
     /// Groups handed over and not yet settled: how busy this lane is (see `lanes`).
     pending: Arc<AtomicUsize>,
 }
@@ -134,18 +137,21 @@ impl Syncer {
     pub(super) fn start(setup: SyncSetup, lane: usize) -> io::Result<Syncer> {
         let (tx, rx) = crossbeam_channel::bounded(SYNC_QUEUE);
         let failed = Arc::new(AtomicU64::new(0));
+        let failed_end = Arc::new(AtomicU64::new(0));
         let pending = Arc::new(AtomicUsize::new(0));
         let name = format!("sync-{}-{lane}", setup.settler.name);
         let inline = setup.storage.single_threaded();
         let worker = SyncWorker {
             settler: setup.settler,
             failed: Arc::clone(&failed),
+            failed_end: Arc::clone(&failed_end),
             pending: Arc::clone(&pending),
             storage: setup.storage,
             unfinished: setup.unfinished,
             dir: setup.dir,
             drop_synced_pages: setup.drop_synced_pages,
             dropped: (0, 0),
+            durable_end: (0, 0),
             dir_synced: 0,
             synced: None,
         };
@@ -155,7 +161,7 @@ impl Syncer {
                 std::thread::Builder::new().name(name).spawn(move || worker.run(&rx))?,
             ),
         };
-        Ok(Syncer { tx, runner, failed, pending })
+        Ok(Syncer { tx, runner, failed, failed_end, pending })
     }
 
     /// Groups handed over and not yet settled.
@@ -211,6 +217,7 @@ impl Syncer {
 struct SyncWorker {
     settler: Settler,
     failed: Arc<AtomicU64>,
+    failed_end: Arc<AtomicU64>,
     pending: Arc<AtomicUsize>,
     storage: Arc<dyn Storage>,
     unfinished: Unfinished,
@@ -218,6 +225,8 @@ struct SyncWorker {
     drop_synced_pages: bool,
     /// The file whose synced pages are being dropped, and where the dropped range ends.
     dropped: (u64, u64),
+    /// The file last synced, and where its last group made durable ends.
+    durable_end: (u64, u64),
     /// The newest file whose directory entry is durable.
     dir_synced: u64,
     /// The sync of this round of orders, if any: the file it covered and its outcome.
@@ -253,8 +262,12 @@ impl SyncWorker {
         }
     }
 
-    /// Completes a rotated file; one that cannot be completed is tried again later.
-    fn finish(&self, current: Current) {
+    /// Completes a rotated file; one that cannot be completed is tried again later. One whose
+    /// sync failed is cut to its acknowledged groups first.
+    fn finish(&self, mut current: Current) {
+        if self.failed.load(Ordering::Acquire) == current.seq {
+            current.keep_only(self.failed_end.load(Ordering::Acquire));
+        }
         let settler = &self.settler;
         match finish(&*self.storage, current, true, &self.dir) {
             Ok(()) => settler.metrics.file_completed(settler.name),
@@ -276,6 +289,7 @@ impl SyncWorker {
         self.pending.fetch_sub(1, Ordering::AcqRel);
         match synced {
             Ok(()) => {
+                self.durable_end = (seq, end);
                 self.settler.durable(written);
                 // After the acknowledgements: dropping a group's pages takes a fraction of a
                 // millisecond that no batch needs to wait for.
@@ -285,7 +299,11 @@ impl SyncWorker {
                 }
             }
             Err(e) => {
-                self.failed.store(seq, Ordering::Release);
+                let durable = if self.durable_end.0 == seq { self.durable_end.1 } else { 0 };
+                if self.failed.load(Ordering::Acquire) != seq {
+                    self.failed_end.store(durable, Ordering::Release);
+                    self.failed.store(seq, Ordering::Release);
+                }
                 self.settler.fail(&mut written.jobs, &e);
             }
         }
