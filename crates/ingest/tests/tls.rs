@@ -230,11 +230,14 @@ async fn a_client_silent_after_its_handshake_is_closed() {
         let sent = String::from_utf8_lossy(sent);
         assert!(wait.await.unwrap().is_ok(), "{alpn} after {sent:?}: still open after 10 s");
     }
+    // A real HTTP/2 client answers pings by itself: after its request it is idle, and closed.
     let stream = connect(edge.addr, &[cert], b"h2").await;
     let (mut send, conn) =
         http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(conn);
+    let conn = tokio::spawn(conn);
     assert_eq!(send.send_request(delivery()).await.unwrap().status(), 200, "still serving");
+    let closed = tokio::time::timeout(Duration::from_secs(10), conn).await;
+    assert!(closed.is_ok(), "an idle HTTP/2 connection is still open after 10 s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

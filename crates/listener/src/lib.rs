@@ -30,6 +30,7 @@
 
 mod accept;
 mod client;
+mod idle;
 mod preface;
 mod reply;
 mod signing;

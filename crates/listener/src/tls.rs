@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
 use hyper::service::Service;
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -27,18 +28,22 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::accept::{Limits, READ_BUFFER_BYTES};
+use crate::idle::Idle;
 use crate::preface::{FirstBytes, HTTP2_PREFACE_BYTES};
 use crate::reply::Reply;
 
-/// Streams open at once on one HTTP/2 connection: with their headers and the window below, what
-/// one connection can make the process hold stays near HTTP/1.1's read buffer. A client that
-/// wants more sends on more connections, each counted by `max_connections`.
+/// Streams open at once on one HTTP/2 connection. A client that wants more sends on more
+/// connections, each counted by `max_connections`.
 const HTTP2_MAX_STREAMS: u32 = 4;
 /// An HTTP/2 stream's header block, decoded (hyper's own default, stated).
 const HTTP2_MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
-/// HTTP/2 flow-control windows, of the stream and of the connection: body bytes a client may
-/// send ahead of the handler's reading them (the protocol's default is 65,535; hyper's 1 MiB).
-const HTTP2_WINDOW_BYTES: u32 = READ_BUFFER_BYTES as u32;
+/// HTTP/2 flow control: body bytes a client may send on a stream ahead of the handler's reading
+/// them, and on the connection, all streams together (the connection's is what one connection
+/// can make the process hold unread; hyper's defaults are 1 MiB each). A window is what moves
+/// per round trip: 1 MiB in 4 streams keeps a 16 MiB body well inside the body timeout at a
+/// round trip of some hundred milliseconds.
+const HTTP2_STREAM_WINDOW_BYTES: u32 = 256 * 1024;
+const HTTP2_CONNECTION_WINDOW_BYTES: u32 = HTTP2_MAX_STREAMS * HTTP2_STREAM_WINDOW_BYTES;
 
 /// [`crate::serve`] over TLS: each accepted connection's handshake is bounded by
 /// `limits.header_read_timeout`, the certificate files are polled while it serves.
@@ -186,17 +191,36 @@ impl Tls {
             let ended = match stream.get_ref().1.alpn_protocol() == Some(b"h2") {
                 true => {
                     let stream = FirstBytes::new(stream, HTTP2_PREFACE_BYTES, handshake_timeout);
+                    let idle = Idle::new();
+                    let tracked = Arc::clone(&idle);
+                    let service = service_fn(move |request| {
+                        let busy = tracked.busy();
+                        let answer = service.call(request);
+                        async move {
+                            let answer = answer.await;
+                            drop(busy);
+                            answer
+                        }
+                    });
                     let conn = http2::Builder::new(TokioExecutor::new())
                         .timer(TokioTimer::new())
                         .max_concurrent_streams(HTTP2_MAX_STREAMS)
                         .max_header_list_size(HTTP2_MAX_HEADER_LIST_BYTES)
-                        .initial_stream_window_size(HTTP2_WINDOW_BYTES)
-                        .initial_connection_window_size(HTTP2_WINDOW_BYTES)
+                        .initial_stream_window_size(HTTP2_STREAM_WINDOW_BYTES)
+                        .initial_connection_window_size(HTTP2_CONNECTION_WINDOW_BYTES)
                         // A client that stops answering pings is closed.
                         .keep_alive_interval(handshake_timeout)
                         .keep_alive_timeout(handshake_timeout)
                         .serve_connection(TokioIo::new(stream), service);
-                    watcher.watch(conn).await
+                    // Closed once it has had no request in flight for the header timeout, as
+                    // hyper closes an idle HTTP/1.1 connection.
+                    tokio::select! {
+                        ended = watcher.watch(conn) => ended,
+                        () = idle.expired(handshake_timeout) => {
+                            tracing::debug!(%peer, "idle HTTP/2 connection closed");
+                            Ok(())
+                        }
+                    }
                 }
                 false => {
                     let conn = http1::Builder::new()
