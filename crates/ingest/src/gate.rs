@@ -46,6 +46,14 @@ pub(crate) fn is_unsigned_probe(raw: &[u8], gzip: bool) -> bool {
         && gunzip(raw, PROBE_INFLATED_BYTES).is_ok_and(|body| is_probe(body.as_slice()))
 }
 
+/// Whether a body that [`is_unsigned_probe`] is `{}` rather than empty.
+pub(crate) fn probe_braces(raw: &[u8], gzip: bool) -> bool {
+    match gzip {
+        false => raw.trim_ascii() == b"{}",
+        true => gunzip(raw, PROBE_INFLATED_BYTES).is_ok_and(|b| b.as_slice().trim_ascii() == b"{}"),
+    }
+}
+
 /// Vercel's endpoint verification: an empty body or `{}`.
 pub(crate) fn is_probe(body: &[u8]) -> bool {
     let trimmed = body.trim_ascii();

@@ -14,7 +14,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::decode::{decode_as, OtlpEncoding, PaddedBody};
 use crate::drains::{check_headers, DrainDirectory, RequiredHeader};
-use crate::gate::{authenticate_raw, is_probe, is_unsigned_probe, Signed};
+use crate::gate::{authenticate_raw, is_probe, is_unsigned_probe, probe_braces, Signed};
 use crate::hold::{declared_length, read_body};
 use crate::inflate::gunzip;
 use crate::live::{verifies_any, Live, LiveCell};
@@ -204,7 +204,8 @@ async fn deliver(
     let signed = match (&target.secret, signature.as_deref()) {
         (None, _) => Signed::NotRequired,
         (Some(_), None) if is_unsigned_probe(raw.as_slice(), gzip) => {
-            return Ok(probe(&state, target.data_type, content_type.as_ref()))
+            let braces = probe_braces(raw.as_slice(), gzip);
+            return Ok(probe(&state, target.data_type, (content_type.as_ref(), braces)));
         }
         (Some(_), None) => {
             headers_checked?;
@@ -246,7 +247,7 @@ async fn deliver(
         .map_err(|_| IngestError::Overloaded)??
     };
     match opened {
-        Opened::Probe => Ok(probe(&state, data_type, probed_type.as_ref())),
+        Opened::Probe(braces) => Ok(probe(&state, data_type, (probed_type.as_ref(), braces))),
         Opened::Batch(batch) => store(&state, batch).await,
         Opened::NoJson(batch) => {
             // Kept in the dead-letter files first: a 400 loses nothing an operator may need.
@@ -281,8 +282,8 @@ fn authenticate(
 
 /// What a delivery's body turned out to be.
 enum Opened {
-    /// Vercel's endpoint verification: nothing to store.
-    Probe,
+    /// Vercel's endpoint verification: nothing to store. Whether its body was `{}`.
+    Probe(bool),
     /// Records (and perhaps rejects) to store, answered `200` once stored.
     Batch(Batch),
     /// No JSON at all: one reject holding the body's first bytes, answered `400` once stored.
@@ -296,14 +297,15 @@ const NO_JSON_KEPT_BYTES: usize = 64 * 1024;
 
 /// Endpoint verification: answered whether signed or not, and nothing is stored.
 /// The answer to Vercel's probe: as the path's data type answers a delivery of nothing.
+/// `braces`: the probe's body is `{}` (not empty).
 fn probe(
     state: &State,
     data_type: DataType,
-    content_type: Option<&HeaderValue>,
+    (content_type, braces): (Option<&HeaderValue>, bool),
 ) -> Response<Full<Bytes>> {
     state.metrics.probe();
     match data_type {
-        DataType::Traces => traces::probed(content_type),
+        DataType::Traces => traces::probed(content_type, braces),
         _ => json(StatusCode::OK, r#"{"accepted":0,"dead_lettered":0}"#.into()),
     }
 }
@@ -381,7 +383,7 @@ fn open_body(
         raw
     };
     if is_probe(body.as_slice()) {
-        return Ok(Opened::Probe);
+        return Ok(Opened::Probe(body.as_slice().trim_ascii() == b"{}"));
     }
     headers_checked?;
     let mut verified = None;

@@ -94,16 +94,18 @@ pub(crate) fn open(
     }
 }
 
-/// The answer to a stored trace delivery: an `ExportTraceServiceResponse`, empty unless
-/// resources were refused.
-/// The answer to Vercel's probe (an empty body or `{}`) on a trace path: an empty
-/// `ExportTraceServiceResponse` in the encoding the request declared (protobuf when none).
-pub(crate) fn probed(content_type: Option<&HeaderValue>) -> Response<Full<Bytes>> {
-    let encoding = content_type.and_then(|v| OtlpEncoding::of(Some(v.as_bytes()), b""));
+/// The answer to Vercel's probe (an empty body, or `{}` when `braces`) on a trace path: an
+/// empty `ExportTraceServiceResponse` in the encoding a delivery of that body would be read in
+/// (the declared one; without a declaration, OTLP/JSON for `{}`, else protobuf).
+pub(crate) fn probed(content_type: Option<&HeaderValue>, braces: bool) -> Response<Full<Bytes>> {
+    let body: &[u8] = if braces { b"{}" } else { b"" };
+    let encoding = OtlpEncoding::of(content_type.map(HeaderValue::as_bytes), body);
     let encoding = encoding.unwrap_or(OtlpEncoding::Protobuf);
     stored(&TraceAnswer { encoding, rejected_spans: 0, message: None })
 }
 
+/// The answer to a stored trace delivery: an `ExportTraceServiceResponse`, empty unless
+/// resources were refused.
 pub(crate) fn stored(answer: &TraceAnswer) -> Response<Full<Bytes>> {
     let partial_success = answer.message.as_ref().map(|message| ExportTracePartialSuccess {
         rejected_spans: answer.rejected_spans as i64,

@@ -462,9 +462,11 @@ fn a_value_of_the_wrong_type_is_reported_by_its_key_without_the_value() {
             "\"sasl.password\" (line 2)",
         ),
         ("[vercel]\nrequired_headers = [\"A: tok-1234567890\", 7]\n", "required_headers (line 2)"),
+        // A value going on over lines: what precedes an `=` there is part of a value, not a key.
+        ("[vercel]\nprevious_drain_secrets = [\n  \"dG9rLTEyMzQ1Njc4OTA=\", 5,\n]\n", "line 3"),
     ] {
         let e = RawConfig::from_toml(toml).unwrap_err();
-        assert!(!e.contains("1234567890"), "the value is shown: {e}");
+        assert!(!e.contains("1234567890") && !e.contains("dG9r"), "the value is shown: {e}");
         assert!(e.contains(key), "{key} is not named: {e}");
         assert!(e.contains("invalid type") && e.contains(", expected "), "{e}");
     }

@@ -266,14 +266,20 @@ fn the_documented_example_is_stored_alike_from_protobuf_and_from_otlp_json() {
 fn a_probe_on_the_trace_path_is_answered_as_otlp() {
     let app = TestApp::start(|_| {});
     // An empty body is an empty `ExportTraceServiceRequest`; `{}` is one in OTLP/JSON.
-    for (content_type, body, answer) in
-        [(PROTOBUF, &b""[..], &b""[..]), ("application/json", b"{}", b"{}")]
-    {
-        let reply = post(&app, "/vercel/traces", content_type, body);
-        assert_eq!(reply.status, 200, "{content_type}: {:?}", reply.body);
-        assert_eq!(reply.header("content-type"), Some(content_type));
+    // Without a content type, a delivery of `{}` is read as OTLP/JSON, of nothing as protobuf.
+    for (content_type, body, answer, answered_as) in [
+        (Some(PROTOBUF), &b""[..], &b""[..], PROTOBUF),
+        (Some("application/json"), b"{}", b"{}", "application/json"),
+        (None, b"{}", b"{}", "application/json"),
+        (None, b"", b"", PROTOBUF),
+    ] {
+        let headers: Vec<(&str, &str)> =
+            content_type.map(|t| ("content-type", t)).into_iter().collect();
+        let reply = send(app.addr, "POST", "/vercel/traces", &headers, body);
+        assert_eq!(reply.status, 200, "{content_type:?}: {:?}", reply.body);
+        assert_eq!(reply.header("content-type"), Some(answered_as), "{content_type:?}");
         assert_eq!(reply.header("x-vercel-verify"), Some(VERIFY_CODE));
-        assert_eq!(reply.body, answer, "{content_type}");
+        assert_eq!(reply.body, answer, "{content_type:?}");
     }
     assert!(stored(&app.dir("traces")).is_empty(), "a probe stores nothing");
 }

@@ -443,7 +443,11 @@ impl Sink for FileSink {
                     self.settler.health.set_healthy(false);
                     // The kernel may have dropped the file's unsynced pages and will not say so
                     // again: nothing more goes after them.
-                    let _ = file.complete();
+                    if let Err(e) = file.complete() {
+                        // Remembered, and completed again later.
+                        tracing::error!(sink = self.name, error = %e, "cannot complete file; will try again");
+                        self.settler.metrics.completion_failed(self.name, io_code(&e));
+                    }
                     file.current = None;
                 }
             }

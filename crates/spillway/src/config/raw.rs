@@ -351,10 +351,17 @@ fn toml_error(e: &toml::de::Error, text: &str) -> String {
     let Some(before) = e.span().and_then(|span| text.get(..span.start)) else { return message };
     let line = before.matches('\n').count() + 1;
     let start_of_line = &before[before.rfind('\n').map_or(0, |at| at + 1)..];
+    // What comes before the line's `=` is its key only if it reads as one: on a line that goes
+    // on an array (`  "c2VjcmV0==", 5,`) it would be part of a value.
+    let is_key = |key: &str| {
+        let bare = |c: char| c.is_ascii_alphanumeric() || "_-. ".contains(c);
+        !key.is_empty()
+            && key.chars().all(|c| bare(c) || c == '"' || c == '\'')
+            && key.matches('"').count().is_multiple_of(2)
+            && key.matches('\'').count().is_multiple_of(2)
+    };
     match start_of_line.split_once('=') {
-        Some((key, _)) if !key.trim().is_empty() => {
-            format!("{} (line {line}): {message}", key.trim())
-        }
+        Some((key, _)) if is_key(key.trim()) => format!("{} (line {line}): {message}", key.trim()),
         _ => format!("line {line}: {message}"),
     }
 }
