@@ -113,7 +113,9 @@ impl Integration {
         configuration_id: &str,
         drain_url: &str,
     ) -> Result<Option<String>, StoreError> {
-        let existing = self.stores.drain_of_configuration(configuration_id).await?;
+        // The first configured type's, as the install sets it.
+        let first = self.config.data_types.first().copied().unwrap_or(DataType::Logs);
+        let existing = self.stores.drain_of_configuration(configuration_id, first).await?;
         Ok(existing
             .map(|e| type_endpoint(drain_url, e.data_type).with_key(e.data_type, &e.path_key)))
     }

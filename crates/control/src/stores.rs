@@ -8,6 +8,8 @@
 
 use std::path::Path;
 
+use record::DataType;
+
 use crate::postgres::PgStore;
 use crate::store::{blocking, StoreError};
 use crate::{DrainEntry, DrainRegistry, Installation, InstallationStatus, InstallationStore};
@@ -65,21 +67,24 @@ impl Stores {
         }
     }
 
-    /// The drain installation `configuration_id` owns, if any.
+    /// The drain of `data_type` installation `configuration_id` owns, if any.
     pub async fn drain_of_configuration(
         &self,
         configuration_id: &str,
+        data_type: DataType,
     ) -> Result<Option<DrainEntry>, StoreError> {
         match self {
             Stores::Files { drains, .. } => {
                 let (drains, id) = (drains.clone(), configuration_id.to_owned());
                 blocking(move || {
                     let all = drains.load()?;
-                    Ok(all.into_iter().find(|e| e.configuration_id.as_deref() == Some(&id)))
+                    Ok(all.into_iter().find(|e| {
+                        e.configuration_id.as_deref() == Some(&id) && e.data_type == data_type
+                    }))
                 })
                 .await
             }
-            Stores::Postgres(pg) => pg.drain_of_configuration(configuration_id).await,
+            Stores::Postgres(pg) => pg.drain_of_configuration(configuration_id, data_type).await,
         }
     }
 

@@ -4,6 +4,8 @@
 //! installation's token are sealed for their table, column and row id; every other column is
 //! plain, so an operator can still query ids, teams and kinds.
 
+use record::DataType;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{GenericClient, Row};
 
 use super::PgStore;
@@ -139,10 +141,12 @@ impl PgStore {
     pub async fn drain_of_configuration(
         &self,
         configuration_id: &str,
+        data_type: DataType,
     ) -> Result<Option<DrainEntry>, StoreError> {
         let client = self.client().await?;
-        let filter = "WHERE configuration_id = $1";
-        Ok(self.drains_on(&**client, filter, &[&configuration_id]).await?.into_iter().next())
+        let filter = "WHERE configuration_id = $1 AND data_type = $2";
+        let params: [&(dyn ToSql + Sync); 2] = [&configuration_id, &data_type.as_str()];
+        Ok(self.drains_on(&**client, filter, &params).await?.into_iter().next())
     }
 
     /// Stores `entry`, replacing the drain with its id; [`StoreError::Conflict`] (nothing

@@ -7,6 +7,7 @@ use control::registry::DeliveryHeader;
 use control::{
     DrainEntry, DrainKind, Installation, InstallationStatus, Secret, StoreError, Stores,
 };
+use record::DataType;
 use tokio::sync::Barrier;
 
 use crate::{by_id, drain, installation, owned_drain};
@@ -35,8 +36,19 @@ pub(crate) async fn entries_round_trip(stores: Stores) {
     assert_eq!(by_id(stores.drains().await.unwrap()), [owned.clone(), plain.clone()]);
     assert_eq!(stores.drain("drn_plain").await.unwrap(), Some(plain));
     assert_eq!(stores.drain("drn_none").await.unwrap(), None);
-    assert_eq!(stores.drain_of_configuration("icfg_rt").await.unwrap(), Some(owned));
-    assert_eq!(stores.drain_of_configuration("icfg_none").await.unwrap(), None);
+    // An installation's drains by type (`owned` is of speed insights): the traces drain is not
+    // that one, whichever comes first.
+    let traces = DrainEntry {
+        data_type: DataType::Traces,
+        ..owned_drain("drn_0traces", "pk_tr", "icfg_rt")
+    };
+    stores.register_drain(traces.clone()).await.unwrap();
+    let of = |id, data_type| stores.drain_of_configuration(id, data_type);
+    assert_eq!(of("icfg_rt", DataType::SpeedInsights).await.unwrap(), Some(owned.clone()));
+    assert_eq!(of("icfg_rt", DataType::Traces).await.unwrap(), Some(traces));
+    assert_eq!(of("icfg_rt", DataType::Logs).await.unwrap(), None);
+    assert_eq!(of("icfg_none", DataType::Logs).await.unwrap(), None);
+    stores.forget_drain("drn_0traces").await.unwrap();
 
     let enabled = Installation {
         scopes: vec!["read:drain".to_owned(), "read-write:log-drain".to_owned()],
@@ -230,7 +242,7 @@ pub(crate) async fn remove_configuration_takes_only_its_drains_and_is_idempotent
     assert_eq!(stores.remove_configuration("icfg_gone").await.unwrap(), (true, 2));
     assert_eq!(by_id(stores.drains().await.unwrap()), kept);
     assert_eq!(stores.installations().await.unwrap(), std::slice::from_ref(&keep));
-    assert_eq!(stores.drain_of_configuration("icfg_gone").await.unwrap(), None);
+    assert_eq!(stores.drain_of_configuration("icfg_gone", DataType::Logs).await.unwrap(), None);
 
     assert_eq!(stores.remove_configuration("icfg_gone").await.unwrap(), (false, 0));
     assert_eq!(by_id(stores.drains().await.unwrap()), kept, "nothing more removed");

@@ -230,7 +230,10 @@ impl Served {
 
 /// The drain registered in the store for installation `configuration`, as the fleet serves it.
 pub fn integration_drain(fleet: &Fleet, store: &PgStore, configuration: &str) -> Served {
-    let entry = fleet.runtime.block_on(store.drain_of_configuration(configuration)).unwrap();
+    let entry = fleet
+        .runtime
+        .block_on(store.drain_of_configuration(configuration, record::DataType::Logs))
+        .unwrap();
     let entry = entry.unwrap_or_else(|| panic!("no drain stored for {configuration}"));
     assert!(entry.integration_secret, "the simulator signs integration drains itself");
     Served::new(&entry.path_key, &fleet.sim.config().client_secret)
