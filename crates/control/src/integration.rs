@@ -113,11 +113,18 @@ impl Integration {
         configuration_id: &str,
         drain_url: &str,
     ) -> Result<Option<String>, StoreError> {
-        // The first configured type's, as the install sets it.
-        let first = self.config.data_types.first().copied().unwrap_or(DataType::Logs);
-        let existing = self.stores.drain_of_configuration(configuration_id, first).await?;
-        Ok(existing
-            .map(|e| type_endpoint(drain_url, e.data_type).with_key(e.data_type, &e.path_key)))
+        // The first configured type's, as the install sets it; an installation made when other
+        // types were configured has one of those.
+        let types = self.config.data_types.iter().chain(DataType::ALL.iter());
+        for &data_type in types {
+            if let Some(e) = self.stores.drain_of_configuration(configuration_id, data_type).await?
+            {
+                return Ok(Some(
+                    type_endpoint(drain_url, data_type).with_key(data_type, &e.path_key),
+                ));
+            }
+        }
+        Ok(None)
     }
 
     /// Marks `configuration_id` disabled (never called again).

@@ -33,9 +33,10 @@ impl Idle {
         loop {
             let wait = {
                 let (in_flight, since) = *self.state.lock().unwrap_or_else(PoisonError::into_inner);
-                match in_flight {
-                    0 if since.elapsed() >= bound => return,
-                    0 => bound - since.elapsed(),
+                match (in_flight, bound.checked_sub(since.elapsed())) {
+                    (0, None) => return,
+                    (0, Some(left)) if left.is_zero() => return,
+                    (0, Some(left)) => left,
                     _ => bound,
                 }
             };

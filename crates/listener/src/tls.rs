@@ -37,13 +37,14 @@ use crate::reply::Reply;
 const HTTP2_MAX_STREAMS: u32 = 4;
 /// An HTTP/2 stream's header block, decoded (hyper's own default, stated).
 const HTTP2_MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
-/// HTTP/2 flow control: body bytes a client may send on a stream ahead of the handler's reading
-/// them, and on the connection, all streams together (the connection's is what one connection
-/// can make the process hold unread; hyper's defaults are 1 MiB each). A window is what moves
-/// per round trip: 1 MiB in 4 streams keeps a 16 MiB body well inside the body timeout at a
-/// round trip of some hundred milliseconds.
+/// HTTP/2 flow control: body bytes a client may send ahead of the handler's reading them, on a
+/// stream and on the connection (all its streams together). h2 holds them in memory before the
+/// handler has room for the body (`max_held_body_bytes`) or has checked its signature, so the
+/// connection's window bounds what one connection can make the process hold unread:
+/// `max_connections` × 256 KiB in all (hyper's defaults are 1 MiB each). A window is also what
+/// moves per round trip: a 16 MiB body at a 120 ms round trip takes about 8 s.
 const HTTP2_STREAM_WINDOW_BYTES: u32 = 256 * 1024;
-const HTTP2_CONNECTION_WINDOW_BYTES: u32 = HTTP2_MAX_STREAMS * HTTP2_STREAM_WINDOW_BYTES;
+const HTTP2_CONNECTION_WINDOW_BYTES: u32 = HTTP2_STREAM_WINDOW_BYTES;
 
 /// [`crate::serve`] over TLS: each accepted connection's handshake is bounded by
 /// `limits.header_read_timeout`, the certificate files are polled while it serves.
@@ -214,7 +215,10 @@ impl Tls {
                         .serve_connection(TokioIo::new(stream), service);
                     // Closed once it has had no request in flight for the header timeout, as
                     // hyper closes an idle HTTP/1.1 connection.
+                    // The connection first: a request waiting in its socket is taken (and
+                    // counted) before the idle bound is looked at.
                     tokio::select! {
+                        biased;
                         ended = watcher.watch(conn) => ended,
                         () = idle.expired(handshake_timeout) => {
                             tracing::debug!(%peer, "idle HTTP/2 connection closed");

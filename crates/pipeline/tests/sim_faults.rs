@@ -193,3 +193,51 @@ fn a_failed_interval_sync_is_reported_and_the_sink_moves_to_a_new_file() {
     let done = names(&disk, ".ndjson");
     assert_eq!(done.len(), 2, "{done:?}");
 }
+
+#[test]
+fn a_file_whose_sync_failed_is_cut_at_shutdown_too() {
+    // No write comes after the failure to make the sink leave the file: the shutdown completes
+    // it, and must cut it as a write would have.
+    let disk = SimDisk::new(6);
+    let clock = Arc::new(AtomicU64::new(0));
+    let (pipeline, workers, _registry) = start(&disk, FileSinkConfig::new(LOGS), &clock);
+    block_on(pipeline.try_submit(one("a", 1)).unwrap().wait()).unwrap();
+    disk.knobs(|k| {
+        k.fail_next.insert("sync_data", 1);
+        k.failed_sync_loses_pages = true;
+    });
+    block_on(pipeline.try_submit(one("b", 2)).unwrap().wait()).unwrap_err();
+    drop(pipeline);
+    assert!(workers.join(Duration::from_secs(5)).is_empty());
+    let files = disk.files(Path::new(LOGS));
+    let done: Vec<String> =
+        files.values().map(|d| String::from_utf8_lossy(d).into_owned()).collect();
+    assert_eq!(done, [format!("{}\n", one_line("a"))], "{:?}", files.keys());
+}
+
+#[test]
+fn a_file_cut_to_nothing_is_emptied_before_it_is_removed() {
+    // Nothing in the file was acknowledged, and removing it fails: what is left for recovery
+    // must be empty, or recovery would complete it with records answered 503.
+    let disk = SimDisk::new(7);
+    let clock = Arc::new(AtomicU64::new(0));
+    let (pipeline, workers, _registry) = start(&disk, FileSinkConfig::new(LOGS), &clock);
+    disk.knobs(|k| {
+        k.fail_next.insert("sync_data", 1);
+        k.fail_next.insert("remove", 1);
+    });
+    block_on(pipeline.try_submit(one("a", 1)).unwrap().wait()).unwrap_err();
+    drop(pipeline);
+    assert!(workers.join(Duration::from_secs(5)).is_empty());
+    // The next start recovers the directory.
+    let metrics = PipelineMetrics::register(&mut Registry::default());
+    drop(
+        FileSink::records_on(Arc::new(disk.clone()), FileSinkConfig::new(LOGS), &metrics).unwrap(),
+    );
+    let files = disk.files(Path::new(LOGS));
+    assert!(
+        files.values().all(|d| !String::from_utf8_lossy(d).contains(r#""id":"a""#)),
+        "a batch answered 503 was completed: {:?}",
+        files.keys()
+    );
+}

@@ -47,11 +47,18 @@ pub(super) fn pick(lanes: &[Lane]) -> usize {
 }
 
 impl Lane {
-    /// Stops the syncer once it has settled every group written so far.
+    /// Stops the syncer once it has settled every group written so far; a current file whose
+    /// sync failed is then cut to its acknowledged groups before anything completes it.
     pub(super) fn stop_syncer(&mut self, settler: &Settler) {
         if let Some(syncer) = self.syncer.take() {
+            let (failed, failed_end) = (Arc::clone(&syncer.failed), Arc::clone(&syncer.failed_end));
             if !syncer.stop() {
                 tracing::error!(sink = settler.name, "the syncer thread panicked");
+            }
+            if let Some(current) = self.file.current.as_mut() {
+                if failed.load(Ordering::Acquire) == current.seq {
+                    current.keep_only(failed_end.load(Ordering::Acquire));
+                }
             }
         }
     }
@@ -64,9 +71,8 @@ impl Lane {
             if self.file.current.is_some() && syncer.failed.load(Ordering::Acquire) == self.file.seq
             {
                 tracing::warn!(sink = settler.name, "leaving a file whose sync failed");
-                let end = syncer.failed_end.load(Ordering::Acquire);
                 if let Some(current) = self.file.current.as_mut() {
-                    current.keep_only(end);
+                    syncer.cut_if_failed(current);
                 }
                 let _ = self.file.complete();
                 self.file.current = None;
@@ -103,8 +109,9 @@ impl Lane {
                         }
                     },
                 };
-                if let Some(SyncOrder::Finish(current)) = refused {
+                if let Some(SyncOrder::Finish(mut current)) = refused {
                     // The syncer is gone (it panicked): complete the file here.
+                    syncer.cut_if_failed(&mut current);
                     let storage = &*self.file.storage;
                     if let Err(incomplete) = finish(storage, current, true, &self.file.config.dir) {
                         let error = rotation::copy_error(&incomplete.error);
@@ -167,7 +174,10 @@ impl Lane {
             match syncer.send(SyncOrder::Finish(current)) {
                 Ok(()) => {}
                 // The syncer is gone (it panicked): nothing waits for it; complete it here.
-                Err(SyncOrder::Finish(current)) => self.file.current = Some(current),
+                Err(SyncOrder::Finish(mut current)) => {
+                    syncer.cut_if_failed(&mut current);
+                    self.file.current = Some(current);
+                }
                 Err(_) => {}
             }
         }

@@ -265,8 +265,13 @@ pub(super) fn finish(
 ) -> Result<(), Incomplete> {
     let Current { file, path, len, torn, .. } = current;
     if len == 0 {
+        // Nothing in it was ever acknowledged. Emptied first when something is to go (a failed
+        // write's or a failed sync's bytes): recovery would complete a leftover that is not
+        // empty, and removes an empty one.
+        if let Err(error) = if torn { file.set_len(0) } else { Ok(()) } {
+            return Err(Incomplete { path, renamed: false, cut: Some(0), error });
+        }
         drop(file);
-        // Nothing in it was ever acknowledged; a leftover empty `.open` is removed at recovery.
         return storage.remove(&path).map_err(|error| Incomplete {
             path,
             renamed: true,

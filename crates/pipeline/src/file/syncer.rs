@@ -164,6 +164,13 @@ impl Syncer {
         Ok(Syncer { tx, runner, failed, failed_end, pending })
     }
 
+    /// Cuts `current` to its acknowledged groups if its sync failed (see `failed_end`).
+    pub(super) fn cut_if_failed(&self, current: &mut Current) {
+        if self.failed.load(Ordering::Acquire) == current.seq {
+            current.keep_only(self.failed_end.load(Ordering::Acquire));
+        }
+    }
+
     /// Groups handed over and not yet settled.
     pub(super) fn load(&self) -> usize {
         self.pending.load(Ordering::Acquire)
