@@ -37,27 +37,33 @@ const PROBE_GZIP_RAW_BYTES: usize = 256;
 /// The inflated bytes an unsigned gzip body may grow to while it is checked for a probe.
 const PROBE_INFLATED_BYTES: usize = 64;
 
-/// Whether an unsigned body is Vercel's endpoint verification probe, found with bounded work.
-pub(crate) fn is_unsigned_probe(raw: &[u8], gzip: bool) -> bool {
-    if !gzip {
-        return is_probe(raw);
-    }
-    raw.len() <= PROBE_GZIP_RAW_BYTES
-        && gunzip(raw, PROBE_INFLATED_BYTES).is_ok_and(|body| is_probe(body.as_slice()))
+/// Vercel's endpoint verification probe, by its body (whitespace aside).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Probe {
+    Empty,
+    /// `{}`.
+    Braces,
 }
 
-/// Whether a body that [`is_unsigned_probe`] is `{}` rather than empty.
-pub(crate) fn probe_braces(raw: &[u8], gzip: bool) -> bool {
-    match gzip {
-        false => raw.trim_ascii() == b"{}",
-        true => gunzip(raw, PROBE_INFLATED_BYTES).is_ok_and(|b| b.as_slice().trim_ascii() == b"{}"),
+/// Whether an unsigned body is Vercel's endpoint verification probe (and which), found with
+/// bounded work.
+pub(crate) fn unsigned_probe(raw: &[u8], gzip: bool) -> Option<Probe> {
+    if !gzip {
+        return probe_of(raw);
     }
+    if raw.len() > PROBE_GZIP_RAW_BYTES {
+        return None;
+    }
+    gunzip(raw, PROBE_INFLATED_BYTES).ok().and_then(|body| probe_of(body.as_slice()))
 }
 
 /// Vercel's endpoint verification: an empty body or `{}`.
-pub(crate) fn is_probe(body: &[u8]) -> bool {
-    let trimmed = body.trim_ascii();
-    trimmed.is_empty() || trimmed == b"{}"
+pub(crate) fn probe_of(body: &[u8]) -> Option<Probe> {
+    match body.trim_ascii() {
+        b"" => Some(Probe::Empty),
+        b"{}" => Some(Probe::Braces),
+        _ => None,
+    }
 }
 
 /// Checks the raw bytes where the signature is [`Signed::Pending`] (on the thread that opens
@@ -118,11 +124,11 @@ mod tests {
     #[test]
     fn probes_are_recognised_plain_and_gzip() {
         for body in [&b""[..], b"{}", b" {} \n"] {
-            assert!(is_unsigned_probe(body, false));
-            assert!(is_unsigned_probe(&gz(body), true));
+            assert!(unsigned_probe(body, false).is_some());
+            assert!(unsigned_probe(&gz(body), true).is_some());
         }
-        assert!(!is_unsigned_probe(br#"{"id":"1"}"#, false));
-        assert!(!is_unsigned_probe(&gz(br#"{"id":"1"}"#), true));
+        assert!(unsigned_probe(br#"{"id":"1"}"#, false).is_none());
+        assert!(unsigned_probe(&gz(br#"{"id":"1"}"#), true).is_none());
     }
 
     #[test]
@@ -133,11 +139,11 @@ mod tests {
         padded.extend_from_slice(b"{}");
         let packed = gz(&padded);
         assert!(packed.len() > PROBE_GZIP_RAW_BYTES);
-        assert!(!is_unsigned_probe(&packed, true));
+        assert!(unsigned_probe(&packed, true).is_none());
         // Small, but inflating past the tiny cap: not a probe either.
         let spaces = gz(&[b' '; 4096]);
         assert!(spaces.len() <= PROBE_GZIP_RAW_BYTES);
-        assert!(!is_unsigned_probe(&spaces, true));
+        assert!(unsigned_probe(&spaces, true).is_none());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::decode::{decode_as, OtlpEncoding, PaddedBody};
 use crate::drains::{check_headers, DrainDirectory, RequiredHeader};
-use crate::gate::{authenticate_raw, is_probe, is_unsigned_probe, probe_braces, Signed};
+use crate::gate::{authenticate_raw, probe_of, unsigned_probe, Probe, Signed};
 use crate::hold::{declared_length, read_body};
 use crate::inflate::gunzip;
 use crate::live::{verifies_any, Live, LiveCell};
@@ -203,11 +203,10 @@ async fn deliver(
     // Authentication before any inflating or decoding.
     let signed = match (&target.secret, signature.as_deref()) {
         (None, _) => Signed::NotRequired,
-        (Some(_), None) if is_unsigned_probe(raw.as_slice(), gzip) => {
-            let braces = probe_braces(raw.as_slice(), gzip);
-            return Ok(probe(&state, target.data_type, (content_type.as_ref(), braces)));
-        }
         (Some(_), None) => {
+            if let Some(found) = unsigned_probe(raw.as_slice(), gzip) {
+                return Ok(probe(&state, target.data_type, content_type.as_ref(), found));
+            }
             headers_checked?;
             return Err(IngestError::MissingSignature);
         }
@@ -219,11 +218,11 @@ async fn deliver(
     // probe is still a probe, as where the body is opened.
     let malformed = signed == Signed::Pending
         && signature.as_deref().and_then(listener::signature_bytes).is_none();
-    if (malformed || headers_checked.is_err()) && !is_unsigned_probe(raw.as_slice(), gzip) {
+    if (malformed || headers_checked.is_err()) && unsigned_probe(raw.as_slice(), gzip).is_none() {
         headers_checked?;
         return Err(IngestError::BadSignature);
     }
-    let (data_type, probed_type) = (target.data_type, content_type.clone());
+    let data_type = target.data_type;
     // Never a gzip body here: opening one may wait for room (`Held::block_for`).
     let opened = if !gzip && raw.len() <= INLINE_BYTES {
         let (signed, _permit) = authenticate(&state, &target, (&raw, gzip), signed, &signature)?;
@@ -247,7 +246,9 @@ async fn deliver(
         .map_err(|_| IngestError::Overloaded)??
     };
     match opened {
-        Opened::Probe(braces) => Ok(probe(&state, data_type, (probed_type.as_ref(), braces))),
+        Opened::Probe(found, content_type) => {
+            Ok(probe(&state, data_type, content_type.as_ref(), found))
+        }
         Opened::Batch(batch) => store(&state, batch).await,
         Opened::NoJson(batch) => {
             // Kept in the dead-letter files first: a 400 loses nothing an operator may need.
@@ -282,8 +283,8 @@ fn authenticate(
 
 /// What a delivery's body turned out to be.
 enum Opened {
-    /// Vercel's endpoint verification: nothing to store. Whether its body was `{}`.
-    Probe(bool),
+    /// Vercel's endpoint verification, with the request's `Content-Type`: nothing to store.
+    Probe(Probe, Option<HeaderValue>),
     /// Records (and perhaps rejects) to store, answered `200` once stored.
     Batch(Batch),
     /// No JSON at all: one reject holding the body's first bytes, answered `400` once stored.
@@ -297,15 +298,15 @@ const NO_JSON_KEPT_BYTES: usize = 64 * 1024;
 
 /// Endpoint verification: answered whether signed or not, and nothing is stored.
 /// The answer to Vercel's probe: as the path's data type answers a delivery of nothing.
-/// `braces`: the probe's body is `{}` (not empty).
 fn probe(
     state: &State,
     data_type: DataType,
-    (content_type, braces): (Option<&HeaderValue>, bool),
+    content_type: Option<&HeaderValue>,
+    found: Probe,
 ) -> Response<Full<Bytes>> {
     state.metrics.probe();
     match data_type {
-        DataType::Traces => traces::probed(content_type, braces),
+        DataType::Traces => traces::probed(content_type, found),
         _ => json(StatusCode::OK, r#"{"accepted":0,"dead_lettered":0}"#.into()),
     }
 }
@@ -382,8 +383,8 @@ fn open_body(
     } else {
         raw
     };
-    if is_probe(body.as_slice()) {
-        return Ok(Opened::Probe(body.as_slice().trim_ascii() == b"{}"));
+    if let Some(found) = probe_of(body.as_slice()) {
+        return Ok(Opened::Probe(found, content_type));
     }
     headers_checked?;
     let mut verified = None;

@@ -15,6 +15,7 @@ use prost::Message as _;
 use record::{Batch, Reject, RejectReason};
 
 use crate::decode::{decode_otlp, OtlpEncoding, PaddedBody};
+use crate::gate::Probe;
 use crate::IngestError;
 
 /// The OTLP convention's path for traces, served for the default trace drain when
@@ -94,11 +95,14 @@ pub(crate) fn open(
     }
 }
 
-/// The answer to Vercel's probe (an empty body, or `{}` when `braces`) on a trace path: an
-/// empty `ExportTraceServiceResponse` in the encoding a delivery of that body would be read in
-/// (the declared one; without a declaration, OTLP/JSON for `{}`, else protobuf).
-pub(crate) fn probed(content_type: Option<&HeaderValue>, braces: bool) -> Response<Full<Bytes>> {
-    let body: &[u8] = if braces { b"{}" } else { b"" };
+/// The answer to Vercel's probe on a trace path: an empty `ExportTraceServiceResponse` in the
+/// encoding a delivery of the probe's body would be read in (the declared one; without a
+/// declaration, OTLP/JSON for `{}`, else protobuf).
+pub(crate) fn probed(content_type: Option<&HeaderValue>, found: Probe) -> Response<Full<Bytes>> {
+    let body: &[u8] = match found {
+        Probe::Empty => b"",
+        Probe::Braces => b"{}",
+    };
     let encoding = OtlpEncoding::of(content_type.map(HeaderValue::as_bytes), body);
     let encoding = encoding.unwrap_or(OtlpEncoding::Protobuf);
     stored(&TraceAnswer { encoding, rejected_spans: 0, message: None })
