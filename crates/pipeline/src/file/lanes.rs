@@ -7,7 +7,6 @@
 //! fails the groups it covered and the lane leaves that file.
 
 use std::io;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -51,14 +50,12 @@ impl Lane {
     /// sync failed is then cut to its acknowledged groups before anything completes it.
     pub(super) fn stop_syncer(&mut self, settler: &Settler) {
         if let Some(syncer) = self.syncer.take() {
-            let (failed, failed_end) = (Arc::clone(&syncer.failed), Arc::clone(&syncer.failed_end));
+            let failed = Arc::clone(&syncer.failed);
             if !syncer.stop() {
                 tracing::error!(sink = settler.name, "the syncer thread panicked");
             }
             if let Some(current) = self.file.current.as_mut() {
-                if failed.load(Ordering::Acquire) == current.seq {
-                    current.keep_only(failed_end.load(Ordering::Acquire));
-                }
+                failed.cut(current);
             }
         }
     }
@@ -68,12 +65,9 @@ impl Lane {
     /// its acknowledged groups: the rest was never acknowledged, and may have become holes.
     pub(super) fn leave_file_whose_sync_failed(&mut self, settler: &Settler) {
         if let Some(syncer) = &self.syncer {
-            if self.file.current.is_some() && syncer.failed.load(Ordering::Acquire) == self.file.seq
-            {
+            if let Some(current) = self.file.current.as_mut().filter(|c| syncer.failed.is(c.seq)) {
                 tracing::warn!(sink = settler.name, "leaving a file whose sync failed");
-                if let Some(current) = self.file.current.as_mut() {
-                    syncer.cut_if_failed(current);
-                }
+                syncer.failed.cut(current);
                 let _ = self.file.complete();
                 self.file.current = None;
             }
@@ -111,7 +105,7 @@ impl Lane {
                 };
                 if let Some(SyncOrder::Finish(mut current)) = refused {
                     // The syncer is gone (it panicked): complete the file here.
-                    syncer.cut_if_failed(&mut current);
+                    syncer.failed.cut(&mut current);
                     let storage = &*self.file.storage;
                     if let Err(incomplete) = finish(storage, current, true, &self.file.config.dir) {
                         let error = rotation::copy_error(&incomplete.error);
@@ -175,7 +169,7 @@ impl Lane {
                 Ok(()) => {}
                 // The syncer is gone (it panicked): nothing waits for it; complete it here.
                 Err(SyncOrder::Finish(mut current)) => {
-                    syncer.cut_if_failed(&mut current);
+                    syncer.failed.cut(&mut current);
                     self.file.current = Some(current);
                 }
                 Err(_) => {}

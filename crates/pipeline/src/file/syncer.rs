@@ -90,6 +90,38 @@ impl Settler {
     }
 }
 
+/// The number of a lane's last file whose sync failed (0: none), and where its acknowledged
+/// groups end: it is completed cut there, since what follows was never acknowledged and the
+/// failed sync may have left holes in it.
+#[derive(Debug, Default)]
+pub(super) struct Failed {
+    seq: AtomicU64,
+    /// Stored before `seq`.
+    end: AtomicU64,
+}
+
+impl Failed {
+    /// Whether the sync of file `seq` failed.
+    pub(super) fn is(&self, seq: u64) -> bool {
+        self.seq.load(Ordering::Acquire) == seq
+    }
+
+    /// Records the first failed sync of file `seq`, whose acknowledged groups end at `end`.
+    fn record(&self, seq: u64, end: u64) {
+        if !self.is(seq) {
+            self.end.store(end, Ordering::Release);
+            self.seq.store(seq, Ordering::Release);
+        }
+    }
+
+    /// Cuts `current` to its acknowledged groups if its sync failed.
+    pub(super) fn cut(&self, current: &mut Current) {
+        if self.is(current.seq) {
+            current.keep_only(self.end.load(Ordering::Acquire));
+        }
+    }
+}
+
 /// Work for the syncer, done in the order it was written.
 pub(super) enum SyncOrder {
     /// A group written to file number `seq`, ending at byte `end`, to be made durable before
@@ -113,12 +145,9 @@ enum Runner {
 pub(super) struct Syncer {
     tx: Sender<SyncOrder>,
     runner: Runner,
-    /// The number of the last file whose sync failed (0: none). The sink leaves that file: after
-    /// a failed `fdatasync` the kernel may have dropped its dirty pages and will not say so twice.
-    pub(super) failed: Arc<AtomicU64>,
-    /// Where the acknowledged part of that file ends (stored before `failed`): it is completed
-    /// cut there.
-    pub(super) failed_end: Arc<AtomicU64>,
+    /// The last file whose sync failed. The sink leaves that file: after a failed `fdatasync`
+    /// the kernel may have dropped its dirty pages and will not say so twice.
+    pub(super) failed: Arc<Failed>,
     /// Groups handed over and not yet settled: how busy this lane is (see `lanes`).
     pending: Arc<AtomicUsize>,
 }
@@ -136,15 +165,13 @@ impl Syncer {
     /// Starts the syncer of lane `lane` (which only names its thread).
     pub(super) fn start(setup: SyncSetup, lane: usize) -> io::Result<Syncer> {
         let (tx, rx) = crossbeam_channel::bounded(SYNC_QUEUE);
-        let failed = Arc::new(AtomicU64::new(0));
-        let failed_end = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(Failed::default());
         let pending = Arc::new(AtomicUsize::new(0));
         let name = format!("sync-{}-{lane}", setup.settler.name);
         let inline = setup.storage.single_threaded();
         let worker = SyncWorker {
             settler: setup.settler,
             failed: Arc::clone(&failed),
-            failed_end: Arc::clone(&failed_end),
             pending: Arc::clone(&pending),
             storage: setup.storage,
             unfinished: setup.unfinished,
@@ -161,14 +188,7 @@ impl Syncer {
                 std::thread::Builder::new().name(name).spawn(move || worker.run(&rx))?,
             ),
         };
-        Ok(Syncer { tx, runner, failed, failed_end, pending })
-    }
-
-    /// Cuts `current` to its acknowledged groups if its sync failed (see `failed_end`).
-    pub(super) fn cut_if_failed(&self, current: &mut Current) {
-        if self.failed.load(Ordering::Acquire) == current.seq {
-            current.keep_only(self.failed_end.load(Ordering::Acquire));
-        }
+        Ok(Syncer { tx, runner, failed, pending })
     }
 
     /// Groups handed over and not yet settled.
@@ -223,8 +243,7 @@ impl Syncer {
 /// The syncer's side: what it syncs with and what it remembers between orders.
 struct SyncWorker {
     settler: Settler,
-    failed: Arc<AtomicU64>,
-    failed_end: Arc<AtomicU64>,
+    failed: Arc<Failed>,
     pending: Arc<AtomicUsize>,
     storage: Arc<dyn Storage>,
     unfinished: Unfinished,
@@ -272,9 +291,7 @@ impl SyncWorker {
     /// Completes a rotated file; one that cannot be completed is tried again later. One whose
     /// sync failed is cut to its acknowledged groups first.
     fn finish(&self, mut current: Current) {
-        if self.failed.load(Ordering::Acquire) == current.seq {
-            current.keep_only(self.failed_end.load(Ordering::Acquire));
-        }
+        self.failed.cut(&mut current);
         let settler = &self.settler;
         match finish(&*self.storage, current, true, &self.dir) {
             Ok(()) => settler.metrics.file_completed(settler.name),
@@ -307,10 +324,7 @@ impl SyncWorker {
             }
             Err(e) => {
                 let durable = if self.durable_end.0 == seq { self.durable_end.1 } else { 0 };
-                if self.failed.load(Ordering::Acquire) != seq {
-                    self.failed_end.store(durable, Ordering::Release);
-                    self.failed.store(seq, Ordering::Release);
-                }
+                self.failed.record(seq, durable);
                 self.settler.fail(&mut written.jobs, &e);
             }
         }
@@ -323,7 +337,7 @@ impl SyncWorker {
             Some((s, result)) if *s == seq => {
                 return result.as_ref().map(|_| ()).map_err(copy_error)
             }
-            _ if self.failed.load(Ordering::Acquire) == seq => {
+            _ if self.failed.is(seq) => {
                 return Err(io::Error::other("an earlier sync of this file failed"))
             }
             _ => {}
