@@ -337,12 +337,13 @@ fn toml_error(e: &toml::de::Error, text: &str) -> String {
         let expected = rest.rfind(", expected ").map_or("", |at| &rest[at..]);
         format!("{kind}{expected}")
     };
-    let message = if let Some(rest) = message.strip_prefix("invalid type: ") {
+    let invalid = ["invalid type: ", "invalid value: "]
+        .into_iter()
+        .find_map(|prefix| message.strip_prefix(prefix).map(|rest| (prefix, rest)));
+    let message = if let Some((prefix, rest)) = invalid {
+        // The kind of value alone: `string`, `integer`, …
         let unexpected = rest.split([' ', ',']).next().unwrap_or_default();
-        format!("invalid type: {}", without_value(rest, unexpected))
-    } else if let Some(rest) = message.strip_prefix("invalid value: ") {
-        let unexpected = rest.split([' ', ',']).next().unwrap_or_default();
-        format!("invalid value: {}", without_value(rest, unexpected))
+        format!("{prefix}{}", without_value(rest, unexpected))
     } else if let Some(rest) = message.strip_prefix("unknown variant ") {
         format!("unknown variant{}", without_value(rest, ""))
     } else {
