@@ -428,6 +428,36 @@ fn bad_store_settings_are_named_without_their_values() {
 }
 
 #[test]
+fn a_database_url_takes_libpq_tls_parameters_and_names_those_it_does_not() {
+    let store = |query: &str| {
+        RawConfig::from_toml(&format!(
+            "[store]\ndatabase_url = \"postgres://u:hunter2@db.internal/d?{query}\"\n\
+             key = \"{STORE_KEY}\"\n"
+        ))
+        .unwrap()
+        .validate(Vec::new())
+    };
+    for query in [
+        "sslmode=verify-full&sslrootcert=/etc/spillway/db-ca.pem",
+        "sslmode=verify-ca&sslrootcert=system",
+        "sslmode=require&channel_binding=require",
+        "sslmode=disable",
+    ] {
+        let config = store(query).unwrap_or_else(|e| panic!("{query}: {e}"));
+        let printed = format!("{config:#?}");
+        assert!(printed.contains("db.internal:5432/d") && !printed.contains("hunter2"));
+    }
+    for (query, says) in [
+        ("sslmode=verify", "store.database_url: sslmode must be disable, allow, prefer"),
+        ("sslcert=/c.pem&sslkey=/k.pem", "store.database_url: sslcert is not supported"),
+    ] {
+        let message = store(query).unwrap_err().to_string();
+        assert!(message.contains(says), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+}
+
+#[test]
 fn the_integration_creates_a_drain_per_listed_type() {
     let base = "[integration]\nclient_id = \"oac_1\"\nclient_secret = \"s\"\n\
                 redirect_url = \"https://x.example/cb\"\ndrain_url = \"https://x.example/vercel/logs\"\n";

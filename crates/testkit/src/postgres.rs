@@ -51,6 +51,20 @@ impl Postgres {
     /// When no PostgreSQL binaries are found (with how to get them), or when the cluster does
     /// not come up (with the failing step's output and the server log).
     pub fn start() -> Option<Postgres> {
+        Postgres::start_with(None)
+    }
+
+    /// [`Postgres::start`] for a server that takes TCP connections over TLS only (`hostssl`;
+    /// plain ones are rejected), with the certificate chain and key given in PEM.
+    ///
+    /// # Panics
+    ///
+    /// As [`Postgres::start`].
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Option<Postgres> {
+        Postgres::start_with(Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Option<Postgres> {
         if std::env::var("SPILLWAY_SKIP_POSTGRES").is_ok_and(|v| v == "1") {
             eprintln!("SKIPPED: SPILLWAY_SKIP_POSTGRES=1, no PostgreSQL test runs");
             return None;
@@ -61,6 +75,9 @@ impl Postgres {
         let mut postgres =
             Postgres { bin, dir, run_as, password: random_hex(16), port: 0, running: false };
         postgres.init();
+        if let Some((cert, key)) = tls {
+            postgres.require_tls(cert, key);
+        }
         postgres.start_on_a_free_port();
         postgres.create(USER);
         Some(postgres)
@@ -198,6 +215,31 @@ impl Postgres {
         if let Err(e) = initialised {
             panic!("{e}");
         }
+    }
+
+    /// Serves TCP over TLS only: the certificate and key in the data directory (the key private
+    /// to the server's user, as the server demands), and `pg_hba.conf` taking password logins
+    /// over TLS and rejecting them without it. The Unix socket stays for nobody: only `pg_ctl`
+    /// looks at it.
+    fn require_tls(&self, cert: &str, key: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let data = self.data();
+        for (name, pem) in [("server.crt", cert), ("server.key", key)] {
+            let path = data.join(name);
+            std::fs::write(&path, pem).unwrap_or_else(|e| panic!("writing {name}: {e}"));
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .unwrap_or_else(|e| panic!("making {name} private: {e}"));
+            hand_over(&path, self.run_as.as_deref());
+        }
+        let hba = "local all all scram-sha-256\n\
+                   hostssl all all 127.0.0.1/32 scram-sha-256\n\
+                   hostnossl all all 127.0.0.1/32 reject\n";
+        std::fs::write(data.join("pg_hba.conf"), hba).expect("writing pg_hba.conf");
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .expect("opening postgresql.conf");
+        std::io::Write::write_all(&mut conf, b"\nssl = on\n").expect("turning TLS on");
     }
 
     /// Starts on a fresh free port, and on another one when a different process took that

@@ -19,7 +19,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use super::migrations::DRAINS_CHANNEL;
 use super::PgStore;
@@ -138,7 +138,8 @@ impl Feed {
             at: self.store.at.clone(),
             reason: super::pg_reason(&e),
         };
-        let (client, mut connection) = self.store.pg.connect(NoTls).await.map_err(lost)?;
+        let (client, mut connection) =
+            self.store.pg.connect(self.store.tls.clone()).await.map_err(lost)?;
         let (notify, mut notified) = mpsc::channel::<String>(NOTIFY_QUEUE);
         let overflow = Arc::new(AtomicBool::new(false));
         let overflowed = Arc::clone(&overflow);

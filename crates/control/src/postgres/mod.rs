@@ -12,11 +12,15 @@
 //!   receiver's in-memory snapshot in step with it, and resyncs in full periodically and after
 //!   every reconnect.
 //!
+//! - TLS as the URL's libpq parameters say (`sslmode`, `sslrootcert`; [`tls`]), for the pool
+//!   and the feed alike.
+//!
 //! Messages name the database by host, port and name ([`PgStore::at`]), never its password.
 
 pub mod feed;
 mod migrations;
 mod rows;
+mod tls;
 
 use std::fmt;
 use std::time::Duration;
@@ -25,7 +29,7 @@ use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
 use tokio_postgres::config::Host;
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::seal::KeyRing;
 use crate::store::StoreError;
@@ -81,6 +85,7 @@ impl PgConfig {
 pub struct PgStore {
     pool: Pool,
     pg: std::sync::Arc<tokio_postgres::Config>,
+    tls: MakeRustlsConnect,
     at: String,
     keys: KeyRing,
     resync_interval: Duration,
@@ -95,17 +100,15 @@ impl fmt::Debug for PgStore {
 
 /// `host:port/database` of a connection URL, for messages; never the user's password.
 pub fn describe_url(url: &str) -> String {
-    match url.parse::<tokio_postgres::Config>() {
-        Ok(config) => describe(&config),
+    match tls::parse(url) {
+        Ok((config, _)) => describe(&config),
         Err(_) => "an unparsable database URL".to_owned(),
     }
 }
 
 /// Whether `url` is a connection URL the driver takes; the reason never quotes the URL.
 pub fn check_url(url: &str) -> Result<(), String> {
-    url.parse::<tokio_postgres::Config>()
-        .map(|_| ())
-        .map_err(|_| "not a valid postgres:// URL (user, host, port, database)".to_owned())
+    tls::parse(url).map(|_| ())
 }
 
 fn describe(config: &tokio_postgres::Config) -> String {
@@ -128,19 +131,18 @@ impl PgStore {
 
     /// The store without touching the database (the first operation connects).
     pub fn lazy(config: PgConfig) -> Result<PgStore, StoreError> {
-        let mut pg: tokio_postgres::Config = config.url.expose().parse().map_err(|_| {
-            // The parser's message may quote the URL, password included.
-            StoreError::Database {
-                at: "the configured database".to_owned(),
-                reason: "the database URL is not a valid postgres:// URL".to_owned(),
-            }
+        // `tls::parse`'s reasons never quote the URL, whose password they would show.
+        let (mut pg, tls) = tls::parse(config.url.expose()).map_err(|reason| {
+            StoreError::Database { at: "the configured database".to_owned(), reason }
         })?;
         pg.connect_timeout(config.connect_timeout);
         pg.application_name("spillway");
         let at = describe(&pg);
+        let tls =
+            tls.connector().map_err(|reason| StoreError::Database { at: at.clone(), reason })?;
         let manager = Manager::from_config(
             pg.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
         let timeout = Some(config.connect_timeout);
@@ -155,6 +157,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             pg: pg.into(),
+            tls,
             at,
             keys: config.keys,
             resync_interval: config.resync_interval,
@@ -186,7 +189,8 @@ impl PgStore {
     }
 
     /// What a failed statement means: a lost connection is `Unavailable`, a unique violation of
-    /// the path key a `Conflict`, anything else a refusal.
+    /// the path key a `Conflict`, TLS refusing the server (or the server TLS) and anything else
+    /// a refusal.
     fn error(&self, e: tokio_postgres::Error) -> StoreError {
         match e.as_db_error() {
             Some(db) if db.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION => {
@@ -201,6 +205,9 @@ impl PgStore {
                 StoreError::Unavailable { at: self.at.clone(), reason: pg_reason(&e) }
             }
             Some(_) => StoreError::Database { at: self.at.clone(), reason: pg_reason(&e) },
+            None if tls::refused(&e) => {
+                StoreError::Database { at: self.at.clone(), reason: pg_reason(&e) }
+            }
             None => StoreError::Unavailable { at: self.at.clone(), reason: pg_reason(&e) },
         }
     }

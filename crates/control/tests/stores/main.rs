@@ -10,6 +10,7 @@
 mod feed;
 mod sealed;
 mod suite;
+mod tls;
 
 use std::sync::{Arc, Mutex, PoisonError};
 

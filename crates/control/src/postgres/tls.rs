@@ -1,0 +1,368 @@
+//! TLS to PostgreSQL, as libpq's URL parameters ask for it.
+//!
+//! The driver knows `sslmode` `disable`, `prefer` and `require` only, and refuses every other
+//! parameter, while the URLs users copy from their database's console say `verify-full` and
+//! `sslrootcert=/path/ca.pem`. [`parse`] takes libpq's meaning of both out of the URL and hands
+//! the driver the rest:
+//!
+//! | `sslmode` | TLS | the server's certificate |
+//! |---|---|---|
+//! | `disable` | never | - |
+//! | `allow`, `prefer` (the default) | when the server offers it | not checked |
+//! | `require` | always | not checked; with `sslrootcert`, its chain as `verify-ca` |
+//! | `verify-ca` | always | chained to `sslrootcert` (or the system's roots) |
+//! | `verify-full` | always | the same, and issued for the URL's host |
+//!
+//! `sslrootcert` is a PEM file of trust anchors, or `system` for the system's own. (`allow`,
+//! which libpq tries without TLS first, is `prefer` here: TLS first.) The client's own
+//! certificate (`sslcert`, `sslkey`) is refused by name: it is not supported.
+//!
+//! Without a checked certificate TLS still keeps the traffic from anyone who only listens, and
+//! SCRAM's channel binding (`channel_binding=require`) keeps a man in the middle from logging
+//! in with the password.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use percent_encoding::percent_decode_str;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// How the server's certificate is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// Not at all (`prefer`, `require`): encryption only.
+    Nothing,
+    /// Its chain to a trust anchor (`verify-ca`).
+    Chain,
+    /// Its chain and its name (`verify-full`).
+    Full,
+}
+
+/// What a URL asks of TLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Tls {
+    pub(crate) mode: SslMode,
+    pub(crate) check: Check,
+    /// `sslrootcert`: a PEM file, or `None` for the system's roots.
+    pub(crate) roots: Option<String>,
+}
+
+/// The driver's settings and the TLS a connection URL asks for. The reason never quotes the
+/// URL (it may hold a password).
+pub(crate) fn parse(url: &str) -> Result<(tokio_postgres::Config, Tls), String> {
+    const INVALID: &str = "not a valid postgres:// URL (user, host, port, database)";
+    let (driver_url, sslmode, roots) = split(url)?;
+    let mut config: tokio_postgres::Config = driver_url.parse().map_err(|_| INVALID.to_owned())?;
+    let (mode, mut check) = match sslmode.as_deref() {
+        None | Some("prefer" | "allow") => (SslMode::Prefer, Check::Nothing),
+        Some("disable") => (SslMode::Disable, Check::Nothing),
+        Some("require") => (SslMode::Require, Check::Nothing),
+        Some("verify-ca") => (SslMode::Require, Check::Chain),
+        Some("verify-full") => (SslMode::Require, Check::Full),
+        Some(_) => {
+            return Err("sslmode must be disable, allow, prefer, require, verify-ca or \
+                 verify-full"
+                .to_owned())
+        }
+    };
+    let roots = match roots.as_deref() {
+        Some("system") => {
+            // libpq: the system's roots, and then the name is checked too.
+            if mode != SslMode::Disable {
+                check = Check::Full;
+            }
+            None
+        }
+        Some(path) => {
+            // libpq: `require` with a root certificate checks the chain.
+            if check == Check::Nothing && mode == SslMode::Require {
+                check = Check::Chain;
+            }
+            Some(path.to_owned())
+        }
+        None => None,
+    };
+    config.ssl_mode(mode);
+    Ok((config, Tls { mode, check, roots }))
+}
+
+/// The URL without `sslmode` and `sslrootcert` (which it returns, decoded), or why not.
+fn split(url: &str) -> Result<(String, Option<String>, Option<String>), String> {
+    // The query starts at the first `?` after the credentials (a password may hold one).
+    let authority = url.rfind('@').map_or(0, |at| at + 1);
+    let Some(start) = url[authority..].find('?').map(|q| authority + q) else {
+        return Ok((url.to_owned(), None, None));
+    };
+    let (mut sslmode, mut roots, mut kept) = (None, None, Vec::new());
+    for pair in url[start + 1..].split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decoded = || {
+            percent_decode_str(value)
+                .decode_utf8()
+                .map(|v| v.into_owned())
+                .map_err(|_| format!("{key} is not UTF-8 once decoded"))
+        };
+        match key {
+            "sslmode" => sslmode = Some(decoded()?),
+            "sslrootcert" => roots = Some(decoded()?),
+            "sslcert" | "sslkey" | "sslpassword" | "sslcrl" | "sslcrldir" | "sslsni" => {
+                return Err(format!("{key} is not supported (only sslmode and sslrootcert)"));
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let mut driver_url = url[..start].to_owned();
+    if !kept.is_empty() {
+        driver_url.push('?');
+        driver_url.push_str(&kept.join("&"));
+    }
+    Ok((driver_url, sslmode, roots))
+}
+
+impl Tls {
+    /// The connector for the driver: a rustls client that checks what [`Check`] says. Reads
+    /// `sslrootcert` (or the system's roots) when the certificate is checked; the error names
+    /// the file, never the URL.
+    pub(crate) fn connector(&self) -> Result<MakeRustlsConnect, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier: Arc<dyn ServerCertVerifier> = match self.check {
+            Check::Nothing => Arc::new(Unchecked(Arc::clone(&provider))),
+            check => {
+                let roots = match &self.roots {
+                    Some(path) => roots_from_file(Path::new(path))?,
+                    None => system_roots()?,
+                };
+                let webpki = WebPkiServerVerifier::builder_with_provider(
+                    roots.into(),
+                    Arc::clone(&provider),
+                )
+                .build()
+                .map_err(|e| format!("the trust anchors: {e}"))?;
+                if check == Check::Full {
+                    webpki
+                } else {
+                    Arc::new(ChainOnly(webpki))
+                }
+            }
+        };
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        Ok(MakeRustlsConnect::new(config))
+    }
+}
+
+/// The certificates of a PEM file, as trust anchors.
+fn roots_from_file(path: &Path) -> Result<RootCertStore, String> {
+    use rustls::pki_types::pem::PemObject;
+    let shown = path.display();
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("sslrootcert {shown}: {e}"))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("sslrootcert {shown}: {e}"))?;
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!("sslrootcert {shown}: no certificate in it"));
+    }
+    Ok(roots)
+}
+
+/// The system's trust anchors.
+fn system_roots() -> Result<RootCertStore, String> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(found.certs);
+    if roots.is_empty() {
+        return Err("no system trust anchors found; name a PEM file with sslrootcert".to_owned());
+    }
+    Ok(roots)
+}
+
+/// `verify-ca`: the chain is checked, the name is not.
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        // webpki checks the chain first and the name last: a wrong name means a good chain.
+        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// `prefer`, `require`: any certificate, though the handshake's signatures are still checked
+/// (the peer holds the key of the certificate it showed).
+#[derive(Debug)]
+struct Unchecked(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for Unchecked {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Whether a driver error is TLS refusing the connection: the certificate was not accepted, or
+/// TLS is required and the server has none. That does not heal by waiting, unlike a reset
+/// during the handshake.
+pub(crate) fn refused(e: &tokio_postgres::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let inner = cause.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref);
+        if cause.is::<rustls::Error>() || inner.is_some_and(|i| i.is::<rustls::Error>()) {
+            return true;
+        }
+        // The driver's own words when the server answers the TLS request with a no.
+        if cause.to_string() == "server does not support TLS" {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tls(url: &str) -> Tls {
+        parse(url).unwrap_or_else(|e| panic!("{url}: {e}")).1
+    }
+
+    #[test]
+    fn libpq_modes_and_root_certificates_are_understood() {
+        let base = "postgres://u:p@db.internal:5432/spillway";
+        let t = tls(base);
+        assert_eq!((t.mode, t.check, t.roots), (SslMode::Prefer, Check::Nothing, None));
+        for (query, mode, check) in [
+            ("?sslmode=disable", SslMode::Disable, Check::Nothing),
+            ("?sslmode=allow", SslMode::Prefer, Check::Nothing),
+            ("?sslmode=require", SslMode::Require, Check::Nothing),
+            ("?sslmode=verify-ca", SslMode::Require, Check::Chain),
+            ("?sslmode=verify-full", SslMode::Require, Check::Full),
+            ("?sslmode=require&sslrootcert=%2Fetc%2Fca.pem", SslMode::Require, Check::Chain),
+            ("?sslrootcert=system&sslmode=require", SslMode::Require, Check::Full),
+        ] {
+            let t = tls(&format!("{base}{query}"));
+            assert_eq!((t.mode, t.check), (mode, check), "{query}");
+        }
+        let t = tls(&format!("{base}?sslmode=verify-ca&sslrootcert=/etc/a%20b.pem"));
+        assert_eq!(t.roots.as_deref(), Some("/etc/a b.pem"));
+    }
+
+    #[test]
+    fn the_driver_gets_the_other_parameters_and_the_mode() {
+        let url = "postgres://u:p?x@h:1/d?connect_timeout=7&sslmode=verify-full&application_name=a";
+        let (config, t) = parse(url).unwrap();
+        assert_eq!(config.get_ssl_mode(), SslMode::Require);
+        assert_eq!(config.get_connect_timeout(), Some(&std::time::Duration::from_secs(7)));
+        assert_eq!(config.get_application_name(), Some("a"));
+        assert_eq!(config.get_password(), Some(&b"p?x"[..]));
+        assert_eq!(t.check, Check::Full);
+    }
+
+    #[test]
+    fn what_is_not_understood_is_refused_by_name_without_the_url() {
+        let secret = "hunter2-secret";
+        for (query, says) in [
+            ("?sslmode=verify-maybe", "sslmode must be"),
+            ("?sslcert=/c.pem", "sslcert is not supported"),
+            ("?sslkey=/k.pem", "sslkey is not supported"),
+            ("?nonsense=1", "not a valid postgres:// URL"),
+        ] {
+            let e = parse(&format!("postgres://u:{secret}@h/d{query}")).unwrap_err();
+            assert!(e.contains(says), "{query}: {e}");
+            assert!(!e.contains(secret), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_root_file_without_certificates_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("ca.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let t = Tls {
+            mode: SslMode::Require,
+            check: Check::Full,
+            roots: Some(empty.display().to_string()),
+        };
+        let e = t.connector().err().expect("no trust anchors, no connector");
+        assert!(e.contains("ca.pem") && e.contains("no certificate"), "{e}");
+        let missing = Tls { roots: Some("/nonexistent/ca.pem".to_owned()), ..t };
+        let e = missing.connector().err().unwrap();
+        assert!(e.contains("/nonexistent/ca.pem"), "{e}");
+    }
+}
