@@ -198,13 +198,18 @@ async fn open_shared(config: PgConfig) -> anyhow::Result<PgStore> {
 /// A records file sink per data type served, each in a directory of its own so that no file
 /// mixes types: logs where `sinks.file.dir` says (`<data dir>/logs`), the other types in
 /// `<data dir>/<type slug>` (`traces`, `speed-insights`, `analytics`, `audit-log`), with the
-/// same settings (trace files are `.binpb`: one `ExportTraceServiceRequest` each).
+/// same settings (trace files are `.binpb`: one `ExportTraceServiceRequest` each). What their
+/// crash recovery sets aside goes to a directory of their type's within the dead-letter one:
+/// files of two types may have the same name, and the set-aside file is named after its file.
 fn file_sinks_by_type(logs: FileSinkConfig, data_dir: &Path) -> Vec<(DataType, FileSinkConfig)> {
     let others =
         [DataType::Traces, DataType::SpeedInsights, DataType::Analytics, DataType::AuditLog];
     let mut sinks: Vec<_> = others
         .into_iter()
-        .map(|t| (t, FileSinkConfig { dir: data_dir.join(t.slug()), ..logs.clone() }))
+        .map(|t| {
+            let invalid_dir = logs.invalid_dir.as_ref().map(|dir| dir.join(t.slug()));
+            (t, FileSinkConfig { dir: data_dir.join(t.slug()), invalid_dir, ..logs.clone() })
+        })
         .collect();
     sinks.insert(0, (DataType::Logs, logs));
     sinks

@@ -184,3 +184,34 @@ fn paths_that_name_no_drain_are_404() {
         assert_eq!(reply.status, 404, "{path}");
     }
 }
+
+#[test]
+fn files_of_two_types_with_one_name_keep_their_own_set_aside_lines_after_a_crash() {
+    // What a power loss can leave in two types' open files of the same name (each sink counts
+    // its files from the same start): a record, zeros where a write was lost, another record.
+    let name = "records-1700000000000-000001.ndjson";
+    let planted = |dir: &std::path::Path, kind: &str| {
+        std::fs::create_dir_all(dir).unwrap();
+        let body = format!(
+            "{{\"id\":\"{kind}-1\",\"projectId\":\"p\"}}\n\0\0\0{kind}\n{{\"id\":\"{kind}-2\"}}\n"
+        );
+        std::fs::write(dir.join(format!("{name}.open")), body).unwrap();
+    };
+    let mut app = TestApp::start(|config| {
+        planted(&config.data_dir.join("logs"), "logs");
+        planted(&config.data_dir.join("analytics"), "analytics");
+    });
+    assert!(app.stop());
+    for (kind, dead) in [("logs", "dead-letter"), ("analytics", "dead-letter/analytics")] {
+        let stored = std::fs::read_to_string(app.dir(kind).join(name)).unwrap();
+        assert_eq!(stored.lines().count(), 2, "{kind}: the records are kept: {stored}");
+        let set_aside = app.dir(dead).join(format!("recovered-invalid-{name}"));
+        let letters = std::fs::read_to_string(&set_aside)
+            .unwrap_or_else(|e| panic!("{}: {e}", set_aside.display()));
+        let letters: Vec<serde_json::Value> =
+            letters.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(letters.len(), 1, "{kind}: {letters:?}");
+        assert_eq!(letters[0]["reason"], "recovered_invalid");
+        assert_eq!(letters[0]["raw"], format!("\0\0\0{kind}"), "{kind}'s own line");
+    }
+}
