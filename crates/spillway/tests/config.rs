@@ -439,7 +439,8 @@ fn a_database_url_takes_libpq_tls_parameters_and_names_those_it_does_not() {
     };
     for query in [
         "sslmode=verify-full&sslrootcert=/etc/spillway/db-ca.pem",
-        "sslmode=verify-ca&sslrootcert=system",
+        "sslrootcert=system",
+        "sslmode=verify-ca&sslrootcert=/etc/spillway/db-ca.pem",
         "sslmode=require&channel_binding=require",
         "sslmode=disable",
     ] {
@@ -450,6 +451,7 @@ fn a_database_url_takes_libpq_tls_parameters_and_names_those_it_does_not() {
     for (query, says) in [
         ("sslmode=verify", "store.database_url: sslmode must be disable, allow, prefer"),
         ("sslcert=/c.pem&sslkey=/k.pem", "store.database_url: sslcert is not supported"),
+        ("sslmode=verify-ca", "store.database_url: sslmode=verify-ca needs sslrootcert"),
     ] {
         let message = store(query).unwrap_err().to_string();
         assert!(message.contains(says), "{message}");

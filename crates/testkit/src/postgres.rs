@@ -39,6 +39,8 @@ pub struct Postgres {
     password: String,
     port: u16,
     running: bool,
+    /// Whether TCP takes TLS only ([`Postgres::start_tls`]).
+    tls: bool,
 }
 
 impl Postgres {
@@ -72,8 +74,15 @@ impl Postgres {
         let bin = bin_dir();
         let run_as = (effective_uid() == 0).then(unprivileged_user);
         let dir = make_temp_dir(run_as.as_deref());
-        let mut postgres =
-            Postgres { bin, dir, run_as, password: random_hex(16), port: 0, running: false };
+        let mut postgres = Postgres {
+            bin,
+            dir,
+            run_as,
+            password: random_hex(16),
+            port: 0,
+            running: false,
+            tls: tls.is_some(),
+        };
         postgres.init();
         if let Some((cert, key)) = tls {
             postgres.require_tls(cert, key);
@@ -321,6 +330,11 @@ impl Postgres {
             .env("PGUSER", USER)
             .env("PGPASSWORD", &self.password)
             .env("PGCONNECT_TIMEOUT", "10");
+        if self.tls {
+            // TLS, the certificate unchecked: a root certificate in the runner's home
+            // (`~/.postgresql/root.crt`) would otherwise be checked against it.
+            command.env("PGSSLMODE", "require").env("PGSSLROOTCERT", "/nonexistent");
+        }
         command
     }
 

@@ -175,12 +175,17 @@ impl PgStore {
         &self.keys
     }
 
-    /// A pooled connection. A server that refuses us (wrong password, no such database) is a
-    /// refusal, not an outage: it does not heal by waiting.
+    /// A pooled connection. A server that refuses us (wrong password, no such database), or TLS
+    /// refusing the server (its certificate, no TLS where it is required), is a refusal, not an
+    /// outage: it does not heal by waiting.
     async fn client(&self) -> Result<Object, StoreError> {
         self.pool.get().await.map_err(|e| {
             let reason = match e {
                 PoolError::Timeout(_) => "no connection within the connect timeout".to_owned(),
+                // Only connecting can meet TLS refusing (a session's TLS error is a lost one).
+                PoolError::Backend(e) if tls::refused(&e) => {
+                    return StoreError::Database { at: self.at.clone(), reason: pg_reason(&e) }
+                }
                 PoolError::Backend(e) => return self.error(e),
                 other => other.to_string(),
             };
@@ -189,8 +194,7 @@ impl PgStore {
     }
 
     /// What a failed statement means: a lost connection is `Unavailable`, a unique violation of
-    /// the path key a `Conflict`, TLS refusing the server (or the server TLS) and anything else
-    /// a refusal.
+    /// the path key a `Conflict`, anything else a refusal.
     fn error(&self, e: tokio_postgres::Error) -> StoreError {
         match e.as_db_error() {
             Some(db) if db.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION => {
@@ -205,9 +209,6 @@ impl PgStore {
                 StoreError::Unavailable { at: self.at.clone(), reason: pg_reason(&e) }
             }
             Some(_) => StoreError::Database { at: self.at.clone(), reason: pg_reason(&e) },
-            None if tls::refused(&e) => {
-                StoreError::Database { at: self.at.clone(), reason: pg_reason(&e) }
-            }
             None => StoreError::Unavailable { at: self.at.clone(), reason: pg_reason(&e) },
         }
     }

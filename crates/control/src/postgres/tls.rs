@@ -8,14 +8,15 @@
 //! | `sslmode` | TLS | the server's certificate |
 //! |---|---|---|
 //! | `disable` | never | - |
-//! | `allow`, `prefer` (the default) | when the server offers it | not checked |
-//! | `require` | always | not checked; with `sslrootcert`, its chain as `verify-ca` |
-//! | `verify-ca` | always | chained to `sslrootcert` (or the system's roots) |
-//! | `verify-full` | always | the same, and issued for the URL's host |
+//! | `allow`, `prefer` (the default) | when the server offers it | not checked; with `sslrootcert`, its chain |
+//! | `require` | always | not checked; with `sslrootcert`, its chain |
+//! | `verify-ca` | always | its chain to `sslrootcert` (required) |
+//! | `verify-full` | always | its chain to `sslrootcert` (else the system's roots), and its name |
 //!
-//! `sslrootcert` is a PEM file of trust anchors, or `system` for the system's own. (`allow`,
-//! which libpq tries without TLS first, is `prefer` here: TLS first.) The client's own
-//! certificate (`sslcert`, `sslkey`) is refused by name: it is not supported.
+//! `sslrootcert` is a PEM file of trust anchors, or `system` for the system's own, which means
+//! `verify-full` (and refuses any other mode), as in libpq. (`allow`, which libpq tries without
+//! TLS first, is `prefer` here: TLS first.) The client's own certificate (`sslcert`, `sslkey`)
+//! is refused by name: it is not supported. Only the URL form is taken, not `key=value` pairs.
 //!
 //! Without a checked certificate TLS still keeps the traffic from anyone who only listens, and
 //! SCRAM's channel binding (`channel_binding=require`) keeps a man in the middle from logging
@@ -59,58 +60,62 @@ pub(crate) struct Tls {
 /// URL (it may hold a password).
 pub(crate) fn parse(url: &str) -> Result<(tokio_postgres::Config, Tls), String> {
     const INVALID: &str = "not a valid postgres:// URL (user, host, port, database)";
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(INVALID.to_owned());
+    }
     let (driver_url, sslmode, roots) = split(url)?;
     let mut config: tokio_postgres::Config = driver_url.parse().map_err(|_| INVALID.to_owned())?;
-    let (mode, mut check) = match sslmode.as_deref() {
-        None | Some("prefer" | "allow") => (SslMode::Prefer, Check::Nothing),
-        Some("disable") => (SslMode::Disable, Check::Nothing),
-        Some("require") => (SslMode::Require, Check::Nothing),
-        Some("verify-ca") => (SslMode::Require, Check::Chain),
-        Some("verify-full") => (SslMode::Require, Check::Full),
-        Some(_) => {
+    let roots = roots.filter(|r| !r.is_empty());
+    let (mode, check) = match (sslmode.as_deref(), roots.as_deref()) {
+        // libpq: the system's roots are for `verify-full` only, and make it the default.
+        (None | Some("verify-full"), Some("system")) => (SslMode::Require, Check::Full),
+        (Some(_), Some("system")) => {
+            return Err("sslrootcert=system needs sslmode=verify-full (or no sslmode)".to_owned())
+        }
+        (Some("disable"), _) => (SslMode::Disable, Check::Nothing),
+        // libpq: a root certificate file makes every mode that uses TLS check the chain.
+        (None | Some("prefer" | "allow"), None) => (SslMode::Prefer, Check::Nothing),
+        (None | Some("prefer" | "allow"), Some(_)) => (SslMode::Prefer, Check::Chain),
+        (Some("require"), None) => (SslMode::Require, Check::Nothing),
+        (Some("require" | "verify-ca"), Some(_)) => (SslMode::Require, Check::Chain),
+        (Some("verify-ca"), None) => {
+            // The system's roots would vouch for anyone with a public certificate.
+            return Err("sslmode=verify-ca needs sslrootcert, a PEM file of the certificate \
+                 authorities to trust"
+                .to_owned());
+        }
+        (Some("verify-full"), _) => (SslMode::Require, Check::Full),
+        (Some(_), _) => {
             return Err("sslmode must be disable, allow, prefer, require, verify-ca or \
                  verify-full"
                 .to_owned())
         }
     };
-    let roots = match roots.as_deref() {
-        Some("system") => {
-            // libpq: the system's roots, and then the name is checked too.
-            if mode != SslMode::Disable {
-                check = Check::Full;
-            }
-            None
-        }
-        Some(path) => {
-            // libpq: `require` with a root certificate checks the chain.
-            if check == Check::Nothing && mode == SslMode::Require {
-                check = Check::Chain;
-            }
-            Some(path.to_owned())
-        }
-        None => None,
-    };
+    let roots = roots.filter(|r| r != "system");
     config.ssl_mode(mode);
     Ok((config, Tls { mode, check, roots }))
 }
 
 /// The URL without `sslmode` and `sslrootcert` (which it returns, decoded), or why not.
 fn split(url: &str) -> Result<(String, Option<String>, Option<String>), String> {
-    // The query starts at the first `?` after the credentials (a password may hold one).
-    let authority = url.rfind('@').map_or(0, |at| at + 1);
+    // The query starts at the first `?` after the credentials, which end at the first `@` as
+    // the driver reads them (a password may hold a `?`).
+    let authority = url.find('@').map_or(0, |at| at + 1);
     let Some(start) = url[authority..].find('?').map(|q| authority + q) else {
         return Ok((url.to_owned(), None, None));
     };
     let (mut sslmode, mut roots, mut kept) = (None, None, Vec::new());
     for pair in url[start + 1..].split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        // Keys are decoded as the driver decodes them: `ssl%6Dode` is `sslmode`.
+        let key = percent_decode_str(key).decode_utf8_lossy();
         let decoded = || {
             percent_decode_str(value)
                 .decode_utf8()
                 .map(|v| v.into_owned())
                 .map_err(|_| format!("{key} is not UTF-8 once decoded"))
         };
-        match key {
+        match key.as_ref() {
             "sslmode" => sslmode = Some(decoded()?),
             "sslrootcert" => roots = Some(decoded()?),
             "sslcert" | "sslkey" | "sslpassword" | "sslcrl" | "sslcrldir" | "sslsni" => {
@@ -275,14 +280,18 @@ impl ServerCertVerifier for Unchecked {
     }
 }
 
-/// Whether a driver error is TLS refusing the connection: the certificate was not accepted, or
-/// TLS is required and the server has none. That does not heal by waiting, unlike a reset
-/// during the handshake.
+/// Whether a driver error from connecting is TLS refusing the connection: the certificate was
+/// not accepted, or TLS is required and the server has none. That does not heal by waiting,
+/// unlike a reset during the handshake.
 pub(crate) fn refused(e: &tokio_postgres::Error) -> bool {
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
         let inner = cause.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref);
-        if cause.is::<rustls::Error>() || inner.is_some_and(|i| i.is::<rustls::Error>()) {
+        let tls = |e: &(dyn std::error::Error + Send + Sync + 'static)| {
+            // The certificate or the handshake refused, or the host is no name TLS can check.
+            e.is::<rustls::Error>() || e.is::<rustls::pki_types::InvalidDnsNameError>()
+        };
+        if cause.is::<rustls::Error>() || inner.is_some_and(tls) {
             return true;
         }
         // The driver's own words when the server answers the TLS request with a no.
@@ -311,16 +320,34 @@ mod tests {
             ("?sslmode=disable", SslMode::Disable, Check::Nothing),
             ("?sslmode=allow", SslMode::Prefer, Check::Nothing),
             ("?sslmode=require", SslMode::Require, Check::Nothing),
-            ("?sslmode=verify-ca", SslMode::Require, Check::Chain),
             ("?sslmode=verify-full", SslMode::Require, Check::Full),
+            ("?sslmode=verify-ca&sslrootcert=/ca.pem", SslMode::Require, Check::Chain),
             ("?sslmode=require&sslrootcert=%2Fetc%2Fca.pem", SslMode::Require, Check::Chain),
-            ("?sslrootcert=system&sslmode=require", SslMode::Require, Check::Full),
+            ("?sslrootcert=/ca.pem", SslMode::Prefer, Check::Chain),
+            ("?sslrootcert=system", SslMode::Require, Check::Full),
+            ("?sslrootcert=system&sslmode=verify-full", SslMode::Require, Check::Full),
+            ("?ssl%6Dode=require", SslMode::Require, Check::Nothing),
         ] {
             let t = tls(&format!("{base}{query}"));
             assert_eq!((t.mode, t.check), (mode, check), "{query}");
         }
+        assert_eq!(tls(&format!("{base}?sslrootcert=system")).roots, None, "the system's");
         let t = tls(&format!("{base}?sslmode=verify-ca&sslrootcert=/etc/a%20b.pem"));
         assert_eq!(t.roots.as_deref(), Some("/etc/a b.pem"));
+    }
+
+    #[test]
+    fn the_query_is_found_where_the_driver_finds_it() {
+        // The credentials end at the first `@`; one in the query is the query's.
+        let (config, t) =
+            parse("postgres://u:p@h/d?sslmode=require&application_name=me@corp").unwrap();
+        assert_eq!((config.get_ssl_mode(), t.mode), (SslMode::Require, SslMode::Require));
+        assert_eq!(config.get_application_name(), Some("me@corp"));
+        let (_, t) = parse("postgres://u:p@h/d?sslmode=verify-ca&sslrootcert=/a@b.pem").unwrap();
+        assert_eq!(t.roots.as_deref(), Some("/a@b.pem"));
+        // Only the URL form: key=value pairs would keep their own sslmode from the driver.
+        let e = parse("host=h user=u password=hunter2 sslmode=require").unwrap_err();
+        assert!(e.contains("not a valid postgres:// URL") && !e.contains("hunter2"), "{e}");
     }
 
     #[test]
@@ -342,6 +369,8 @@ mod tests {
             ("?sslcert=/c.pem", "sslcert is not supported"),
             ("?sslkey=/k.pem", "sslkey is not supported"),
             ("?nonsense=1", "not a valid postgres:// URL"),
+            ("?sslmode=verify-ca", "verify-ca needs sslrootcert"),
+            ("?sslmode=require&sslrootcert=system", "sslrootcert=system needs sslmode=verify-full"),
         ] {
             let e = parse(&format!("postgres://u:{secret}@h/d{query}")).unwrap_err();
             assert!(e.contains(says), "{query}: {e}");

@@ -100,10 +100,13 @@ async fn the_url_decides_how_the_servers_certificate_is_checked() {
         connect(url).await.unwrap_or_else(|e| panic!("{mode} checks the chain only: {e}"));
     }
 
-    // Another authority's certificate is refused wherever the chain is checked.
-    for mode in ["verify-full", "verify-ca", "require"] {
-        let url = with(&by_name, format!("sslmode={mode}&sslrootcert={}", other_ca.display()));
-        assert_refused(connect(url).await, "UnknownIssuer", &password);
+    // Another authority's certificate is refused wherever the chain is checked, whether the
+    // name would have been right or not checked.
+    for mode in ["verify-full", "verify-ca", "require", "prefer"] {
+        for url in [&by_name, &base] {
+            let url = with(url, format!("sslmode={mode}&sslrootcert={}", other_ca.display()));
+            assert_refused(connect(url).await, "UnknownIssuer", &password);
+        }
     }
 
     // Without a root certificate, `prefer` (the default) and `require` encrypt unchecked.
