@@ -28,7 +28,9 @@ use std::sync::Arc;
 use percent_encoding::percent_decode_str;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::crypto::{
+    verify_tls12_signature, verify_tls13_signature, CryptoProvider, WebPkiSupportedAlgorithms,
+};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
@@ -50,7 +52,6 @@ pub(crate) enum Check {
 /// What a URL asks of TLS.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Tls {
-    pub(crate) mode: SslMode,
     pub(crate) check: Check,
     /// `sslrootcert`: a PEM file, or `None` for the system's roots.
     pub(crate) roots: Option<String>,
@@ -93,7 +94,7 @@ pub(crate) fn parse(url: &str) -> Result<(tokio_postgres::Config, Tls), String> 
     };
     let roots = roots.filter(|r| r != "system");
     config.ssl_mode(mode);
-    Ok((config, Tls { mode, check, roots }))
+    Ok((config, Tls { check, roots }))
 }
 
 /// The URL without `sslmode` and `sslrootcert` (which it returns, decoded), or why not.
@@ -138,25 +139,11 @@ impl Tls {
     /// the file, never the URL.
     pub(crate) fn connector(&self) -> Result<MakeRustlsConnect, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let algorithms = provider.signature_verification_algorithms;
         let verifier: Arc<dyn ServerCertVerifier> = match self.check {
-            Check::Nothing => Arc::new(Unchecked(Arc::clone(&provider))),
-            check => {
-                let roots = match &self.roots {
-                    Some(path) => roots_from_file(Path::new(path))?,
-                    None => system_roots()?,
-                };
-                let webpki = WebPkiServerVerifier::builder_with_provider(
-                    roots.into(),
-                    Arc::clone(&provider),
-                )
-                .build()
-                .map_err(|e| format!("the trust anchors: {e}"))?;
-                if check == Check::Full {
-                    webpki
-                } else {
-                    Arc::new(ChainOnly(webpki))
-                }
-            }
+            Check::Full => self.chain(&provider)?,
+            Check::Chain => Arc::new(Relaxed { chain: Some(self.chain(&provider)?), algorithms }),
+            Check::Nothing => Arc::new(Relaxed { chain: None, algorithms }),
         };
         let config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -165,6 +152,18 @@ impl Tls {
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
         Ok(MakeRustlsConnect::new(config))
+    }
+
+    /// The checker of the certificate's chain to `sslrootcert` (or the system's roots) and of
+    /// its name.
+    fn chain(&self, provider: &Arc<CryptoProvider>) -> Result<Arc<WebPkiServerVerifier>, String> {
+        let roots = match &self.roots {
+            Some(path) => roots_from_file(Path::new(path))?,
+            None => system_roots()?,
+        };
+        WebPkiServerVerifier::builder_with_provider(roots.into(), Arc::clone(provider))
+            .build()
+            .map_err(|e| format!("the trust anchors: {e}"))
     }
 }
 
@@ -195,11 +194,17 @@ fn system_roots() -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
-/// `verify-ca`: the chain is checked, the name is not.
+/// Fewer checks than `verify-full`: the chain only (`verify-ca`, and a root certificate with
+/// another mode) or nothing (`prefer`, `require`). The handshake's signatures are checked
+/// either way: the peer holds the key of the certificate it showed.
 #[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
+struct Relaxed {
+    /// The chain's checker, `None` for no check of the certificate.
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Relaxed {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -208,8 +213,9 @@ impl ServerCertVerifier for ChainOnly {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(chain) = &self.chain else { return Ok(ServerCertVerified::assertion()) };
         // webpki checks the chain first and the name last: a wrong name means a good chain.
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -223,7 +229,7 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -232,51 +238,11 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// `prefer`, `require`: any certificate, though the handshake's signatures are still checked
-/// (the peer holds the key of the certificate it showed).
-#[derive(Debug)]
-struct Unchecked(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.algorithms.supported_schemes()
     }
 }
 
@@ -307,15 +273,17 @@ pub(crate) fn refused(e: &tokio_postgres::Error) -> bool {
 mod tests {
     use super::*;
 
-    fn tls(url: &str) -> Tls {
-        parse(url).unwrap_or_else(|e| panic!("{url}: {e}")).1
+    /// The mode the driver gets, and the rest.
+    fn tls(url: &str) -> (SslMode, Tls) {
+        let (config, tls) = parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        (config.get_ssl_mode(), tls)
     }
 
     #[test]
     fn libpq_modes_and_root_certificates_are_understood() {
         let base = "postgres://u:p@db.internal:5432/spillway";
-        let t = tls(base);
-        assert_eq!((t.mode, t.check, t.roots), (SslMode::Prefer, Check::Nothing, None));
+        let (mode, t) = tls(base);
+        assert_eq!((mode, t.check, t.roots), (SslMode::Prefer, Check::Nothing, None));
         for (query, mode, check) in [
             ("?sslmode=disable", SslMode::Disable, Check::Nothing),
             ("?sslmode=allow", SslMode::Prefer, Check::Nothing),
@@ -328,11 +296,11 @@ mod tests {
             ("?sslrootcert=system&sslmode=verify-full", SslMode::Require, Check::Full),
             ("?ssl%6Dode=require", SslMode::Require, Check::Nothing),
         ] {
-            let t = tls(&format!("{base}{query}"));
-            assert_eq!((t.mode, t.check), (mode, check), "{query}");
+            let (driver, t) = tls(&format!("{base}{query}"));
+            assert_eq!((driver, t.check), (mode, check), "{query}");
         }
-        assert_eq!(tls(&format!("{base}?sslrootcert=system")).roots, None, "the system's");
-        let t = tls(&format!("{base}?sslmode=verify-ca&sslrootcert=/etc/a%20b.pem"));
+        assert_eq!(tls(&format!("{base}?sslrootcert=system")).1.roots, None, "the system's");
+        let (_, t) = tls(&format!("{base}?sslmode=verify-ca&sslrootcert=/etc/a%20b.pem"));
         assert_eq!(t.roots.as_deref(), Some("/etc/a b.pem"));
     }
 
@@ -341,7 +309,7 @@ mod tests {
         // The credentials end at the first `@`; one in the query is the query's.
         let (config, t) =
             parse("postgres://u:p@h/d?sslmode=require&application_name=me@corp").unwrap();
-        assert_eq!((config.get_ssl_mode(), t.mode), (SslMode::Require, SslMode::Require));
+        assert_eq!((config.get_ssl_mode(), t.check), (SslMode::Require, Check::Nothing));
         assert_eq!(config.get_application_name(), Some("me@corp"));
         let (_, t) = parse("postgres://u:p@h/d?sslmode=verify-ca&sslrootcert=/a@b.pem").unwrap();
         assert_eq!(t.roots.as_deref(), Some("/a@b.pem"));
@@ -383,11 +351,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let empty = dir.path().join("ca.pem");
         std::fs::write(&empty, "not a certificate\n").unwrap();
-        let t = Tls {
-            mode: SslMode::Require,
-            check: Check::Full,
-            roots: Some(empty.display().to_string()),
-        };
+        let t = Tls { check: Check::Full, roots: Some(empty.display().to_string()) };
         let e = t.connector().err().expect("no trust anchors, no connector");
         assert!(e.contains("ca.pem") && e.contains("no certificate"), "{e}");
         let missing = Tls { roots: Some("/nonexistent/ca.pem".to_owned()), ..t };
