@@ -11,11 +11,11 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::client::Peer;
+use crate::graceful::{self, Closing};
 use crate::reply::{over_capacity_response, Reply};
 use crate::tls::Tls;
 
@@ -77,7 +77,7 @@ where
 {
     let _watch = tls.as_ref().map(Tls::watch);
     let open = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
+    let closing = Closing::new();
     let refusal = over_capacity_response(limits.retry_after_secs);
     tokio::pin!(shutdown);
     loop {
@@ -111,7 +111,7 @@ where
             async move { Ok::<_, Infallible>(answer.await) }
         });
         if let Some(tls) = &tls {
-            let watcher = graceful.watcher();
+            let watcher = closing.watcher();
             tls.spawn((stream, peer), permit, service, watcher, limits.header_read_timeout);
             continue;
         }
@@ -121,10 +121,10 @@ where
             .keep_alive(true)
             .max_buf_size(READ_BUFFER_BYTES)
             .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        // Tracked by `graceful`: shutdown waits for it (bounded below).
+        // Watched by `closing`: shutdown waits for it (bounded below).
+        let watcher = closing.watcher();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            if let Err(e) = graceful::watch(conn, watcher, None).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(permit);
@@ -133,7 +133,7 @@ where
     drop(listener);
     let timeout = limits.shutdown_timeout;
     tokio::select! {
-        () = graceful.shutdown() => true,
+        () = closing.close() => true,
         () = tokio::time::sleep(timeout) => {
             tracing::warn!(?timeout, "in-flight requests did not finish in time");
             false

@@ -30,6 +30,7 @@
 
 mod accept;
 mod client;
+mod graceful;
 mod idle;
 mod preface;
 mod reply;

@@ -18,7 +18,6 @@ use hyper::service::service_fn;
 use hyper::service::Service;
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::Watcher;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -28,6 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::accept::{Limits, READ_BUFFER_BYTES};
+use crate::graceful::{self, Watcher};
 use crate::idle::Idle;
 use crate::preface::{FirstBytes, HTTP2_PREFACE_BYTES};
 use crate::reply::Reply;
@@ -213,18 +213,9 @@ impl Tls {
                         .keep_alive_interval(handshake_timeout)
                         .keep_alive_timeout(handshake_timeout)
                         .serve_connection(TokioIo::new(stream), service);
-                    // Closed once it has had no request in flight for the header timeout, as
-                    // hyper closes an idle HTTP/1.1 connection.
-                    // The connection first: a request waiting in its socket is taken (and
-                    // counted) before the idle bound is looked at.
-                    tokio::select! {
-                        biased;
-                        ended = watcher.watch(conn) => ended,
-                        () = idle.expired(handshake_timeout) => {
-                            tracing::debug!(%peer, "idle HTTP/2 connection closed");
-                            Ok(())
-                        }
-                    }
+                    // Closed (with a GOAWAY) once it has had no request in flight for the
+                    // header timeout, as hyper closes an idle HTTP/1.1 connection.
+                    graceful::watch(conn, watcher, Some((&idle, handshake_timeout))).await
                 }
                 false => {
                     let conn = http1::Builder::new()
@@ -233,7 +224,7 @@ impl Tls {
                         .keep_alive(true)
                         .max_buf_size(READ_BUFFER_BYTES)
                         .serve_connection(TokioIo::new(stream), service);
-                    watcher.watch(conn).await
+                    graceful::watch(conn, watcher, None).await
                 }
             };
             if let Err(e) = ended {
