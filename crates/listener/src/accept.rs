@@ -124,7 +124,7 @@ where
         // Watched by `closing`: shutdown waits for it (bounded below).
         let watcher = closing.watcher();
         tokio::spawn(async move {
-            if let Err(e) = graceful::watch(conn, watcher, None).await {
+            if let (Err(e), _) = graceful::watch(conn, watcher, None).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(permit);

@@ -44,12 +44,14 @@ impl Closing {
 }
 
 /// Serves `conn` until it ends. When the listener closes, or when `idle` has had no request in
-/// flight for its bound, hyper is told to finish, and the connection is served until it has.
+/// flight for its bound, hyper is told to finish, and the connection is served until it has;
+/// after an idle close, for that bound again at most (a client that leaves a stream open, say by
+/// never opening its flow-control window for an answer, is dropped then), and the `bool` says so.
 pub(crate) async fn watch<C>(
     conn: C,
     mut watcher: Watcher,
     idle: Option<(&Idle, Duration)>,
-) -> Result<(), C::Error>
+) -> (Result<(), C::Error>, bool)
 where
     C: GracefulConnection,
 {
@@ -60,17 +62,23 @@ where
             None => std::future::pending().await,
         }
     };
-    tokio::select! {
+    let drain = tokio::select! {
         // The connection first: a request waiting in its socket is taken (and counted) before
         // the idle bound is looked at.
         biased;
-        ended = conn.as_mut() => return ended,
+        ended = conn.as_mut() => return (ended, false),
         // A closed channel (the accept loop gone) is a close too.
-        _ = watcher.rx.changed() => {}
-        () = expired => tracing::debug!("idle HTTP/2 connection closing"),
-    }
+        _ = watcher.rx.changed() => None,
+        () = expired => idle.map(|(_, bound)| bound),
+    };
     conn.as_mut().graceful_shutdown();
-    let ended = conn.await;
+    let ended = match drain {
+        None => (conn.await, false),
+        Some(bound) => match tokio::time::timeout(bound, conn).await {
+            Ok(ended) => (ended, false),
+            Err(_) => (Ok(()), true),
+        },
+    };
     drop(watcher);
     ended
 }

@@ -215,7 +215,12 @@ impl Tls {
                         .serve_connection(TokioIo::new(stream), service);
                     // Closed (with a GOAWAY) once it has had no request in flight for the
                     // header timeout, as hyper closes an idle HTTP/1.1 connection.
-                    graceful::watch(conn, watcher, Some((&idle, handshake_timeout))).await
+                    let idle = Some((&*idle, handshake_timeout));
+                    let (ended, dropped) = graceful::watch(conn, watcher, idle).await;
+                    if dropped {
+                        tracing::debug!(%peer, "idle HTTP/2 connection dropped: its GOAWAY did not finish");
+                    }
+                    ended
                 }
                 false => {
                     let conn = http1::Builder::new()
@@ -224,7 +229,7 @@ impl Tls {
                         .keep_alive(true)
                         .max_buf_size(READ_BUFFER_BYTES)
                         .serve_connection(TokioIo::new(stream), service);
-                    graceful::watch(conn, watcher, None).await
+                    graceful::watch(conn, watcher, None).await.0
                 }
             };
             if let Err(e) = ended {
