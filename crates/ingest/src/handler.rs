@@ -255,7 +255,8 @@ async fn deliver(
             submit_and_wait(&state, batch).await?;
             Err(IngestError::NoRecords)
         }
-        Opened::Traces(OpenedTraces::Batch(batch, answer)) => {
+        Opened::Traces(OpenedTraces::Batch(mut batch, mut answer)) => {
+            traces::set_aside_unfit(&*state.dispatch, &mut batch, &mut answer);
             if traces::has_content(&batch) {
                 submit_and_wait(&state, batch).await?;
             }
@@ -318,6 +319,7 @@ async fn store(state: &State, mut batch: Batch) -> Result<Response<Full<Bytes>>,
     let data_type = batch.data_type;
     let seen = state.seen.as_ref().filter(|_| crate::seen::has_ids(data_type));
     let (keys, duplicates) = seen.map(|s| s.drop_seen(&mut batch)).unwrap_or_default();
+    state.dispatch.set_aside_unfit(&mut batch);
     let (accepted, dead_lettered) = (batch.records.len(), batch.rejects.len());
     // A batch of nothing but duplicates has nothing left to store.
     if accepted + dead_lettered > 0 || duplicates == 0 {

@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
 use prost::Message as _;
-use record::{Batch, Reject, RejectReason};
+use record::{Batch, Dispatch, Reject, RejectReason};
 
 use crate::decode::{decode_otlp, OtlpEncoding, PaddedBody};
 use crate::gate::Probe;
@@ -93,6 +93,30 @@ pub(crate) fn open(
             OpenedTraces::Invalid(batch, invalid.0)
         }
     }
+}
+
+/// Sets aside the resources a sink could never take (larger than the Kafka sink's largest
+/// message) as dead letters, and counts their spans as refused in `answer`.
+pub(crate) fn set_aside_unfit(
+    dispatch: &dyn Dispatch,
+    batch: &mut Batch,
+    answer: &mut TraceAnswer,
+) {
+    let moved = dispatch.set_aside_unfit(batch);
+    if moved == 0 {
+        return;
+    }
+    let set_aside = &batch.rejects[batch.rejects.len() - moved..];
+    answer.rejected_spans += set_aside.iter().map(|r| crate::decode::spans_in(&r.raw)).sum::<u64>();
+    let why = format!(
+        "{moved} of {} resources larger than a sink takes ({}), kept as dead letters",
+        batch.records.len() + moved,
+        RejectReason::TooLarge.code()
+    );
+    answer.message = Some(match answer.message.take() {
+        Some(message) => format!("{message}; {why}"),
+        None => why,
+    });
 }
 
 /// The answer to Vercel's probe on a trace path: an empty `ExportTraceServiceResponse` in the

@@ -44,17 +44,21 @@ use record::SinkFailure;
 use self::borrowed::{send_borrowed, TopicNames};
 use self::data_topics::route;
 pub use self::data_topics::DataTopics;
-use self::message::{error_code, Outgoing, RecordFields};
+use self::message::{error_code, wire_size, Outgoing, RecordFields};
 use self::reports::Reports;
 use self::spooled::Spooled;
 use self::topics::{TopicCreator, TopicPlan};
 use crate::dedup::DedupWindow;
-use crate::sink::{Health, Job, SharedBatch, Sink, Takes};
+use crate::sink::{Fits, Health, Job, SharedBatch, Sink, Takes};
 use crate::spool::SpoolConfig;
 use crate::{PipelineError, PipelineMetrics};
 
 /// The Kafka sink's name.
 pub const KAFKA: &str = "kafka";
+
+/// librdkafka's own `message.max.bytes` when the properties do not set it: a record whose
+/// message would be larger is set aside as a dead letter ([`record::RejectReason::TooLarge`]).
+pub const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
 
 crate::named_setting! {
     /// Which record field a routing rule looks at.
@@ -175,6 +179,12 @@ impl KafkaSinkConfig {
             c.set(k, v);
         }
         c
+    }
+
+    /// The largest message the producer takes (`message.max.bytes`).
+    pub fn message_max_bytes(&self) -> usize {
+        let set = self.client_config().get("message.max.bytes").map(|v| v.trim().parse());
+        set.and_then(Result::ok).unwrap_or(DEFAULT_MESSAGE_MAX_BYTES)
     }
 
     /// The producer's configuration: the connection's, lossless producer defaults, then the
@@ -506,6 +516,11 @@ impl Sink for KafkaSink {
         self.context_health.clone()
     }
 
+    fn fits(&self) -> Option<Fits> {
+        let max = self.config.message_max_bytes();
+        Some(Arc::new(move |record, drain, data_type| wire_size(record, drain, data_type) <= max))
+    }
+
     fn close(&mut self) {
         // Deliver what is queued; the batches waiting on it are answered either way. With a
         // spool, what is not delivered soon is produced again from it at the next start.
@@ -527,64 +542,4 @@ impl Sink for KafkaSink {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn compressions_parse_from_their_names() {
-        for compression in [
-            Compression::Lz4,
-            Compression::Zstd,
-            Compression::Gzip,
-            Compression::Snappy,
-            Compression::None,
-        ] {
-            assert_eq!(compression.as_str().parse::<Compression>(), Ok(compression));
-        }
-        assert_eq!("zstd".parse::<Compression>(), Ok(Compression::Zstd));
-        assert_eq!(
-            "brotli".parse::<Compression>().unwrap_err().to_string(),
-            r#""brotli" is not one of lz4, zstd, gzip, snappy, none"#
-        );
-        assert!("LZ4".parse::<Compression>().is_err(), "names are exact");
-        assert_eq!(KafkaSinkConfig::new("b:1").compression, Compression::Lz4);
-    }
-
-    #[test]
-    fn route_fields_parse_from_their_names() {
-        for field in
-            [RouteField::Source, RouteField::Level, RouteField::Environment, RouteField::Drain]
-        {
-            assert_eq!(field.as_str().parse::<RouteField>(), Ok(field));
-        }
-        assert_eq!("environment".parse::<RouteField>(), Ok(RouteField::Environment));
-        assert_eq!(
-            "colour".parse::<RouteField>().unwrap_err().to_string(),
-            r#""colour" is not one of source, level, environment, drain"#
-        );
-    }
-
-    #[test]
-    fn the_admin_client_gets_the_configured_properties() {
-        let mut config = KafkaSinkConfig::new("b:1");
-        config.properties = vec![
-            ("security.protocol".into(), "sasl_ssl".into()),
-            ("sasl.username".into(), "u".into()),
-        ];
-        for client in [config.admin_config(), config.client_config()] {
-            assert_eq!(client.get("bootstrap.servers"), Some("b:1"));
-            assert_eq!(client.get("security.protocol"), Some("sasl_ssl"));
-            assert_eq!(client.get("sasl.username"), Some("u"));
-        }
-        // The properties override the producer's defaults.
-        config.properties.push(("acks".into(), "1".into()));
-        assert_eq!(config.client_config().get("acks"), Some("1"));
-    }
-
-    #[test]
-    fn the_producer_is_told_the_compression_by_name() {
-        let config =
-            KafkaSinkConfig { compression: Compression::Zstd, ..KafkaSinkConfig::new("b:1") };
-        assert_eq!(config.client_config().get("compression.type"), Some("zstd"));
-    }
-}
+mod tests;

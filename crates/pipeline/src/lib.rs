@@ -46,10 +46,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use record::{Ack, AckWaiter, Batch, Dispatch, Refusal};
+use record::{Ack, AckWaiter, Batch, Dispatch, Refusal, RejectReason};
 
 pub use metrics::PipelineMetrics;
-pub use sink::{Health, Job, SharedBatch, Sink, Takes};
+pub use sink::{Fits, Health, Job, SharedBatch, Sink, Takes};
 
 /// Limits of the pipeline as a whole.
 #[derive(Debug, Clone)]
@@ -206,6 +206,8 @@ impl Admission {
 pub struct Pipeline {
     lanes: Vec<Lane>,
     admission: Arc<Admission>,
+    /// The checks of the sinks that cannot take every record, with what each takes.
+    fits: Vec<(Takes, Fits)>,
 }
 
 impl fmt::Debug for Pipeline {
@@ -253,9 +255,11 @@ impl Pipeline {
         let capacity = config.max_in_flight_batches.max(1);
         let mut lanes = Vec::with_capacity(sinks.len());
         let mut handles = Vec::with_capacity(sinks.len());
+        let mut fits = Vec::new();
         for sink in sinks {
             let name = sink.name();
             let takes = sink.takes();
+            fits.extend(sink.fits().map(|fits| (takes, fits)));
             let (tx, rx) = crossbeam_channel::bounded(capacity);
             let health = sink.health();
             let worker = Worker {
@@ -279,7 +283,7 @@ impl Pipeline {
             max_bytes: config.max_in_flight_bytes,
             metrics,
         });
-        Ok((Pipeline { lanes, admission }, Workers { handles }))
+        Ok((Pipeline { lanes, admission, fits }, Workers { handles }))
     }
 }
 
@@ -301,6 +305,21 @@ impl Dispatch for Pipeline {
         } else {
             Err(Refusal::Overloaded)
         }
+    }
+
+    fn set_aside_unfit(&self, batch: &mut Batch) -> usize {
+        let fits: Vec<&Fits> = self
+            .fits
+            .iter()
+            .filter(|(takes, _)| *takes != Takes::Rejects && takes.holds_part_of(batch))
+            .map(|(_, fits)| fits)
+            .collect();
+        if fits.is_empty() {
+            return 0;
+        }
+        let (drain, data_type) = (Arc::clone(&batch.drain), batch.data_type);
+        let unfit = |record: &_| !fits.iter().all(|fits| fits(record, &drain, data_type));
+        batch.set_aside(unfit, RejectReason::TooLarge)
     }
 
     fn try_submit(&self, batch: Batch) -> Result<AckWaiter, Refusal> {

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use record::{AckPart, Batch, DataType, SinkFailure};
+use record::{AckPart, Batch, DataType, Record, SinkFailure};
 
 use crate::Permit;
 
@@ -107,6 +107,9 @@ impl Takes {
     }
 }
 
+/// A sink's check of one record, with its batch's drain and data type ([`Sink::fits`]).
+pub type Fits = Arc<dyn Fn(&Record, &str, DataType) -> bool + Send + Sync>;
+
 /// A destination fed by one pipeline worker thread.
 ///
 /// A sink settles every job it is given: `complete` once its part is durable by the sink's own
@@ -129,6 +132,14 @@ pub trait Sink: Send + 'static {
     /// A channel the sink's worker waits on beside its jobs: something there means `tick` has
     /// work now (the Kafka sink's delivery reports), not at the next pipeline tick.
     fn wakes(&self) -> Option<crossbeam_channel::Receiver<()>> {
+        None
+    }
+
+    /// Whether a record of a batch of a drain and data type is one this sink can ever take;
+    /// `None`: any. The pipeline sets aside the others before a batch is admitted
+    /// ([`record::Dispatch::set_aside_unfit`]), so that one record too large for Kafka is a
+    /// dead letter, not a batch refused at every retry.
+    fn fits(&self) -> Option<Fits> {
         None
     }
 

@@ -46,11 +46,15 @@ pub enum RejectReason {
     /// As [`RejectReason::NoJson`], but the body was longer than the edge keeps: the reject
     /// holds its first bytes only.
     NoJsonTruncated,
+    /// A valid record larger than a sink can ever take: with its key and headers, over the
+    /// Kafka sink's largest message (`message.max.bytes`). Set aside by
+    /// [`Dispatch::set_aside_unfit`] so that the rest of its batch is stored.
+    TooLarge,
 }
 
 impl RejectReason {
     /// Every reason, for pre-registering metric labels.
-    pub const ALL: [RejectReason; 14] = [
+    pub const ALL: [RejectReason; 15] = [
         RejectReason::InvalidJson,
         RejectReason::NotAnObject,
         RejectReason::MissingId,
@@ -65,6 +69,7 @@ impl RejectReason {
         RejectReason::InvalidOtlp,
         RejectReason::NoJson,
         RejectReason::NoJsonTruncated,
+        RejectReason::TooLarge,
     ];
 
     /// A stable snake_case code for files and metrics.
@@ -84,6 +89,7 @@ impl RejectReason {
             RejectReason::MissingEventType => "missing_event_type",
             RejectReason::NoJson => "no_json",
             RejectReason::NoJsonTruncated => "no_json_truncated",
+            RejectReason::TooLarge => "too_large",
         }
     }
 }
@@ -128,6 +134,29 @@ pub struct Batch {
     pub digest: u128,
 }
 
+impl Batch {
+    /// Moves the records `unfit` picks to the rejects, as `reason`, each with its offset in
+    /// `body` when it is a slice of it (else 0). Returns how many it moved; the moved rejects
+    /// are the last ones.
+    pub fn set_aside(&mut self, unfit: impl Fn(&Record) -> bool, reason: RejectReason) -> usize {
+        let before = self.rejects.len();
+        let body = self.body.as_ptr_range();
+        let (rejects, body_start) = (&mut self.rejects, body.start as usize);
+        self.records.retain(|record| {
+            if !unfit(record) {
+                return true;
+            }
+            let bytes = record.bytes();
+            let start = bytes.as_ptr() as usize;
+            let inside = body.contains(&bytes.as_ptr()) && bytes.len() <= body.end as usize - start;
+            let offset = if inside { start - body_start } else { 0 };
+            rejects.push(Reject { raw: record.to_bytes(), reason, offset });
+            false
+        });
+        self.rejects.len() - before
+    }
+}
+
 /// Why the pipeline refuses a batch right now; the client should retry later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -163,4 +192,62 @@ pub trait Dispatch: Send + Sync + 'static {
 
     /// Whether every sink can currently accept writes (for `/readyz`).
     fn ready(&self) -> bool;
+
+    /// Moves each record of `batch` that a sink could never take to its rejects, as
+    /// [`RejectReason::TooLarge`], so that the dead-letter sink keeps it and the rest of the
+    /// batch is stored; returns how many. The edge calls it before [`Dispatch::try_submit`]. The
+    /// default moves none.
+    fn set_aside_unfit(&self, batch: &mut Batch) -> usize {
+        let _ = batch;
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::RecordMeta;
+
+    #[test]
+    fn set_aside_records_become_rejects_at_their_offsets_in_the_body() {
+        let body = Bytes::from_static(b"{\"a\":1}\n{\"b\":22}\n{\"c\":3}\n");
+        let mut records: Vec<Record> = [(0, 8), (8, 17), (17, 25)]
+            .into_iter()
+            .map(|(start, end)| Record::terminated(body.slice(start..end), RecordMeta::default()))
+            .collect();
+        // A record of a buffer of its own (an array element compacted, say) has no offset.
+        records.push(Record::new(Bytes::from_static(b"{\"d\":44}"), RecordMeta::default()));
+        let mut batch = Batch {
+            drain: Arc::from("d"),
+            data_type: DataType::Logs,
+            received_at_ms: 0,
+            records,
+            body: body.clone(),
+            rejects: vec![Reject {
+                raw: Bytes::new(),
+                reason: RejectReason::InvalidJson,
+                offset: 0,
+            }],
+            pinned_bytes: body.len(),
+            digest: 0,
+        };
+        let moved = batch.set_aside(|r| r.bytes().len() > 7, RejectReason::TooLarge);
+        assert_eq!(moved, 2);
+        let kept: Vec<&[u8]> = batch.records.iter().map(Record::bytes).collect();
+        assert_eq!(kept, [&b"{\"a\":1}"[..], b"{\"c\":3}"]);
+        let set_aside: Vec<(&[u8], RejectReason, usize)> =
+            batch.rejects[1..].iter().map(|r| (&r.raw[..], r.reason, r.offset)).collect();
+        assert_eq!(
+            set_aside,
+            [
+                (&b"{\"b\":22}"[..], RejectReason::TooLarge, 8),
+                (b"{\"d\":44}", RejectReason::TooLarge, 0)
+            ]
+        );
+        assert_eq!(
+            batch.rejects[0].reason,
+            RejectReason::InvalidJson,
+            "earlier rejects stay first"
+        );
+    }
 }

@@ -118,6 +118,11 @@ impl Record {
         }
     }
 
+    /// [`Record::bytes`], as a handle on the same buffer (no copy).
+    pub fn to_bytes(&self) -> Bytes {
+        self.line.slice(..self.bytes().len())
+    }
+
     /// The record with its `\n`, when its buffer holds one right after it.
     pub fn line(&self) -> Option<&[u8]> {
         self.terminated.then_some(&self.line[..])

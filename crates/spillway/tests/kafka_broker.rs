@@ -396,3 +396,74 @@ fn each_trace_resource_reaches_the_traces_topic_as_its_protobuf_keyed_by_project
     // Nothing of theirs reached the logs' topic.
     assert!(consume(&broker.brokers(), 0).is_empty());
 }
+
+#[test]
+fn a_record_too_large_for_kafka_is_a_dead_letter_and_the_rest_is_produced() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message as _;
+
+    let Some(tansu) = tansu() else { return };
+    let broker = Broker::start(&tansu, free_port(), "memory://tansu/".into());
+    const MAX: usize = 4096;
+    let app = kafka_app(&broker.brokers(), |c| {
+        let kafka = c.kafka.as_mut().unwrap();
+        kafka.properties.push(("message.max.bytes".into(), MAX.to_string()));
+    });
+    assert!(wait_ready(app.addr, Duration::from_secs(30)), "never ready");
+
+    // The second of three records is larger than any message the producer takes.
+    let lines: Vec<String> = String::from_utf8(fixture("logs.ndjson"))
+        .unwrap()
+        .lines()
+        .take(3)
+        .map(str::to_owned)
+        .collect();
+    let mut big: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+    big["message"] = "x".repeat(MAX).into();
+    let big = big.to_string();
+    let body = format!("{}\n{big}\n{}\n", lines[0], lines[2]);
+    let reply = poll_until(
+        Duration::from_secs(30),
+        || deliver(app.addr, body.as_bytes()),
+        |reply| reply.status == 200,
+    );
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(reply.json(), serde_json::json!({"accepted": 2, "dead_lettered": 1}));
+    let mut produced: Vec<String> =
+        consume(&broker.brokers(), 2).into_iter().map(|(_, value)| value).collect();
+    produced.sort();
+    let mut expected = vec![lines[0].clone(), lines[2].clone()];
+    expected.sort();
+    assert_eq!(produced, expected, "the records beside the large one are produced");
+    let dead: Vec<serde_json::Value> = lines_in(&app.dir("dead-letter"))
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0]["reason"].as_str(), dead[0]["raw"].as_str()),
+        (Some("too_large"), Some(&big[..]))
+    );
+
+    // A trace resource too large is refused as its spans, the other one is produced.
+    let mut resources = spillway_benches::otlp_request(7, 1, 1).resource_spans;
+    resources.extend(spillway_benches::otlp_request(8, 1, 40).resource_spans);
+    assert!(resources[1].encoded_len() > MAX && resources[0].encoded_len() < MAX / 2);
+    let body = ExportTraceServiceRequest { resource_spans: resources.clone() }.encode_to_vec();
+    let sig = sign(&body);
+    let headers =
+        [("x-vercel-signature", sig.as_str()), ("content-type", "application/x-protobuf")];
+    let reply = send(app.addr, "POST", "/vercel/traces", &headers, &body);
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    let answer =
+        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(
+            &reply.body[..],
+        )
+        .unwrap();
+    let partial = answer.partial_success.expect("the large resource is reported");
+    assert_eq!(partial.rejected_spans, 40);
+    assert!(partial.error_message.contains("too_large"), "{}", partial.error_message);
+    let produced = consume_raw(&broker.brokers(), "vercel-traces", 1);
+    assert_eq!(produced.len(), 1);
+    assert_eq!(produced[0].1, resources[0].encode_to_vec());
+}

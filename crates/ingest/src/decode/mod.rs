@@ -37,6 +37,7 @@ mod walk;
 use bytes::{Bytes, BytesMut};
 use record::{DataType, FieldSpan, Record, RecordMeta, Reject, RejectReason};
 
+pub(crate) use self::otlp::spans_in;
 pub use self::otlp::{decode_otlp, InvalidRequest, OtlpDecoded, OtlpEncoding};
 use self::stage1::{with_structurals, Structurals, PADDING, SENTINEL};
 use self::walk::{is_ws, FieldAt, Fields, Walker};

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use record::Record;
+use record::{DataType, Record};
 
 use super::{Context, Tracker, KAFKA};
 
@@ -26,6 +26,28 @@ pub(super) fn error_code(error: &KafkaError) -> &'static str {
         Some(RDKafkaErrorCode::TopicAuthorizationFailed) => "not_authorized",
         _ => "other",
     }
+}
+
+/// librdkafka's bound on what a message takes past its key, value and headers
+/// (`RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD`: the record's length, attributes, timestamp and offset
+/// deltas, key and value lengths and header count, each varint at its largest).
+const MESSAGE_OVERHEAD_BYTES: usize = 5 + 1 + 10 + 5 + 5 + 5 + 5;
+/// A header's name and value lengths, each varint at its largest.
+const HEADER_OVERHEAD_BYTES: usize = 5 + 5;
+
+/// What librdkafka compares with `message.max.bytes` when `record`, of a batch of `drain` and
+/// `data_type`, is produced (as [`send`] and `send_borrowed` build its message), or a little
+/// more, never less: a record within it is never refused as too large by the producer.
+pub(super) fn wire_size(record: &Record, drain: &str, data_type: DataType) -> usize {
+    let fields = RecordFields::of(record);
+    let header = |name: &str, value: usize| HEADER_OVERHEAD_BYTES + name.len() + value;
+    MESSAGE_OVERHEAD_BYTES
+        + fields.key().len()
+        + record.bytes().len()
+        + header("drain", drain.len())
+        + header("data_type", data_type.as_str().len())
+        + fields.source.as_ref().map_or(0, |v| header("source", v.len()))
+        + fields.level.as_ref().map_or(0, |v| header("level", v.len()))
 }
 
 /// One message as the producer gets it.

@@ -77,6 +77,11 @@ pub struct OtlpDecoded {
     pub rejected_spans: u64,
 }
 
+/// The spans of one resource's protobuf bytes (a record of [`OtlpDecoded`]).
+pub(crate) fn spans_in(resource: &[u8]) -> u64 {
+    wire::resource_spans(resource).map_or_else(|spans| spans, |info| info.spans)
+}
+
 /// Why a trace request was refused as a whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidRequest(pub String);
