@@ -3,7 +3,10 @@
 //!
 //! - A pool of connections (deadpool-postgres) with bounded size, connect and wait timeouts:
 //!   a control operation never waits longer than the wait timeout for a connection, and answers
-//!   [`StoreError::Unavailable`] (`503 store_unavailable`) while the database is down.
+//!   [`StoreError::Unavailable`] (`503 store_unavailable`) while the database is down. Every
+//!   session gives up a statement or lock wait after `query_timeout` (server side), and its TCP
+//!   connection on a server silent that long (`TCP_USER_TIMEOUT`, keepalives): no operation,
+//!   and not the feed, waits for ever.
 //! - Versioned migrations embedded in the binary ([`migrations`]), applied at connect under a
 //!   session advisory lock, so N replicas starting at once apply each one exactly once.
 //! - Drain secrets, header values and OAuth tokens are sealed with the [`KeyRing`] before they
@@ -44,6 +47,11 @@ pub struct PgConfig {
     pub pool_size: usize,
     /// Connecting, and waiting for a pooled connection, give up after this.
     pub connect_timeout: Duration,
+    /// A statement gives up after this (PostgreSQL's `statement_timeout` and `lock_timeout`),
+    /// answered `Unavailable`; so does a connection whose sent data the server has not
+    /// acknowledged for this long (`TCP_USER_TIMEOUT`), and an idle one is probed by TCP
+    /// keepalives from then on, so a silently lost server is noticed, by the receiver's feed too.
+    pub query_timeout: Duration,
     /// The receiver re-reads every drain this often, whatever it was notified of.
     pub resync_interval: Duration,
     /// Reconnect attempts back off from 100 ms up to this.
@@ -58,6 +66,7 @@ impl fmt::Debug for PgConfig {
             .field("at", &describe_url(self.url.expose()))
             .field("pool_size", &self.pool_size)
             .field("connect_timeout", &self.connect_timeout)
+            .field("query_timeout", &self.query_timeout)
             .field("resync_interval", &self.resync_interval)
             .field("max_backoff", &self.max_backoff)
             .field("keys", &self.keys)
@@ -72,6 +81,7 @@ impl PgConfig {
             url,
             pool_size: 8,
             connect_timeout: Duration::from_secs(3),
+            query_timeout: Duration::from_secs(10),
             resync_interval: Duration::from_secs(30),
             max_backoff: Duration::from_secs(5),
             keys,
@@ -137,6 +147,7 @@ impl PgStore {
         })?;
         pg.connect_timeout(config.connect_timeout);
         pg.application_name("spillway");
+        bound_queries(&mut pg, config.query_timeout);
         let at = describe(&pg);
         let tls =
             tls.connector().map_err(|reason| StoreError::Database { at: at.clone(), reason })?;
@@ -202,9 +213,13 @@ impl PgStore {
                     path_key: db.detail().map_or_else(String::new, str::to_owned),
                 }
             }
-            // The server going down or not yet up, or the connection failing: try later.
+            // The server going down or not yet up, the connection failing, or a statement
+            // given up after `query_timeout` (57014, 55P03): try later.
             Some(db)
-                if db.code().code().starts_with("57P") || db.code().code().starts_with("08") =>
+                if db.code().code().starts_with("57P")
+                    || db.code().code().starts_with("08")
+                    || db.code() == &tokio_postgres::error::SqlState::QUERY_CANCELED
+                    || db.code() == &tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE =>
             {
                 StoreError::Unavailable { at: self.at.clone(), reason: pg_reason(&e) }
             }
@@ -217,6 +232,23 @@ impl PgStore {
         let mut client = self.client().await?;
         migrations::apply(&mut client).await.map_err(|e| self.error(e))
     }
+}
+
+/// Makes every session give up on a statement after `timeout`, ahead of the URL's own
+/// `options` (which win where they set the same), and its TCP connection on a server that stops
+/// acknowledging or answering keepalives.
+fn bound_queries(pg: &mut tokio_postgres::Config, timeout: Duration) {
+    let ms = timeout.as_millis().max(1);
+    let ours = format!("-c statement_timeout={ms} -c lock_timeout={ms}");
+    let options = match pg.get_options() {
+        Some(theirs) => format!("{ours} {theirs}"),
+        None => ours,
+    };
+    pg.options(&options);
+    pg.tcp_user_timeout(timeout);
+    pg.keepalives_idle(timeout.max(Duration::from_secs(1)));
+    pg.keepalives_interval((timeout / 4).max(Duration::from_secs(1)));
+    pg.keepalives_retries(3);
 }
 
 /// A driver error as one line: the server's message for a database error, else the error and

@@ -7,6 +7,7 @@
 //! test starts a cluster of its own, since it stops it. Without PostgreSQL binaries they fail,
 //! unless `SPILLWAY_SKIP_POSTGRES=1` (then only the files half runs).
 
+mod bounded;
 mod feed;
 mod sealed;
 mod suite;

@@ -77,6 +77,7 @@ pub struct RawStore {
     pub previous_keys: Option<String>,
     pub pool_size: Option<u64>,
     pub connect_timeout_secs: Option<u64>,
+    pub query_timeout_secs: Option<u64>,
     pub resync_secs: Option<u64>,
     pub max_backoff_secs: Option<u64>,
 }
@@ -90,6 +91,7 @@ impl std::fmt::Debug for RawStore {
             .field("previous_keys", &self.previous_keys.as_ref().map(|_| "[redacted]"))
             .field("pool_size", &self.pool_size)
             .field("connect_timeout_secs", &self.connect_timeout_secs)
+            .field("query_timeout_secs", &self.query_timeout_secs)
             .field("resync_secs", &self.resync_secs)
             .field("max_backoff_secs", &self.max_backoff_secs)
             .finish()

@@ -56,6 +56,13 @@ pub(super) fn store_config(raw: &RawStore, problems: &mut Problems) -> Option<Pg
         1,
         300,
     ));
+    config.query_timeout = Duration::from_secs(problems.range(
+        "store.query_timeout_secs",
+        raw.query_timeout_secs,
+        secs(d.query_timeout),
+        1,
+        3600,
+    ));
     config.resync_interval = Duration::from_secs(problems.range(
         "store.resync_secs",
         raw.resync_secs,
