@@ -44,7 +44,7 @@ use record::SinkFailure;
 use self::borrowed::{send_borrowed, TopicNames};
 use self::data_topics::route;
 pub use self::data_topics::DataTopics;
-use self::message::{error_code, wire_size, Outgoing, RecordFields};
+use self::message::{error_code, fits_message, Outgoing, RecordFields};
 use self::reports::Reports;
 use self::spooled::Spooled;
 use self::topics::{TopicCreator, TopicPlan};
@@ -181,10 +181,17 @@ impl KafkaSinkConfig {
         c
     }
 
-    /// The largest message the producer takes (`message.max.bytes`).
-    pub fn message_max_bytes(&self) -> usize {
-        let set = self.client_config().get("message.max.bytes").map(|v| v.trim().parse());
-        set.and_then(Result::ok).unwrap_or(DEFAULT_MESSAGE_MAX_BYTES)
+    /// The largest message the producer takes (`message.max.bytes`) and the largest value its
+    /// queue can ever hold (`queue.buffering.max.kbytes`, in bytes), as librdkafka reads them.
+    pub fn producer_limits(&self) -> (usize, usize) {
+        let native = self.client_config().create_native_config().ok();
+        let read = |key: &str| {
+            let value = native.as_ref().and_then(|n| n.get(key).ok());
+            value.and_then(|v| v.parse::<usize>().ok())
+        };
+        let message = read("message.max.bytes").unwrap_or(DEFAULT_MESSAGE_MAX_BYTES);
+        let queue = read("queue.buffering.max.kbytes").unwrap_or(self.queue_max_kbytes as usize);
+        (message, queue.saturating_mul(1024))
     }
 
     /// The producer's configuration: the connection's, lossless producer defaults, then the
@@ -517,8 +524,10 @@ impl Sink for KafkaSink {
     }
 
     fn fits(&self) -> Option<Fits> {
-        let max = self.config.message_max_bytes();
-        Some(Arc::new(move |record, drain, data_type| wire_size(record, drain, data_type) <= max))
+        let (message, queue) = self.config.producer_limits();
+        Some(Arc::new(move |record, drain, data_type| {
+            record.bytes().len() <= queue && fits_message(record, drain, data_type, message)
+        }))
     }
 
     fn close(&mut self) {

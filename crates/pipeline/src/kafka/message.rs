@@ -50,6 +50,16 @@ pub(super) fn wire_size(record: &Record, drain: &str, data_type: DataType) -> us
         + fields.level.as_ref().map_or(0, |v| header("level", v.len()))
 }
 
+/// Whether `record`'s message is within `max` (`message.max.bytes`): at once when even twice
+/// the record's length fits (its key and header values are parts of it, so they are no longer
+/// than it), else by [`wire_size`].
+pub(super) fn fits_message(record: &Record, drain: &str, data_type: DataType, max: usize) -> bool {
+    let fixed =
+        MESSAGE_OVERHEAD_BYTES + 4 * HEADER_OVERHEAD_BYTES + "drain".len() + "data_type".len();
+    let fixed = fixed + "source".len() + "level".len() + drain.len() + data_type.as_str().len();
+    fixed + 2 * record.bytes().len() <= max || wire_size(record, drain, data_type) <= max
+}
+
 /// One message as the producer gets it.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Outgoing<'a> {

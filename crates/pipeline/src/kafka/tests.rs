@@ -1,5 +1,6 @@
 //! The Kafka sink's configuration and its check of a record's size.
 
+use super::message::wire_size;
 use super::*;
 
 #[test]
@@ -91,8 +92,16 @@ fn a_record_fits_exactly_when_librdkafka_takes_its_message_or_a_few_bytes_less()
         properties: vec![("message.max.bytes".into(), MAX.to_string())],
         ..KafkaSinkConfig::new("127.0.0.1:1")
     };
-    assert_eq!(config.message_max_bytes(), MAX);
-    assert_eq!(KafkaSinkConfig::new("b:1").message_max_bytes(), DEFAULT_MESSAGE_MAX_BYTES);
+    assert_eq!(config.producer_limits(), (MAX, 64 << 20));
+    let defaults = KafkaSinkConfig { queue_max_kbytes: 1024, ..KafkaSinkConfig::new("b:1") };
+    assert_eq!(defaults.producer_limits(), (DEFAULT_MESSAGE_MAX_BYTES, 1 << 20));
+    // Read as librdkafka reads them (`strtol`, any base), and the properties win.
+    let mut odd = KafkaSinkConfig::new("b:1");
+    odd.properties = vec![
+        ("message.max.bytes".into(), "0x2000".into()),
+        ("queue.buffering.max.kbytes".into(), "2048".into()),
+    ];
+    assert_eq!(odd.producer_limits(), (0x2000, 2 << 20));
     // No broker: `send` only queues, after librdkafka's size check.
     let producer: BaseProducer = config.client_config().create().unwrap();
     let drain = "drain-with-a-name";
@@ -117,10 +126,13 @@ fn a_record_fits_exactly_when_librdkafka_takes_its_message_or_a_few_bytes_less()
     };
     for key_len in [0, 20, 300] {
         let largest_taken = (200..MAX).rev().find(|&n| produced(&record_of(n, key_len))).unwrap();
-        let largest_fitting = (200..MAX)
-            .rev()
-            .find(|&n| wire_size(&record_of(n, key_len), drain, DataType::Logs) <= MAX)
-            .unwrap();
+        let fitting = |n| {
+            let record = record_of(n, key_len);
+            let fits = fits_message(&record, drain, DataType::Logs, MAX);
+            assert_eq!(fits, wire_size(&record, drain, DataType::Logs) <= MAX, "the quick check");
+            fits
+        };
+        let largest_fitting = (200..MAX).rev().find(|&n| fitting(n)).unwrap();
         assert!(
             largest_fitting <= largest_taken && largest_taken - largest_fitting <= 32,
             "key of {key_len}: librdkafka takes values up to {largest_taken} bytes, the check \
