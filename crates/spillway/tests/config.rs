@@ -416,13 +416,13 @@ fn bad_store_settings_are_named_without_their_values() {
     assert!(!message.contains("hunter2") && !message.contains("c2hvcnQ"), "{message}");
     let raw = RawConfig::from_toml(&format!(
         "[store]\ndatabase_url = \"postgres://u:hunter2@h/d\"\nkey = \"{STORE_KEY}\"\n\
-         pool_size = 0\nresync_secs = 0\nquery_timeout_secs = 0\n"
+         pool_size = 0\nresync_secs = 0\nquery_timeout_secs = 3601\n"
     ))
     .unwrap();
     let message = raw.validate(Vec::new()).unwrap_err().to_string();
     assert!(message.contains("store.pool_size: 0 is out of range"), "{message}");
     assert!(message.contains("store.resync_secs: 0 is out of range"), "{message}");
-    assert!(message.contains("store.query_timeout_secs: 0 is out of range"), "{message}");
+    assert!(message.contains("store.query_timeout_secs: 3601 is out of range"), "{message}");
     let raw = RawConfig::from_toml("[store]\ndatabase_url = \"mysql://u:hunter2@h/d\"\n").unwrap();
     let message = raw.validate(Vec::new()).unwrap_err().to_string();
     assert!(message.contains("store.database_url: not a postgres:// URL"), "{message}");

@@ -5,7 +5,7 @@
 //! and its row in that table commit in one transaction. A migration, once released, is never
 //! edited: changes are new migrations.
 
-use deadpool_postgres::Object;
+use tokio_postgres::Client;
 
 /// The advisory lock key held while migrating (any constant that nothing else uses).
 const LOCK_KEY: i64 = 0x5370_696c_6c77_6179; // "Spillway"
@@ -62,16 +62,16 @@ const DATA_TYPES: &str =
 pub(crate) const DRAINS_CHANNEL: &str = "spillway_drains";
 
 /// Applies every migration the database has not seen, under the advisory lock.
-pub(super) async fn apply(client: &mut Object) -> Result<(), tokio_postgres::Error> {
+pub(super) async fn apply(client: &mut Client) -> Result<(), tokio_postgres::Error> {
     client.execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY]).await?;
     let applied = apply_locked(client).await;
-    // Released explicitly: the connection goes back to the pool, it does not end.
+    // Released at once (the session also ends after).
     let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY]).await;
     applied?;
     unlocked.map(|_| ())
 }
 
-async fn apply_locked(client: &mut Object) -> Result<(), tokio_postgres::Error> {
+async fn apply_locked(client: &mut Client) -> Result<(), tokio_postgres::Error> {
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS spillway_schema_migrations (

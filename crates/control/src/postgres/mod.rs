@@ -8,7 +8,8 @@
 //!   connection on a server silent that long (`TCP_USER_TIMEOUT`, keepalives): no operation,
 //!   and not the feed, waits for ever.
 //! - Versioned migrations embedded in the binary ([`migrations`]), applied at connect under a
-//!   session advisory lock, so N replicas starting at once apply each one exactly once.
+//!   session advisory lock, so N replicas starting at once apply each one exactly once; on a
+//!   session of their own, without statement timeouts, ended after (and the lock with it).
 //! - Drain secrets, header values and OAuth tokens are sealed with the [`KeyRing`] before they
 //!   are written, with the key id beside them ([`rows`]).
 //! - A trigger notifies `spillway_drains` with the drain id on every change; [`feed`] keeps the
@@ -49,8 +50,9 @@ pub struct PgConfig {
     pub connect_timeout: Duration,
     /// A statement gives up after this (PostgreSQL's `statement_timeout` and `lock_timeout`),
     /// answered `Unavailable`; so does a connection whose sent data the server has not
-    /// acknowledged for this long (`TCP_USER_TIMEOUT`), and an idle one is probed by TCP
-    /// keepalives from then on, so a silently lost server is noticed, by the receiver's feed too.
+    /// acknowledged for this long (`TCP_USER_TIMEOUT`, on Linux), and an idle one is probed by
+    /// TCP keepalives from then on, so a silently lost server is noticed, by the receiver's feed
+    /// too. Zero sends no statement timeouts (for a PgBouncer that refuses startup options).
     pub query_timeout: Duration,
     /// The receiver re-reads every drain this often, whatever it was notified of.
     pub resync_interval: Duration,
@@ -213,6 +215,11 @@ impl PgStore {
                     path_key: db.detail().map_or_else(String::new, str::to_owned),
                 }
             }
+            // A server that does not speak our protocol (a PgBouncer refusing the startup
+            // `options`, say): waiting does not change it.
+            Some(db) if db.code() == &tokio_postgres::error::SqlState::PROTOCOL_VIOLATION => {
+                StoreError::Database { at: self.at.clone(), reason: pg_reason(&e) }
+            }
             // The server going down or not yet up, the connection failing, or a statement
             // given up after `query_timeout` (57014, 55P03): try later.
             Some(db)
@@ -228,28 +235,62 @@ impl PgStore {
         }
     }
 
+    /// Applies the migrations on a session of its own, ended after, so the advisory lock ends
+    /// with it whatever happened. Its statements have no time limit: a migration, or the wait
+    /// for another replica's, may take longer than `query_timeout`; a server gone silent still
+    /// ends it (TCP).
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        migrations::apply(&mut client).await.map_err(|e| self.error(e))
+        let (mut client, connection) = self.pg.connect(self.tls.clone()).await.map_err(|e| {
+            if tls::refused(&e) {
+                return StoreError::Database { at: self.at.clone(), reason: pg_reason(&e) };
+            }
+            self.error(e)
+        })?;
+        let driver = tokio::spawn(connection);
+        let unbounded = "SET statement_timeout = 0; SET lock_timeout = 0";
+        let applied = match client.batch_execute(unbounded).await {
+            Ok(()) => migrations::apply(&mut client).await,
+            Err(e) => Err(e),
+        };
+        drop(client);
+        driver.abort();
+        applied.map_err(|e| self.error(e))
     }
 }
 
 /// Makes every session give up on a statement after `timeout`, ahead of the URL's own
-/// `options` (which win where they set the same), and its TCP connection on a server that stops
-/// acknowledging or answering keepalives.
+/// `options` (which win where they set the same), and (on Linux) its TCP connection on a server
+/// that stops acknowledging; idle connections are probed by keepalives. TCP settings the URL
+/// gives are kept. A zero `timeout` sends no statement timeouts (a PgBouncer that refuses
+/// startup `options`) and leaves TCP as the driver has it.
 fn bound_queries(pg: &mut tokio_postgres::Config, timeout: Duration) {
-    let ms = timeout.as_millis().max(1);
+    if timeout.is_zero() {
+        return;
+    }
+    let ms = timeout.as_millis();
     let ours = format!("-c statement_timeout={ms} -c lock_timeout={ms}");
     let options = match pg.get_options() {
         Some(theirs) => format!("{ours} {theirs}"),
         None => ours,
     };
     pg.options(&options);
-    pg.tcp_user_timeout(timeout);
-    pg.keepalives_idle(timeout.max(Duration::from_secs(1)));
-    pg.keepalives_interval((timeout / 4).max(Duration::from_secs(1)));
-    pg.keepalives_retries(3);
+    let second = Duration::from_secs(1);
+    if pg.get_tcp_user_timeout().is_none() {
+        pg.tcp_user_timeout(timeout);
+    }
+    if pg.get_keepalives_idle() == DRIVER_KEEPALIVES_IDLE {
+        pg.keepalives_idle(timeout.max(second));
+    }
+    if pg.get_keepalives_interval().is_none() {
+        pg.keepalives_interval((timeout / 4).max(second));
+    }
+    if pg.get_keepalives_retries().is_none() {
+        pg.keepalives_retries(3);
+    }
 }
+
+/// tokio-postgres's own `keepalives_idle`, which a URL that sets none keeps.
+const DRIVER_KEEPALIVES_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
 
 /// A driver error as one line: the server's message for a database error, else the error and
 /// its cause (connection refused, reset, …). The driver never puts the password in either.
@@ -260,5 +301,41 @@ fn pg_reason(e: &tokio_postgres::Error) -> String {
     match std::error::Error::source(e) {
         Some(cause) => format!("{e}: {cause}"),
         None => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+
+    #[test]
+    fn the_url_s_own_options_and_tcp_settings_win_over_the_query_timeout() {
+        let url = "postgres://u@h/d?options=-c%20statement_timeout%3D0&keepalives_idle=30";
+        let mut pg = tokio_postgres::Config::from_str(url).unwrap();
+        bound_queries(&mut pg, Duration::from_secs(2));
+        let options = pg.get_options().unwrap();
+        assert_eq!(
+            options,
+            "-c statement_timeout=2000 -c lock_timeout=2000 -c statement_timeout=0"
+        );
+        assert_eq!(pg.get_keepalives_idle(), Duration::from_secs(30));
+        assert_eq!(pg.get_tcp_user_timeout(), Some(&Duration::from_secs(2)));
+        assert_eq!(pg.get_keepalives_interval(), Some(Duration::from_secs(1)));
+
+        let mut plain = tokio_postgres::Config::from_str("postgres://u@h/d").unwrap();
+        assert_eq!(plain.get_keepalives_idle(), DRIVER_KEEPALIVES_IDLE, "the driver's own");
+        bound_queries(&mut plain, Duration::from_secs(8));
+        assert_eq!(plain.get_keepalives_idle(), Duration::from_secs(8));
+        assert_eq!(plain.get_keepalives_interval(), Some(Duration::from_secs(2)));
+
+        let mut none = tokio_postgres::Config::from_str("postgres://u@h/d").unwrap();
+        bound_queries(&mut none, Duration::ZERO);
+        assert_eq!(
+            (none.get_options(), none.get_tcp_user_timeout()),
+            (None, None),
+            "zero sends none"
+        );
     }
 }

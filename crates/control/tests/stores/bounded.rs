@@ -30,7 +30,8 @@ async fn an_operation_behind_a_held_lock_gives_up_after_the_query_timeout() {
     let read = read.expect("the read still waits on the lock after 30 s");
     match read {
         Err(StoreError::Unavailable { reason, .. }) => {
-            assert!(reason.contains("timeout"), "{reason}");
+            // Given up by the server: a lock timeout or a statement timeout.
+            assert!(reason.contains("(55P03)") || reason.contains("(57014)"), "{reason}");
         }
         other => panic!("a read behind a held lock gave {other:?}"),
     }

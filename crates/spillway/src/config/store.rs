@@ -60,7 +60,7 @@ pub(super) fn store_config(raw: &RawStore, problems: &mut Problems) -> Option<Pg
         "store.query_timeout_secs",
         raw.query_timeout_secs,
         secs(d.query_timeout),
-        1,
+        0,
         3600,
     ));
     config.resync_interval = Duration::from_secs(problems.range(
