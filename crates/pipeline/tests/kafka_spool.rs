@@ -1,6 +1,7 @@
 //! The Kafka sink's disk spool against librdkafka's mock cluster: batches are acknowledged from
 //! the spool while no broker is reachable and reach Kafka in order once one is; in `always` mode
-//! they are acknowledged from the spool and survive a restart; a full spool refuses at once.
+//! they are acknowledged from the spool and survive a restart; a full spool refuses at once; a
+//! record the producer no longer takes does not hold up the spool.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -182,6 +183,38 @@ fn a_full_spool_refuses_batches_at_once() {
     assert_eq!((failure.sink, failure.code), ("kafka", "spool_full"));
     assert!((20..=26).contains(&accepted), "{accepted} batches fit");
     assert!(!pipeline.ready(), "a full spool is not ready");
+    drop(pipeline);
+    workers.join(Duration::from_secs(10));
+}
+
+#[test]
+fn a_spooled_record_larger_than_the_producer_now_takes_is_passed_over_not_replayed_for_ever() {
+    let dir = tempfile::tempdir().unwrap();
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    let (pipeline, workers, _) = start(config(&nowhere, dir.path(), SpoolMode::Always));
+    deliver_all(&pipeline, 0..2);
+    // Batch 2 holds one record of 3000 bytes, spooled while the producer took it.
+    let mut large = batch(2, 0);
+    large.records[4] = record("2-4", 3000);
+    block_on(pipeline.try_submit(large).unwrap().wait()).unwrap();
+    deliver_all(&pipeline, 3..4);
+    drop(pipeline);
+    assert!(workers.join(Duration::from_secs(10)).is_empty());
+
+    // Restarted with a broker and a smaller message.max.bytes.
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("vercel-logs", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let mut smaller = config(&brokers, dir.path(), SpoolMode::Always);
+    smaller.properties.push(("message.max.bytes".into(), "2000".into()));
+    let (pipeline, workers, registry) = start(smaller);
+    let drained = wait_until(Duration::from_secs(20), || {
+        metric(&registry, "spillway_kafka_spool_bytes") == 0.0
+    });
+    assert!(drained, "the spool was not produced past the record too large");
+    let mut expected = ids(0..4);
+    expected.retain(|id| id != "2-4");
+    assert_eq!(consume(&brokers, 39), expected);
     drop(pipeline);
     workers.join(Duration::from_secs(10));
 }

@@ -303,9 +303,25 @@ impl Spooled {
                 level: r.level.as_deref(),
                 value: &r.value,
             };
-            if let Err(code) = send(producer, message, &tracker) {
-                tracker.settle(total - i, Err(code), ctx);
-                break;
+            match send(producer, message, &tracker) {
+                Ok(()) => {}
+                // Spooled before `message.max.bytes` was lowered (the edge sets such records
+                // aside now): no producer takes it, and failing its frame would replay the
+                // spool from there for ever. Passed over, as a damaged frame is.
+                Err(code @ "message_too_large") => {
+                    tracing::error!(
+                        sink = KAFKA,
+                        code,
+                        drain = %String::from_utf8_lossy(&batch.drain),
+                        bytes = r.value.len(),
+                        "a spooled record is larger than the producer takes: passed over"
+                    );
+                    tracker.settle(1, Ok(()), ctx);
+                }
+                Err(code) => {
+                    tracker.settle(total - i, Err(code), ctx);
+                    break;
+                }
             }
         }
         tracker.settle(1, Ok(()), ctx);
