@@ -40,24 +40,42 @@ const HEADER_OVERHEAD_BYTES: usize = 5 + 5;
 /// more, never less: a record within it is never refused as too large by the producer.
 pub(super) fn wire_size(record: &Record, drain: &str, data_type: DataType) -> usize {
     let fields = RecordFields::of(record);
-    let header = |name: &str, value: usize| HEADER_OVERHEAD_BYTES + name.len() + value;
-    MESSAGE_OVERHEAD_BYTES
-        + fields.key().len()
-        + record.bytes().len()
-        + header("drain", drain.len())
-        + header("data_type", data_type.as_str().len())
-        + fields.source.as_ref().map_or(0, |v| header("source", v.len()))
-        + fields.level.as_ref().map_or(0, |v| header("level", v.len()))
+    let (source, level) = (fields.source.as_ref(), fields.level.as_ref());
+    let headers = headers(drain, data_type, source.map(|v| v.len()), level.map(|v| v.len()));
+    message_size(fields.key().len(), record.bytes().len(), headers)
 }
 
-/// Whether `record`'s message is within `max` (`message.max.bytes`): at once when even twice
-/// the record's length fits (its key and header values are parts of it, so they are no longer
-/// than it), else by [`wire_size`].
+/// Whether `record`'s message is within `max` (`message.max.bytes`): at once when it fits with
+/// a key as long as the record and empty `source` and `level` (the key and those values are
+/// parts of the record, so together no longer than it), else by [`wire_size`].
 pub(super) fn fits_message(record: &Record, drain: &str, data_type: DataType, max: usize) -> bool {
-    let fixed =
-        MESSAGE_OVERHEAD_BYTES + 4 * HEADER_OVERHEAD_BYTES + "drain".len() + "data_type".len();
-    let fixed = fixed + "source".len() + "level".len() + drain.len() + data_type.as_str().len();
-    fixed + 2 * record.bytes().len() <= max || wire_size(record, drain, data_type) <= max
+    let len = record.bytes().len();
+    message_size(len, len, headers(drain, data_type, Some(0), Some(0))) <= max
+        || wire_size(record, drain, data_type) <= max
+}
+
+/// A message's headers as (name, value length), absent ones `None`.
+fn headers(
+    drain: &str,
+    data_type: DataType,
+    source: Option<usize>,
+    level: Option<usize>,
+) -> [(&'static str, Option<usize>); 4] {
+    [
+        ("drain", Some(drain.len())),
+        ("data_type", Some(data_type.as_str().len())),
+        ("source", source),
+        ("level", level),
+    ]
+}
+
+/// librdkafka's size of a message of `key` and `value` bytes with `headers`, each varint at its
+/// largest.
+fn message_size(key: usize, value: usize, headers: [(&str, Option<usize>); 4]) -> usize {
+    let header = |(name, value): (&str, Option<usize>)| {
+        value.map_or(0, |value| HEADER_OVERHEAD_BYTES + name.len() + value)
+    };
+    MESSAGE_OVERHEAD_BYTES + key + value + headers.into_iter().map(header).sum::<usize>()
 }
 
 /// One message as the producer gets it.
