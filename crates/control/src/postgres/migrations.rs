@@ -61,8 +61,11 @@ const DATA_TYPES: &str =
 /// The channel the drain trigger notifies, with the drain id as payload.
 pub(crate) const DRAINS_CHANNEL: &str = "spillway_drains";
 
-/// Applies every migration the database has not seen, under the advisory lock.
+/// Applies every migration the database has not seen, under the advisory lock, on `client`'s
+/// session, which it leaves without statement or lock timeouts: a migration, or the wait for
+/// another replica's, may take longer than the store's `query_timeout`.
 pub(super) async fn apply(client: &mut Client) -> Result<(), tokio_postgres::Error> {
+    client.batch_execute("SET statement_timeout = 0; SET lock_timeout = 0").await?;
     client.execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY]).await?;
     let applied = apply_locked(client).await;
     // Released at once (the session also ends after).

@@ -195,15 +195,21 @@ impl PgStore {
         self.pool.get().await.map_err(|e| {
             let reason = match e {
                 PoolError::Timeout(_) => "no connection within the connect timeout".to_owned(),
-                // Only connecting can meet TLS refusing (a session's TLS error is a lost one).
-                PoolError::Backend(e) if tls::refused(&e) => {
-                    return StoreError::Database { at: self.at.clone(), reason: pg_reason(&e) }
-                }
-                PoolError::Backend(e) => return self.error(e),
+                PoolError::Backend(e) => return self.connect_error(e),
                 other => other.to_string(),
             };
             StoreError::Unavailable { at: self.at.clone(), reason }
         })
+    }
+
+    /// What a failed connect means: TLS refusing the server (or the server TLS) is a refusal,
+    /// anything else as for a statement. Only connecting can meet TLS refusing (a session's TLS
+    /// error is a lost one).
+    fn connect_error(&self, e: tokio_postgres::Error) -> StoreError {
+        match tls::refused(&e) {
+            true => StoreError::Database { at: self.at.clone(), reason: pg_reason(&e) },
+            false => self.error(e),
+        }
     }
 
     /// What a failed statement means: a lost connection is `Unavailable`, a unique violation of
@@ -240,18 +246,10 @@ impl PgStore {
     /// for another replica's, may take longer than `query_timeout`; a server gone silent still
     /// ends it (TCP).
     async fn migrate(&self) -> Result<(), StoreError> {
-        let (mut client, connection) = self.pg.connect(self.tls.clone()).await.map_err(|e| {
-            if tls::refused(&e) {
-                return StoreError::Database { at: self.at.clone(), reason: pg_reason(&e) };
-            }
-            self.error(e)
-        })?;
+        let connected = self.pg.connect(self.tls.clone()).await;
+        let (mut client, connection) = connected.map_err(|e| self.connect_error(e))?;
         let driver = tokio::spawn(connection);
-        let unbounded = "SET statement_timeout = 0; SET lock_timeout = 0";
-        let applied = match client.batch_execute(unbounded).await {
-            Ok(()) => migrations::apply(&mut client).await,
-            Err(e) => Err(e),
-        };
+        let applied = migrations::apply(&mut client).await;
         drop(client);
         driver.abort();
         applied.map_err(|e| self.error(e))
