@@ -68,6 +68,19 @@ fn metric(registry: &Registry, name: &str) -> f64 {
     line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
+/// A mock cluster of one broker with topic `vercel-logs` (one partition), and its address.
+fn cluster() -> (MockCluster<'static, rdkafka::producer::DefaultProducerContext>, String) {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("vercel-logs", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    (cluster, brokers)
+}
+
+/// Whether the spool is produced to its end within 20 s.
+fn drained(registry: &Registry) -> bool {
+    wait_until(Duration::from_secs(20), || metric(registry, "spillway_kafka_spool_bytes") == 0.0)
+}
+
 /// Submits batches `range` one after the other; each must be acknowledged within a second.
 fn deliver_all(pipeline: &Pipeline, range: std::ops::Range<usize>) {
     for n in range {
@@ -105,9 +118,7 @@ fn ids(range: std::ops::Range<usize>) -> Vec<String> {
 
 #[test]
 fn an_outage_is_acknowledged_from_the_spool_and_produced_in_order_after_it() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("vercel-logs", 1, 1).unwrap();
-    let brokers = cluster.bootstrap_servers();
+    let (cluster, brokers) = cluster();
     cluster.broker_down(1).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (pipeline, workers, registry) = start(config(&brokers, dir.path(), SpoolMode::Outage));
@@ -116,10 +127,7 @@ fn an_outage_is_acknowledged_from_the_spool_and_produced_in_order_after_it() {
     assert!(metric(&registry, "spillway_kafka_spool_bytes") > 0.0);
 
     cluster.broker_up(1).unwrap();
-    let spooled = wait_until(Duration::from_secs(20), || {
-        metric(&registry, "spillway_kafka_spool_bytes") == 0.0
-    });
-    assert!(spooled, "the spool was not produced");
+    assert!(drained(&registry), "the spool was not produced");
     assert_eq!(metric(&registry, "spillway_kafka_spool_replayed_records_total"), 400.0);
     // The spool is empty: the next batches go straight to the broker, after the spooled ones.
     deliver_all(&pipeline, 40..45);
@@ -139,14 +147,9 @@ fn in_always_mode_batches_are_acknowledged_from_the_spool_and_survive_a_restart(
     assert!(workers.join(Duration::from_secs(10)).is_empty());
 
     // A restart with a broker: the spool is produced, in order, from where it was left.
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("vercel-logs", 1, 1).unwrap();
-    let brokers = cluster.bootstrap_servers();
+    let (_broker, brokers) = cluster(); // the broker stops when this is dropped
     let (pipeline, workers, registry) = start(config(&brokers, dir.path(), SpoolMode::Always));
-    let drained = wait_until(Duration::from_secs(20), || {
-        metric(&registry, "spillway_kafka_spool_bytes") == 0.0
-    });
-    assert!(drained, "the spool was not produced after the restart");
+    assert!(drained(&registry), "the spool was not produced after the restart");
     deliver_all(&pipeline, 30..35);
     assert_eq!(consume(&brokers, 350), ids(0..35));
     drop(pipeline);
@@ -202,16 +205,11 @@ fn a_spooled_record_larger_than_the_producer_now_takes_is_passed_over_not_replay
     assert!(workers.join(Duration::from_secs(10)).is_empty());
 
     // Restarted with a broker and a smaller message.max.bytes.
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("vercel-logs", 1, 1).unwrap();
-    let brokers = cluster.bootstrap_servers();
+    let (_broker, brokers) = cluster(); // the broker stops when this is dropped
     let mut smaller = config(&brokers, dir.path(), SpoolMode::Always);
     smaller.properties.push(("message.max.bytes".into(), "2000".into()));
     let (pipeline, workers, registry) = start(smaller);
-    let drained = wait_until(Duration::from_secs(20), || {
-        metric(&registry, "spillway_kafka_spool_bytes") == 0.0
-    });
-    assert!(drained, "the spool was not produced past the record too large");
+    assert!(drained(&registry), "the spool was not produced past the record too large");
     let mut expected = ids(0..4);
     expected.retain(|id| id != "2-4");
     assert_eq!(consume(&brokers, 39), expected);
